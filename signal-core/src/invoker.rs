@@ -1,0 +1,57 @@
+//! The seam between typed caller proxies and whatever carries their calls.
+//!
+//! The `#[signal::hub]` macro generates a proxy struct per hub, generic over an
+//! [`Invoker`]: a network client, or an in-process invoker in tests, plugs in here
+//! without the macro knowing it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_core::Stream;
+use serde_json::value::RawValue;
+
+use crate::message::Arguments;
+
+/// A boxed stream of raw items, as a server stream arrives.
+pub type RawItemStream = Pin<Box<dyn Stream<Item = Result<Box<RawValue>, InvokeError>> + Send>>;
+
+/// A call through an [`Invoker`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// The hub answered with an error; this is its message.
+    #[error("the hub method failed: {0}")]
+    Hub(String),
+    /// An argument could not be serialized.
+    #[error("an argument could not be serialized: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// The result did not have the type the proxy declares.
+    #[error("the result could not be read as the declared type: {0}")]
+    Deserialize(#[source] serde_json::Error),
+    /// The connection failed or closed before the call completed.
+    #[error("the connection failed: {0}")]
+    Connection(String),
+}
+
+/// Carries calls from a typed proxy to a hub.
+pub trait Invoker: Send + Sync {
+    /// Invokes `method` and waits for its Completion; `None` for a void result.
+    fn invoke(
+        &self,
+        method: &str,
+        arguments: Arguments,
+    ) -> impl Future<Output = Result<Option<Box<RawValue>>, InvokeError>> + Send;
+
+    /// Invokes `method` without waiting for anything but the send itself.
+    fn send(
+        &self,
+        method: &str,
+        arguments: Arguments,
+    ) -> impl Future<Output = Result<(), InvokeError>> + Send;
+
+    /// Invokes a streaming `method`; items arrive on the returned stream.
+    fn stream(
+        &self,
+        method: &str,
+        arguments: Arguments,
+    ) -> impl Future<Output = Result<RawItemStream, InvokeError>> + Send;
+}

@@ -1,0 +1,316 @@
+//! The hub messages of the SignalR hub protocol, independent of their encoding.
+//!
+//! Arguments, results and stream items are kept as raw JSON ([`RawValue`]) so that
+//! they are deserialized exactly once, straight into the types the hub method
+//! declares, and serialized exactly once however many connections receive them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+/// Headers any message but Ping may carry.
+pub type Headers = BTreeMap<String, String>;
+
+/// One message of the hub protocol (types 1 to 9).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HubMessage {
+    /// Type 1: call a method on the other side.
+    Invocation(Invocation),
+    /// Type 2: one item of a stream.
+    StreamItem(StreamItem),
+    /// Type 3: the end of an invocation or a stream.
+    Completion(Completion),
+    /// Type 4: call a method that answers with a stream.
+    StreamInvocation(StreamInvocation),
+    /// Type 5: stop a stream the sender asked for.
+    CancelInvocation(CancelInvocation),
+    /// Type 6: keep-alive.
+    Ping,
+    /// Type 7: the sender is closing the connection.
+    Close(Close),
+    /// Type 8: stateful reconnect: the highest sequence id processed.
+    Ack {
+        /// The highest sequence id the sender has processed.
+        sequence_id: u64,
+    },
+    /// Type 9: stateful reconnect: the sequence id of the next message sent.
+    Sequence {
+        /// The sequence id of the message that follows.
+        sequence_id: u64,
+    },
+}
+
+impl HubMessage {
+    /// The numeric message type used on the wire.
+    pub fn message_type(&self) -> u8 {
+        match self {
+            HubMessage::Invocation(_) => 1,
+            HubMessage::StreamItem(_) => 2,
+            HubMessage::Completion(_) => 3,
+            HubMessage::StreamInvocation(_) => 4,
+            HubMessage::CancelInvocation(_) => 5,
+            HubMessage::Ping => 6,
+            HubMessage::Close(_) => 7,
+            HubMessage::Ack { .. } => 8,
+            HubMessage::Sequence { .. } => 9,
+        }
+    }
+}
+
+/// Positional arguments of an invocation, each kept as raw JSON until the
+/// receiving method deserializes it into the type it declares.
+#[derive(Debug, Clone, Default)]
+pub struct Arguments(Vec<Box<RawValue>>);
+
+impl PartialEq for Arguments {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| raw_eq(a, b))
+    }
+}
+
+/// Equality of raw values is textual.
+fn raw_eq(a: &RawValue, b: &RawValue) -> bool {
+    a.get() == b.get()
+}
+
+impl PartialEq for Completion {
+    fn eq(&self, other: &Self) -> bool {
+        self.invocation_id == other.invocation_id
+            && self.outcome == other.outcome
+            && self.headers == other.headers
+    }
+}
+
+impl PartialEq for CompletionOutcome {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (CompletionOutcome::Void, CompletionOutcome::Void) => true,
+            (CompletionOutcome::Result(a), CompletionOutcome::Result(b)) => raw_eq(a, b),
+            (CompletionOutcome::Error(a), CompletionOutcome::Error(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for StreamItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.invocation_id == other.invocation_id
+            && raw_eq(&self.item, &other.item)
+            && self.headers == other.headers
+    }
+}
+
+/// Why an argument could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArgumentError {
+    /// Fewer or more arguments than the method declares.
+    #[error("expected {expected} argument(s), got {actual}")]
+    Count {
+        /// What the method declares.
+        expected: usize,
+        /// What the invocation carried.
+        actual: usize,
+    },
+    /// One argument does not have the declared type.
+    #[error("argument '{name}' (position {index}) is invalid: {message}")]
+    Invalid {
+        /// Zero-based position.
+        index: usize,
+        /// The parameter's name.
+        name: String,
+        /// What serde said about it.
+        message: String,
+    },
+}
+
+impl Arguments {
+    /// Wraps raw arguments.
+    pub fn new(values: Vec<Box<RawValue>>) -> Self {
+        Arguments(values)
+    }
+
+    /// Serializes each value once into an argument list.
+    pub fn from_values<I, T>(values: I) -> Result<Self, serde_json::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Serialize,
+    {
+        values
+            .into_iter()
+            .map(|v| serde_json::value::to_raw_value(&v))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Arguments)
+    }
+
+    /// How many arguments there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The raw arguments.
+    pub fn as_slice(&self) -> &[Box<RawValue>] {
+        &self.0
+    }
+
+    /// Appends one serialized argument.
+    pub fn push(&mut self, value: Box<RawValue>) {
+        self.0.push(value);
+    }
+
+    /// Fails unless there are exactly `expected` arguments.
+    pub fn expect_len(&self, expected: usize) -> Result<(), ArgumentError> {
+        if self.0.len() == expected {
+            Ok(())
+        } else {
+            Err(ArgumentError::Count {
+                expected,
+                actual: self.0.len(),
+            })
+        }
+    }
+
+    /// Deserializes the argument at `index`, named `name` in error messages.
+    pub fn get<T: DeserializeOwned>(&self, index: usize, name: &str) -> Result<T, ArgumentError> {
+        let raw = self.0.get(index).ok_or(ArgumentError::Count {
+            expected: index + 1,
+            actual: self.0.len(),
+        })?;
+        serde_json::from_str(raw.get()).map_err(|e| ArgumentError::Invalid {
+            index,
+            name: name.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl Serialize for Arguments {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// Type 1: a call of a method by name; without an invocation id no Completion is expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// Present when the caller waits for a Completion.
+    pub invocation_id: Option<String>,
+    /// The method's name.
+    pub target: String,
+    /// Positional arguments.
+    pub arguments: Arguments,
+    /// Ids of the streams the caller uploads as further arguments.
+    pub stream_ids: Vec<String>,
+    /// Optional headers.
+    pub headers: Headers,
+}
+
+impl Invocation {
+    /// A fire-and-forget invocation of `target` with `arguments`.
+    pub fn new(target: impl Into<String>, arguments: Arguments) -> Self {
+        Invocation {
+            invocation_id: None,
+            target: target.into(),
+            arguments,
+            stream_ids: Vec::new(),
+            headers: Headers::new(),
+        }
+    }
+}
+
+/// Type 4: a call of a method that answers with a stream of items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamInvocation {
+    /// Identifies the stream's items and its Completion.
+    pub invocation_id: String,
+    /// The method's name.
+    pub target: String,
+    /// Positional arguments.
+    pub arguments: Arguments,
+    /// Ids of the streams the caller uploads as further arguments.
+    pub stream_ids: Vec<String>,
+    /// Optional headers.
+    pub headers: Headers,
+}
+
+/// Type 2: one item of a stream.
+#[derive(Debug, Clone)]
+pub struct StreamItem {
+    /// The stream's invocation id.
+    pub invocation_id: String,
+    /// The item as raw JSON.
+    pub item: Box<RawValue>,
+    /// Optional headers.
+    pub headers: Headers,
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone)]
+pub enum CompletionOutcome {
+    /// Success without a value.
+    Void,
+    /// Success with a value.
+    Result(Box<RawValue>),
+    /// Failure, with a message for the caller.
+    Error(String),
+}
+
+/// Type 3: the end of an invocation or of a stream.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The invocation this completes.
+    pub invocation_id: String,
+    /// Result, error or nothing.
+    pub outcome: CompletionOutcome,
+    /// Optional headers.
+    pub headers: Headers,
+}
+
+impl Completion {
+    /// A successful completion without a value.
+    pub fn void(invocation_id: impl Into<String>) -> Self {
+        Self::with(invocation_id, CompletionOutcome::Void)
+    }
+
+    /// A successful completion carrying `result`.
+    pub fn result(invocation_id: impl Into<String>, result: Box<RawValue>) -> Self {
+        Self::with(invocation_id, CompletionOutcome::Result(result))
+    }
+
+    /// A failed completion carrying `error`.
+    pub fn error(invocation_id: impl Into<String>, error: impl Into<String>) -> Self {
+        Self::with(invocation_id, CompletionOutcome::Error(error.into()))
+    }
+
+    fn with(invocation_id: impl Into<String>, outcome: CompletionOutcome) -> Self {
+        Completion {
+            invocation_id: invocation_id.into(),
+            outcome,
+            headers: Headers::new(),
+        }
+    }
+}
+
+/// Type 5: stop a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CancelInvocation {
+    /// The stream to stop.
+    pub invocation_id: String,
+    /// Optional headers.
+    pub headers: Headers,
+}
+
+/// Type 7: the sender closes the connection.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Close {
+    /// Why, when the close is due to a fault.
+    pub error: Option<String>,
+    /// Whether a client with automatic reconnect should come back.
+    pub allow_reconnect: bool,
+}

@@ -1,0 +1,1 @@
+//! Proc macros of signal (filled in by the macro issue).

@@ -1,0 +1,202 @@
+//! What a hub method sees of its connection and its hub, and the handle that
+//! reaches the hub's clients from outside hub methods.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+use signal_core::TransportType;
+
+use crate::clients::{CallerClients, ClientContract, Clients};
+use crate::error::SendError;
+use crate::lifetime::{ConnectionHandle, ConnectionId, Lifetime};
+
+/// Per-connection state: values keyed by their type, kept for the connection's
+/// lifetime (ASP.NET Core's `Context.Items`).
+#[derive(Default)]
+pub struct Items(Mutex<http::Extensions>);
+
+impl Items {
+    /// Stores `value`, returning the previous value of that type.
+    pub fn insert<T: Clone + Send + Sync + 'static>(&self, value: T) -> Option<T> {
+        self.0.lock().expect("items lock").insert(value)
+    }
+
+    /// A copy of the stored value of type `T`.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.0.lock().expect("items lock").get::<T>().cloned()
+    }
+
+    /// Removes the stored value of type `T`.
+    pub fn remove<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.0.lock().expect("items lock").remove::<T>()
+    }
+
+    /// Runs `f` on the stored value of type `T`, inserting `T::default()` first
+    /// when there is none. The lock is held only during `f`, which must not block.
+    pub fn update<T, R>(&self, f: impl FnOnce(&mut T) -> R) -> R
+    where
+        T: Clone + Default + Send + Sync + Any,
+    {
+        let mut items = self.0.lock().expect("items lock");
+        f(items.get_or_insert_default::<T>())
+    }
+}
+
+impl std::fmt::Debug for Items {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Items(..)")
+    }
+}
+
+/// Adds connections to groups and removes them.
+#[derive(Clone)]
+pub struct Groups {
+    lifetime: Arc<Lifetime>,
+}
+
+impl Groups {
+    /// Adds `connection` to `group`. Membership ends when the connection does.
+    pub async fn add(
+        &self,
+        connection: impl Into<ConnectionId>,
+        group: &str,
+    ) -> Result<(), SendError> {
+        let id = connection.into();
+        if self.lifetime.add_to_group(&id, group) {
+            Ok(())
+        } else {
+            Err(SendError::NotConnected(id.to_string()))
+        }
+    }
+
+    /// Removes `connection` from `group`.
+    pub async fn remove(
+        &self,
+        connection: impl Into<ConnectionId>,
+        group: &str,
+    ) -> Result<(), SendError> {
+        let id = connection.into();
+        if self.lifetime.remove_from_group(&id, group) {
+            Ok(())
+        } else {
+            Err(SendError::NotConnected(id.to_string()))
+        }
+    }
+}
+
+/// A cloneable handle to a hub's clients and groups, for code outside hub
+/// methods: background tasks, other HTTP handlers, timers.
+pub struct HubHandle<C: ?Sized = ()> {
+    lifetime: Arc<Lifetime>,
+    _contract: PhantomData<fn(&C)>,
+}
+
+impl<C: ?Sized> Clone for HubHandle<C> {
+    fn clone(&self) -> Self {
+        HubHandle {
+            lifetime: self.lifetime.clone(),
+            _contract: PhantomData,
+        }
+    }
+}
+
+impl<C: ?Sized + ClientContract> HubHandle<C> {
+    pub(crate) fn new(lifetime: Arc<Lifetime>) -> Self {
+        HubHandle {
+            lifetime,
+            _contract: PhantomData,
+        }
+    }
+
+    /// The hub's clients.
+    pub fn clients(&self) -> Clients<C> {
+        Clients::new(self.lifetime.clone())
+    }
+
+    /// The hub's groups.
+    pub fn groups(&self) -> Groups {
+        Groups {
+            lifetime: self.lifetime.clone(),
+        }
+    }
+
+    /// How many connections are live on this server.
+    pub fn connection_count(&self) -> usize {
+        self.lifetime.len()
+    }
+
+    /// How many groups have at least one member on this server.
+    pub fn group_count(&self) -> usize {
+        self.lifetime.group_count()
+    }
+}
+
+/// What a hub method knows of the call: the connection that made it, and typed
+/// access to the hub's clients and groups.
+///
+/// `C` is the client contract: `Context<dyn ChatClient>` for a hub whose clients
+/// implement the `#[signal::client]` trait `ChatClient`, plain `Context` for
+/// untyped sends.
+pub struct Context<C: ?Sized = ()> {
+    connection: Arc<ConnectionHandle>,
+    hub: HubHandle<C>,
+}
+
+impl<C: ?Sized> Clone for Context<C> {
+    fn clone(&self) -> Self {
+        Context {
+            connection: self.connection.clone(),
+            hub: self.hub.clone(),
+        }
+    }
+}
+
+impl<C: ?Sized + ClientContract> Context<C> {
+    pub(crate) fn new(connection: Arc<ConnectionHandle>, lifetime: Arc<Lifetime>) -> Self {
+        Context {
+            connection,
+            hub: HubHandle::new(lifetime),
+        }
+    }
+
+    /// The calling connection's public id.
+    pub fn connection_id(&self) -> &ConnectionId {
+        &self.connection.id
+    }
+
+    /// The calling connection's user, as the hub's user id hook named it.
+    pub fn user_id(&self) -> Option<&str> {
+        self.connection.user.as_deref()
+    }
+
+    /// The transport the calling connection uses.
+    pub fn transport(&self) -> TransportType {
+        self.connection.transport
+    }
+
+    /// The calling connection's state.
+    pub fn items(&self) -> &Items {
+        &self.connection.items
+    }
+
+    /// The hub's clients, including those relative to the caller.
+    pub fn clients(&self) -> CallerClients<C> {
+        CallerClients::new(self.hub.clients(), self.connection.id.clone())
+    }
+
+    /// The hub's groups.
+    pub fn groups(&self) -> Groups {
+        self.hub.groups()
+    }
+
+    /// A handle to the hub that outlives this call.
+    pub fn hub(&self) -> &HubHandle<C> {
+        &self.hub
+    }
+
+    /// Closes the calling connection (after the current message is handled).
+    pub fn abort(&self) {
+        self.connection.close(None);
+    }
+}

@@ -1,0 +1,104 @@
+//! The runtime's hub interface: what the `#[signal::hub]` macro implements for a
+//! hub type, and what a hand-written hub implements.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::stream::BoxStream;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use signal_core::{Arguments, HubDescriptor};
+
+use crate::clients::ClientContract;
+use crate::context::Context;
+use crate::error::{HubError, InvocationError};
+
+/// A boxed, sendable future, as hub dispatch returns them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One call of a hub method, as the runtime hands it to [`HubDispatch::dispatch`].
+#[derive(Debug)]
+pub struct Call {
+    /// The method name as the client sent it (match it without case).
+    pub target: String,
+    /// The positional arguments.
+    pub arguments: Arguments,
+    /// Whether the client asked for a stream (StreamInvocation).
+    pub streaming: bool,
+}
+
+/// What a hub method produced.
+pub enum Output {
+    /// Nothing: the Completion carries no result.
+    Void,
+    /// A value, serialized once.
+    Value(Box<RawValue>),
+    /// A server → client stream of serialized items.
+    Stream(BoxStream<'static, Result<Box<RawValue>, HubError>>),
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Void => f.write_str("Void"),
+            Output::Value(v) => f.debug_tuple("Value").field(v).finish(),
+            Output::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+impl Output {
+    /// Serializes `value` as the method's result.
+    pub fn value<T: Serialize + ?Sized>(method: &str, value: &T) -> Result<Output, InvocationError> {
+        serde_json::value::to_raw_value(value)
+            .map(Output::Value)
+            .map_err(|source| InvocationError::Result {
+                method: method.to_owned(),
+                source,
+            })
+    }
+}
+
+/// A hub: routes calls by name and answers lifecycle events.
+///
+/// The `#[signal::hub]` macro implements this for the types that implement a hub
+/// trait; hand-written implementations are possible for dynamic hubs.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a hub",
+    label = "not a hub",
+    note = "implement a `#[signal::hub]` trait for `{Self}` and mount it with `.into_hub()`"
+)]
+pub trait HubDispatch: Send + Sync + 'static {
+    /// The client contract this hub's [`Context`] is typed with (`()` for untyped).
+    type Client: ?Sized + ClientContract;
+
+    /// The hub's contract.
+    fn descriptor(&self) -> HubDescriptor;
+
+    /// Runs the method `call.target` names (compared without ASCII case).
+    fn dispatch<'a>(
+        &'a self,
+        cx: &'a Context<Self::Client>,
+        call: Call,
+    ) -> BoxFuture<'a, Result<Output, InvocationError>>;
+
+    /// Runs once the connection's handshake is done, before any invocation.
+    fn on_connected<'a>(&'a self, cx: &'a Context<Self::Client>) -> BoxFuture<'a, ()> {
+        let _ = cx;
+        Box::pin(async {})
+    }
+
+    /// Runs once the connection has ended; `error` says why when it ended on a fault.
+    fn on_disconnected<'a>(
+        &'a self,
+        cx: &'a Context<Self::Client>,
+        error: Option<&'a str>,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (cx, error);
+        Box::pin(async {})
+    }
+}
+
+/// What a server-streaming hub method returns: items, or an error that ends the
+/// stream. Build one with `Box::pin(stream)`.
+pub type HubStream<T> = BoxStream<'static, Result<T, HubError>>;

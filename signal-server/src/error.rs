@@ -1,0 +1,129 @@
+//! Errors of the hub runtime.
+
+use signal_core::ArgumentError;
+
+/// The error a hub method returns on purpose; its message reaches the caller.
+///
+/// ```
+/// # use signal_server::HubError;
+/// fn withdraw(balance: u64, amount: u64) -> Result<u64, HubError> {
+///     balance.checked_sub(amount).ok_or_else(|| HubError::new("insufficient funds"))
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HubError {
+    message: String,
+}
+
+impl HubError {
+    /// An error whose `message` is sent to the caller as it is.
+    pub fn new(message: impl Into<String>) -> Self {
+        HubError {
+            message: message.into(),
+        }
+    }
+
+    /// The message the caller receives.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Why an invocation failed before or while a hub method ran. The runtime turns
+/// each into the Completion error text ASP.NET Core SignalR sends for it.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    /// No method of that name (compared without case).
+    #[error("Unknown hub method '{0}'")]
+    UnknownMethod(String),
+    /// The arguments did not fit the method's parameters.
+    #[error("Failed to invoke '{method}' due to an error on the server. InvalidDataException: {source}")]
+    Arguments {
+        /// The method's wire name.
+        method: String,
+        /// What was wrong.
+        #[source]
+        source: ArgumentError,
+    },
+    /// The method returned a [`HubError`].
+    #[error("An unexpected error occurred invoking '{method}' on the server. HubException: {source}")]
+    Hub {
+        /// The method's wire name.
+        method: String,
+        /// The hub's own error.
+        #[source]
+        source: HubError,
+    },
+    /// The method's result could not be serialized.
+    #[error("An unexpected error occurred invoking '{method}' on the server.")]
+    Result {
+        /// The method's wire name.
+        method: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The method was invoked the wrong way (a streaming method by Invocation, say).
+    #[error("Failed to invoke '{method}' due to an error on the server. {reason}")]
+    Kind {
+        /// The method's wire name.
+        method: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl InvocationError {
+    /// An argument error of `method`.
+    pub fn arguments(method: &str, source: ArgumentError) -> Self {
+        InvocationError::Arguments {
+            method: method.to_owned(),
+            source,
+        }
+    }
+
+    /// A hub error of `method`.
+    pub fn hub(method: &str, source: HubError) -> Self {
+        InvocationError::Hub {
+            method: method.to_owned(),
+            source,
+        }
+    }
+}
+
+/// A message could not be sent to a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The arguments could not be serialized.
+    #[error("the arguments of '{method}' could not be serialized: {message}")]
+    Serialize {
+        /// The client method.
+        method: String,
+        /// What serde said.
+        message: String,
+    },
+    /// The target connection is not (or no longer) connected.
+    #[error("connection '{0}' is not connected")]
+    NotConnected(String),
+}
+
+/// A client result could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientResultError {
+    /// The invocation could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The client answered with an error (for instance, no handler for the method).
+    #[error("the client answered with an error: {0}")]
+    Client(String),
+    /// The client's answer did not have the expected type.
+    #[error("the client's result could not be read as the expected type: {0}")]
+    Deserialize(String),
+    /// The client disconnected before answering.
+    #[error("connection '{0}' disconnected before answering")]
+    Disconnected(String),
+    /// The client did not answer within the client result timeout.
+    #[error("the client did not answer within {0:?}; raise HubOptions::client_result_timeout if it needs longer")]
+    Timeout(std::time::Duration),
+}

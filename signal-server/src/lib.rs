@@ -1,0 +1,36 @@
+//! The runtime of [signal](https://docs.rs/signal): hub endpoints on axum 0.8,
+//! transports, connections, groups and the hub dispatch loop, on tokio.
+//!
+//! Users normally depend on the `signal` facade, which re-exports this crate.
+
+mod clients;
+mod context;
+mod dispatch;
+mod error;
+mod hub;
+mod lifetime;
+mod negotiate;
+mod options;
+mod session;
+mod websocket;
+
+pub use clients::{CallerClients, ClientContract, Clients, MultiClient, SingleClient, Target};
+pub use context::{Context, Groups, HubHandle, Items};
+pub use dispatch::{BoxFuture, Call, HubDispatch, HubStream, Output};
+pub use error::{ClientResultError, HubError, InvocationError, SendError};
+pub use hub::{Hub, UserIdFn};
+pub use lifetime::ConnectionId;
+pub use options::HubOptions;
+pub use signal_core::TransportType;
+
+impl From<SendError> for HubError {
+    fn from(error: SendError) -> Self {
+        HubError::new(error.to_string())
+    }
+}
+
+impl From<ClientResultError> for HubError {
+    fn from(error: ClientResultError) -> Self {
+        HubError::new(error.to_string())
+    }
+}

@@ -1,0 +1,388 @@
+//! The connection registry and the one place every outgoing send goes through.
+//!
+//! Everything a hub sends to clients, from a hub method or a background task,
+//! reaches [`Lifetime::deliver`] with a [`Recipients`] and a frame serialized once;
+//! a backplane for scale-out will sit at this seam.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use base64::Engine;
+use rand::RngCore;
+use signal_core::{CompletionOutcome, TransportType};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Items;
+
+/// One encoded record (or several) ready to write to a transport.
+pub(crate) type Frame = Utf8Bytes;
+
+fn random_id() -> Arc<str> {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(bytes)
+        .into()
+}
+
+/// The public id of a connection: what other code addresses it by.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(Arc<str>);
+
+impl ConnectionId {
+    pub(crate) fn random() -> Self {
+        ConnectionId(random_id())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for ConnectionId {
+    fn from(s: &str) -> Self {
+        ConnectionId(s.into())
+    }
+}
+
+impl From<String> for ConnectionId {
+    fn from(s: String) -> Self {
+        ConnectionId(s.into())
+    }
+}
+
+impl AsRef<str> for ConnectionId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The secret that opens a negotiated connection's transports; never shown to
+/// other connections, never logged.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ConnectionToken(Arc<str>);
+
+impl ConnectionToken {
+    pub(crate) fn random() -> Self {
+        ConnectionToken(random_id())
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ConnectionToken {
+    fn from(s: &str) -> Self {
+        ConnectionToken(s.into())
+    }
+}
+
+impl fmt::Debug for ConnectionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConnectionToken(..)")
+    }
+}
+
+/// A live connection as the registry sees it; shared by its own task, the
+/// registry, and every `Context` of it.
+pub(crate) struct ConnectionHandle {
+    pub(crate) id: ConnectionId,
+    pub(crate) user: Option<Arc<str>>,
+    pub(crate) transport: TransportType,
+    outgoing: mpsc::Sender<Frame>,
+    groups: Mutex<HashSet<Arc<str>>>,
+    pub(crate) items: Items,
+    closing: CancellationToken,
+    close_error: Mutex<Option<String>>,
+    results: Mutex<HashMap<String, oneshot::Sender<CompletionOutcome>>>,
+    next_result_id: AtomicU64,
+    pub(crate) client_result_timeout: Duration,
+}
+
+impl ConnectionHandle {
+    pub(crate) fn new(
+        id: ConnectionId,
+        user: Option<Arc<str>>,
+        transport: TransportType,
+        outgoing: mpsc::Sender<Frame>,
+        client_result_timeout: Duration,
+    ) -> Self {
+        ConnectionHandle {
+            id,
+            user,
+            transport,
+            outgoing,
+            groups: Mutex::default(),
+            items: Items::default(),
+            closing: CancellationToken::new(),
+            close_error: Mutex::default(),
+            results: Mutex::default(),
+            next_result_id: AtomicU64::new(1),
+            client_result_timeout,
+        }
+    }
+
+    /// Queues a frame, waiting while the queue is full (backpressure for one
+    /// connection's own sends).
+    pub(crate) async fn send(&self, frame: Frame) -> bool {
+        self.outgoing.send(frame).await.is_ok()
+    }
+
+    /// Queues a frame without waiting. A connection whose queue is full cannot
+    /// keep up with what is sent to it: it is closed rather than let its queue
+    /// grow without bound or drop a message silently.
+    pub(crate) fn try_send(&self, frame: &Frame) {
+        match self.outgoing.try_send(frame.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(connection = %self.id, "outgoing queue full; closing the connection as too slow");
+                self.close(Some(
+                    "Connection closed with an error: the client did not keep up with the messages sent to it."
+                        .to_owned(),
+                ));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Asks the connection's task to close, with `error` in the Close message.
+    pub(crate) fn close(&self, error: Option<String>) {
+        if let Some(error) = error {
+            let mut slot = self.close_error.lock().expect("close_error lock");
+            slot.get_or_insert(error);
+        }
+        self.closing.cancel();
+    }
+
+    pub(crate) fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
+    pub(crate) fn close_error(&self) -> Option<String> {
+        self.close_error.lock().expect("close_error lock").clone()
+    }
+
+    /// Registers a pending client result; returns its invocation id.
+    pub(crate) fn expect_result(&self) -> (String, oneshot::Receiver<CompletionOutcome>) {
+        let id = self.next_result_id.fetch_add(1, Ordering::Relaxed).to_string();
+        let (tx, rx) = oneshot::channel();
+        self.results
+            .lock()
+            .expect("results lock")
+            .insert(id.clone(), tx);
+        (id, rx)
+    }
+
+    pub(crate) fn forget_result(&self, id: &str) {
+        self.results.lock().expect("results lock").remove(id);
+    }
+
+    /// Delivers a client's Completion to the waiting caller; false if none waits.
+    pub(crate) fn complete_result(&self, id: &str, outcome: CompletionOutcome) -> bool {
+        let waiter = self.results.lock().expect("results lock").remove(id);
+        match waiter {
+            Some(tx) => tx.send(outcome).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Drops every pending client result: their callers see a disconnect.
+    pub(crate) fn fail_results(&self) {
+        self.results.lock().expect("results lock").clear();
+    }
+}
+
+/// Whom a send addresses.
+#[derive(Debug, Clone)]
+pub(crate) enum Recipients {
+    All { except: Vec<ConnectionId> },
+    Connections(Vec<ConnectionId>),
+    Groups { names: Vec<Arc<str>>, except: Vec<ConnectionId> },
+    Users(Vec<Arc<str>>),
+}
+
+type Members = HashMap<ConnectionId, Arc<ConnectionHandle>>;
+
+/// The registry of a hub's connections, groups and users.
+#[derive(Default)]
+pub(crate) struct Lifetime {
+    connections: RwLock<Members>,
+    groups: RwLock<HashMap<Arc<str>, Members>>,
+    users: RwLock<HashMap<Arc<str>, Members>>,
+}
+
+impl Lifetime {
+    pub(crate) fn add(&self, connection: Arc<ConnectionHandle>) {
+        if let Some(user) = &connection.user {
+            self.users
+                .write()
+                .expect("users lock")
+                .entry(user.clone())
+                .or_default()
+                .insert(connection.id.clone(), connection.clone());
+        }
+        self.connections
+            .write()
+            .expect("connections lock")
+            .insert(connection.id.clone(), connection);
+    }
+
+    /// Removes a connection and its memberships, so nothing is left behind.
+    pub(crate) fn remove(&self, connection: &ConnectionHandle) {
+        self.connections
+            .write()
+            .expect("connections lock")
+            .remove(&connection.id);
+        let names: Vec<_> = connection
+            .groups
+            .lock()
+            .expect("groups lock")
+            .drain()
+            .collect();
+        if !names.is_empty() {
+            let mut groups = self.groups.write().expect("groups lock");
+            for name in names {
+                remove_member(&mut groups, &name, &connection.id);
+            }
+        }
+        if let Some(user) = &connection.user {
+            remove_member(
+                &mut self.users.write().expect("users lock"),
+                user,
+                &connection.id,
+            );
+        }
+    }
+
+    pub(crate) fn get(&self, id: &ConnectionId) -> Option<Arc<ConnectionHandle>> {
+        self.connections
+            .read()
+            .expect("connections lock")
+            .get(id)
+            .cloned()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.connections.read().expect("connections lock").len()
+    }
+
+    pub(crate) fn add_to_group(&self, id: &ConnectionId, group: &str) -> bool {
+        let Some(connection) = self.get(id) else {
+            return false;
+        };
+        let name: Arc<str> = group.into();
+        connection
+            .groups
+            .lock()
+            .expect("groups lock")
+            .insert(name.clone());
+        self.groups
+            .write()
+            .expect("groups lock")
+            .entry(name)
+            .or_default()
+            .insert(id.clone(), connection);
+        true
+    }
+
+    pub(crate) fn remove_from_group(&self, id: &ConnectionId, group: &str) -> bool {
+        let Some(connection) = self.get(id) else {
+            return false;
+        };
+        connection.groups.lock().expect("groups lock").remove(group);
+        remove_member(&mut self.groups.write().expect("groups lock"), group, id);
+        true
+    }
+
+    pub(crate) fn group_count(&self) -> usize {
+        self.groups.read().expect("groups lock").len()
+    }
+
+    /// Queues `frame` for every connection `recipients` names. Never waits: a
+    /// connection that cannot take it is closed (see [`ConnectionHandle::try_send`]).
+    pub(crate) fn deliver(&self, recipients: &Recipients, frame: &Frame) {
+        match recipients {
+            Recipients::All { except } => {
+                for (id, connection) in self.connections.read().expect("connections lock").iter() {
+                    if !except.contains(id) {
+                        connection.try_send(frame);
+                    }
+                }
+            }
+            Recipients::Connections(ids) => {
+                let connections = self.connections.read().expect("connections lock");
+                for id in dedup(ids) {
+                    if let Some(connection) = connections.get(id) {
+                        connection.try_send(frame);
+                    }
+                }
+            }
+            Recipients::Groups { names, except } => {
+                let groups = self.groups.read().expect("groups lock");
+                deliver_to_sets(names.iter().filter_map(|n| groups.get(n)), except, frame);
+            }
+            Recipients::Users(names) => {
+                let users = self.users.read().expect("users lock");
+                deliver_to_sets(names.iter().filter_map(|n| users.get(n)), &[], frame);
+            }
+        }
+    }
+}
+
+fn remove_member(sets: &mut HashMap<Arc<str>, Members>, name: &str, id: &ConnectionId) {
+    if let Some(members) = sets.get_mut(name) {
+        members.remove(id);
+        if members.is_empty() {
+            sets.remove(name);
+        }
+    }
+}
+
+fn dedup(ids: &[ConnectionId]) -> impl Iterator<Item = &ConnectionId> {
+    let mut seen = HashSet::new();
+    ids.iter().filter(move |id| seen.insert(*id))
+}
+
+/// Sends once to each connection of the union of `sets`, skipping `except`.
+fn deliver_to_sets<'a>(
+    sets: impl Iterator<Item = &'a Members>,
+    except: &[ConnectionId],
+    frame: &Frame,
+) {
+    let sets: Vec<&Members> = sets.collect();
+    if let [only] = sets[..] {
+        for (id, connection) in only {
+            if !except.contains(id) {
+                connection.try_send(frame);
+            }
+        }
+        return;
+    }
+    let mut seen = HashSet::new();
+    for members in sets {
+        for (id, connection) in members {
+            if !except.contains(id) && seen.insert(id) {
+                connection.try_send(frame);
+            }
+        }
+    }
+}

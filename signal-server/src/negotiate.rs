@@ -1,0 +1,157 @@
+//! `POST {hub}/negotiate`: hands out a connection id and the secret token that
+//! opens the connection's transports.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use signal_core::NegotiateResponse;
+
+use crate::dispatch::HubDispatch;
+use crate::hub::HubRuntime;
+use crate::lifetime::{ConnectionId, ConnectionToken};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NegotiateQuery {
+    #[serde(default)]
+    negotiate_version: u32,
+}
+
+/// Negotiated connections waiting for their transport, and the tokens in use.
+pub(crate) struct Negotiations {
+    timeout: Duration,
+    state: Mutex<NegotiationState>,
+}
+
+struct NegotiationState {
+    pending: HashMap<ConnectionToken, (ConnectionId, Instant)>,
+    active: HashSet<ConnectionToken>,
+    last_sweep: Instant,
+}
+
+/// Why a transport request's token was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TokenError {
+    /// Never issued, expired, or its connection has ended: 404.
+    Unknown,
+    /// A transport is already open for it: 409.
+    InUse,
+}
+
+impl Negotiations {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Negotiations {
+            timeout,
+            state: Mutex::new(NegotiationState {
+                pending: HashMap::new(),
+                active: HashSet::new(),
+                last_sweep: Instant::now(),
+            }),
+        }
+    }
+
+    /// Issues a connection id and token. With negotiate version 0 the id is the token.
+    pub(crate) fn create(&self, version: u32) -> (ConnectionId, ConnectionToken) {
+        let id = ConnectionId::random();
+        let token = if version == 0 {
+            ConnectionToken::from(id.as_str())
+        } else {
+            ConnectionToken::random()
+        };
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("negotiations lock");
+        // Tokens never used expire; sweeping now and then keeps the map small
+        // without a timer task per hub.
+        if now.duration_since(state.last_sweep) > self.timeout {
+            let timeout = self.timeout;
+            state
+                .pending
+                .retain(|_, (_, created)| now.duration_since(*created) < timeout);
+            state.last_sweep = now;
+        }
+        state.pending.insert(token.clone(), (id.clone(), now));
+        (id, token)
+    }
+
+    /// Starts the connection a token names: its id, once.
+    pub(crate) fn start(&self, token: &str) -> Result<(ConnectionId, ConnectionToken), TokenError> {
+        let token = ConnectionToken::from(token);
+        let mut state = self.state.lock().expect("negotiations lock");
+        if state.active.contains(&token) {
+            return Err(TokenError::InUse);
+        }
+        match state.pending.remove(&token) {
+            Some((id, created)) if created.elapsed() < self.timeout => {
+                state.active.insert(token.clone());
+                Ok((id, token))
+            }
+            _ => Err(TokenError::Unknown),
+        }
+    }
+
+    /// Forgets a token whose connection has ended.
+    pub(crate) fn end(&self, token: &ConnectionToken) {
+        self.state
+            .lock()
+            .expect("negotiations lock")
+            .active
+            .remove(token);
+    }
+}
+
+pub(crate) async fn negotiate<D: HubDispatch>(
+    State(runtime): State<Arc<HubRuntime<D>>>,
+    Query(query): Query<NegotiateQuery>,
+) -> Json<NegotiateResponse> {
+    let version = query.negotiate_version.min(1);
+    let (id, token) = runtime.negotiations.create(version);
+    tracing::debug!(connection = %id, "negotiated");
+    Json(NegotiateResponse {
+        connection_id: id.to_string(),
+        connection_token: (version >= 1).then(|| token.as_str().to_owned()),
+        negotiate_version: version,
+        available_transports: runtime
+            .options
+            .transports
+            .iter()
+            .map(|t| (*t).into())
+            .collect(),
+        use_stateful_reconnect: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_starts_one_connection_once() {
+        let negotiations = Negotiations::new(Duration::from_secs(30));
+        let (id, token) = negotiations.create(1);
+        assert_ne!(id.as_str(), token.as_str());
+        let (started, _) = negotiations.start(token.as_str()).unwrap();
+        assert_eq!(started, id);
+        assert_eq!(negotiations.start(token.as_str()), Err(TokenError::InUse));
+        negotiations.end(&token);
+        assert_eq!(negotiations.start(token.as_str()), Err(TokenError::Unknown));
+        assert_eq!(negotiations.start("nope"), Err(TokenError::Unknown));
+    }
+
+    #[test]
+    fn version_zero_uses_the_id_as_token() {
+        let negotiations = Negotiations::new(Duration::from_secs(30));
+        let (id, token) = negotiations.create(0);
+        assert_eq!(id.as_str(), token.as_str());
+    }
+
+    #[test]
+    fn unused_tokens_expire() {
+        let negotiations = Negotiations::new(Duration::ZERO);
+        let (_, token) = negotiations.create(1);
+        assert_eq!(negotiations.start(token.as_str()), Err(TokenError::Unknown));
+    }
+}

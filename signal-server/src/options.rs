@@ -1,0 +1,54 @@
+//! Settings of a hub, with ASP.NET Core SignalR's defaults.
+
+use std::time::Duration;
+
+use signal_core::TransportType;
+
+/// Settings of one hub. Defaults match ASP.NET Core SignalR.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HubOptions {
+    /// How often the server sends a Ping when it has sent nothing else (15 s).
+    pub keep_alive_interval: Duration,
+    /// How long the server waits for any message from a client before closing
+    /// the connection (30 s).
+    pub client_timeout: Duration,
+    /// How long a new connection may take to send its handshake (15 s).
+    pub handshake_timeout: Duration,
+    /// The largest message a client may send, in bytes (32 KiB); past it the
+    /// connection is closed with an error.
+    pub maximum_receive_message_size: usize,
+    /// How many invocations of one connection run at once (1: in order).
+    pub maximum_parallel_invocations: usize,
+    /// How many frames may wait to be written to one connection (1024). A
+    /// connection that falls this far behind a broadcast is closed rather than
+    /// buffered without bound or allowed to lose messages.
+    pub outgoing_queue_capacity: usize,
+    /// How many invocations of one connection may wait for their turn (1024);
+    /// a client that sends more while they run is closed.
+    pub pending_invocation_capacity: usize,
+    /// How long a client result may take (30 s).
+    pub client_result_timeout: Duration,
+    /// The transports clients may use, in the order negotiate offers them.
+    pub transports: Vec<TransportType>,
+    /// How long a negotiated connection may wait for its first transport
+    /// request before its token expires (30 s).
+    pub negotiate_timeout: Duration,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        HubOptions {
+            keep_alive_interval: Duration::from_secs(15),
+            client_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(15),
+            maximum_receive_message_size: 32 * 1024,
+            maximum_parallel_invocations: 1,
+            outgoing_queue_capacity: 1024,
+            pending_invocation_capacity: 1024,
+            client_result_timeout: Duration::from_secs(30),
+            transports: TransportType::ALL.to_vec(),
+            negotiate_timeout: Duration::from_secs(30),
+        }
+    }
+}

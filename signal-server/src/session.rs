@@ -1,0 +1,567 @@
+//! One connection's life, whatever its transport: handshake, the message loop,
+//! keep-alive and timeouts, invocations in order, streams, and the end.
+//!
+//! Each connection is one task. The loop keeps reading while invocations run, so a
+//! hub method that waits for its own client (a client result) cannot deadlock it.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::{FutureExt, Stream};
+use signal_core::{
+    Close, Completion, CompletionOutcome, HandshakeRequest, HandshakeResponse, HubMessage,
+    JsonHubProtocol, RecordError, RecordReader, StreamItem, TransportType,
+};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::clients::encode;
+use crate::context::Context;
+use crate::dispatch::{BoxFuture, Call, HubDispatch, Output};
+use crate::error::InvocationError;
+use crate::hub::HubRuntime;
+use crate::lifetime::{ConnectionHandle, ConnectionId, ConnectionToken, Frame};
+
+/// The transport could not be written to: the client has gone.
+#[derive(Debug)]
+pub(crate) struct TransportClosed;
+
+/// The sending half of a transport.
+pub(crate) trait Outgoing: Send {
+    /// Buffers one frame.
+    fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+    /// Writes what is buffered.
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+    /// Ends the transport.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Who the connection is, as its transport request established.
+pub(crate) struct Start {
+    pub(crate) id: ConnectionId,
+    pub(crate) token: Option<ConnectionToken>,
+    pub(crate) user: Option<Arc<str>>,
+    pub(crate) transport: TransportType,
+    pub(crate) remote: Option<std::net::SocketAddr>,
+}
+
+impl Start {
+    /// Transports with a keep-alive of their own (long polling) get no pings and no
+    /// client timeout.
+    fn inherent_keep_alive(&self) -> bool {
+        self.transport == TransportType::LongPolling
+    }
+}
+
+enum Done {
+    Finished,
+    Stream {
+        invocation_id: String,
+        stream: futures_util::stream::BoxStream<'static, Result<Box<serde_json::value::RawValue>, crate::HubError>>,
+    },
+}
+
+type Work = BoxFuture<'static, Done>;
+
+/// Why the loop ended.
+enum End {
+    /// The client left (closed its transport or sent Close).
+    ClientLeft(Option<String>),
+    /// The server closes, with an error for the Close message.
+    ServerClose(Option<String>),
+}
+
+pub(crate) async fn run<D, I, O>(
+    runtime: Arc<HubRuntime<D>>,
+    start: Start,
+    incoming: I,
+    outgoing: O,
+) where
+    D: HubDispatch,
+    I: Stream<Item = Bytes> + Unpin + Send,
+    O: Outgoing,
+{
+    let span = tracing::debug_span!("connection", id = %start.id, transport = %start.transport);
+    tracing::debug!(parent: &span, remote = ?start.remote, "connection started");
+    run_inner(runtime, start, incoming, outgoing)
+        .instrument(span)
+        .await;
+}
+
+async fn run_inner<D, I, O>(
+    runtime: Arc<HubRuntime<D>>,
+    start: Start,
+    mut incoming: I,
+    mut outgoing: O,
+) where
+    D: HubDispatch,
+    I: Stream<Item = Bytes> + Unpin + Send,
+    O: Outgoing,
+{
+    let options = &runtime.options;
+    let mut reader = RecordReader::new(options.maximum_receive_message_size);
+
+    let handshake = tokio::time::timeout(
+        options.handshake_timeout,
+        read_handshake(&mut incoming, &mut reader),
+    )
+    .await;
+    let leftover = match handshake {
+        Err(_) => {
+            tracing::debug!("no handshake within the handshake timeout");
+            finish_transport(&runtime, &start, &mut outgoing).await;
+            return;
+        }
+        Ok(Err(None)) => {
+            finish_transport(&runtime, &start, &mut outgoing).await;
+            return;
+        }
+        Ok(Err(Some(error))) => {
+            tracing::debug!(%error, "handshake refused");
+            let _ = write_now(&mut outgoing, handshake_frame(&HandshakeResponse::error(error))).await;
+            finish_transport(&runtime, &start, &mut outgoing).await;
+            return;
+        }
+        Ok(Ok(leftover)) => leftover,
+    };
+    if write_now(&mut outgoing, handshake_frame(&HandshakeResponse::ok()))
+        .await
+        .is_err()
+    {
+        finish_transport(&runtime, &start, &mut outgoing).await;
+        return;
+    }
+
+    let (tx, mut rx) = mpsc::channel(options.outgoing_queue_capacity.max(1));
+    let handle = Arc::new(ConnectionHandle::new(
+        start.id.clone(),
+        start.user.clone(),
+        start.transport,
+        tx,
+        options.client_result_timeout,
+    ));
+    runtime.lifetime.add(handle.clone());
+    let cx: Context<D::Client> = Context::new(handle.clone(), runtime.lifetime.clone());
+
+    let mut queue: VecDeque<Work> = VecDeque::new();
+    let mut running: FuturesUnordered<Work> = FuturesUnordered::new();
+    let mut streams: FuturesUnordered<BoxFuture<'static, String>> = FuturesUnordered::new();
+    let mut stream_tokens: HashMap<String, CancellationToken> = HashMap::new();
+    let parallel = options.maximum_parallel_invocations.max(1);
+
+    // on_connected runs first, as the head of the invocation queue, so that frames
+    // it sends are written while it runs and no invocation overtakes it.
+    {
+        let runtime = runtime.clone();
+        let cx = cx.clone();
+        queue.push_back(Box::pin(async move {
+            if let Err(panic) = AssertUnwindSafe(runtime.dispatch.on_connected(&cx))
+                .catch_unwind()
+                .await
+            {
+                tracing::error!(panic = panic_message(&panic), "on_connected panicked");
+            }
+            Done::Finished
+        }));
+    }
+
+    let keep_alive = !start.inherent_keep_alive();
+    let mut last_read = Instant::now();
+    let mut last_write = Instant::now();
+    let ping_sleep = sleep_until(last_write + options.keep_alive_interval);
+    let timeout_sleep = sleep_until(last_read + options.client_timeout);
+    tokio::pin!(ping_sleep, timeout_sleep);
+
+    let mut pending_records = leftover;
+    let end = 'session: loop {
+        // Records already read (the rest of the handshake's chunk, or of the last one).
+        for record in std::mem::take(&mut pending_records) {
+            match handle_record::<D>(
+                &record,
+                &runtime,
+                &cx,
+                &handle,
+                &mut queue,
+                &mut stream_tokens,
+            ) {
+                Ok(None) => {}
+                Ok(Some(end)) => break 'session end,
+                Err(error) => break 'session End::ServerClose(Some(error)),
+            }
+        }
+        while running.len() < parallel {
+            match queue.pop_front() {
+                Some(work) => running.push(work),
+                None => break,
+            }
+        }
+
+        tokio::select! {
+            _ = handle.closing().cancelled() => break End::ServerClose(handle.close_error()),
+            chunk = incoming.next() => {
+                let Some(chunk) = chunk else { break End::ClientLeft(None) };
+                last_read = Instant::now();
+                match reader.push(&chunk) {
+                    Ok(records) => pending_records = records,
+                    Err(RecordError::TooLarge { .. }) => {
+                        let error = RecordError::TooLarge { limit: options.maximum_receive_message_size };
+                        break End::ServerClose(Some(format!("Connection closed with an error: {error}")));
+                    }
+                }
+            }
+            Some(frame) = rx.recv() => {
+                if write_batch(&mut outgoing, &mut rx, frame).await.is_err() {
+                    break End::ClientLeft(None);
+                }
+                last_write = Instant::now();
+            }
+            Some(done) = running.next() => {
+                if let Done::Stream { invocation_id, stream } = done {
+                    let token = CancellationToken::new();
+                    stream_tokens.insert(invocation_id.clone(), token.clone());
+                    streams.push(Box::pin(pump(handle.clone(), invocation_id, stream, token)));
+                }
+            }
+            Some(finished) = streams.next() => {
+                stream_tokens.remove(&finished);
+            }
+            _ = &mut ping_sleep, if keep_alive => {
+                let due = last_write + options.keep_alive_interval;
+                if Instant::now() >= due {
+                    if write_now(&mut outgoing, encode(&HubMessage::Ping)).await.is_err() {
+                        break End::ClientLeft(None);
+                    }
+                    last_write = Instant::now();
+                }
+                ping_sleep.as_mut().reset(last_write + options.keep_alive_interval);
+            }
+            _ = &mut timeout_sleep, if keep_alive => {
+                let due = last_read + options.client_timeout;
+                if Instant::now() >= due {
+                    break End::ServerClose(Some(format!(
+                        "Connection closed with an error: no message was received from the client within the client timeout ({:?}).",
+                        options.client_timeout
+                    )));
+                }
+                timeout_sleep.as_mut().reset(due);
+            }
+        }
+        if queue.len() > options.pending_invocation_capacity {
+            break End::ServerClose(Some(format!(
+                "Connection closed with an error: more than {} invocations were waiting to run.",
+                options.pending_invocation_capacity
+            )));
+        }
+    };
+
+    let error = match end {
+        End::ClientLeft(error) => error,
+        End::ServerClose(error) => {
+            // Frames already queued (a completion just before an abort) go out first.
+            while let Ok(frame) = rx.try_recv() {
+                if outgoing.feed(frame).await.is_err() {
+                    break;
+                }
+            }
+            let close = HubMessage::Close(Close {
+                error: error.clone(),
+                allow_reconnect: false,
+            });
+            let _ = write_now(&mut outgoing, encode(&close)).await;
+            if let Some(error) = &error {
+                tracing::debug!(%error, "server closed the connection");
+            }
+            error
+        }
+    };
+    drop(rx);
+    finish_transport(&runtime, &start, &mut outgoing).await;
+
+    for token in stream_tokens.values() {
+        token.cancel();
+    }
+    drop(streams);
+    handle.fail_results();
+    // Invocations already running finish on their own; their sends are dropped.
+    if !running.is_empty() {
+        tokio::spawn(async move { while running.next().await.is_some() {} }.in_current_span());
+    }
+    if let Err(panic) = AssertUnwindSafe(runtime.dispatch.on_disconnected(&cx, error.as_deref()))
+        .catch_unwind()
+        .await
+    {
+        tracing::error!(panic = panic_message(&panic), "on_disconnected panicked");
+    }
+    runtime.lifetime.remove(&handle);
+    tracing::debug!(error = error.as_deref(), "connection ended");
+}
+
+async fn finish_transport<D: HubDispatch, O: Outgoing>(
+    runtime: &HubRuntime<D>,
+    start: &Start,
+    outgoing: &mut O,
+) {
+    outgoing.close().await;
+    if let Some(token) = &start.token {
+        runtime.negotiations.end(token);
+    }
+}
+
+/// Reads until the first record. `Err(Some(text))` refuses the handshake with
+/// `text`; `Err(None)` means the client left first.
+async fn read_handshake<I>(
+    incoming: &mut I,
+    reader: &mut RecordReader,
+) -> Result<Vec<Bytes>, Option<String>>
+where
+    I: Stream<Item = Bytes> + Unpin,
+{
+    loop {
+        let chunk = incoming.next().await.ok_or(None)?;
+        let mut records = reader.push(&chunk).map_err(|e| Some(e.to_string()))?;
+        if records.is_empty() {
+            continue;
+        }
+        let first = records.remove(0);
+        let request = HandshakeRequest::parse(&first).map_err(|e| Some(e.to_string()))?;
+        if request.protocol != JsonHubProtocol::NAME {
+            return Err(Some(format!(
+                "The protocol '{}' is not supported.",
+                request.protocol
+            )));
+        }
+        if request.version == 0 || request.version > JsonHubProtocol::MAX_VERSION {
+            return Err(Some(format!(
+                "The server does not support version {} of the 'json' protocol.",
+                request.version
+            )));
+        }
+        return Ok(records);
+    }
+}
+
+fn handshake_frame(response: &HandshakeResponse) -> Frame {
+    String::from_utf8(response.to_record())
+        .expect("JSON is UTF-8")
+        .into()
+}
+
+async fn write_now<O: Outgoing>(outgoing: &mut O, frame: Frame) -> Result<(), TransportClosed> {
+    outgoing.feed(frame).await?;
+    outgoing.flush().await
+}
+
+/// Writes `first` and whatever else is already queued, then flushes once.
+async fn write_batch<O: Outgoing>(
+    outgoing: &mut O,
+    rx: &mut mpsc::Receiver<Frame>,
+    first: Frame,
+) -> Result<(), TransportClosed> {
+    const MAX_BATCH: usize = 64;
+    outgoing.feed(first).await?;
+    for _ in 1..MAX_BATCH {
+        match rx.try_recv() {
+            Ok(frame) => outgoing.feed(frame).await?,
+            Err(_) => break,
+        }
+    }
+    outgoing.flush().await
+}
+
+/// Handles one record. `Err(text)` closes the connection with `text`.
+fn handle_record<D: HubDispatch>(
+    record: &[u8],
+    runtime: &Arc<HubRuntime<D>>,
+    cx: &Context<D::Client>,
+    handle: &Arc<ConnectionHandle>,
+    queue: &mut VecDeque<Work>,
+    stream_tokens: &mut HashMap<String, CancellationToken>,
+) -> Result<Option<End>, String> {
+    let message = match JsonHubProtocol.parse(record) {
+        Ok(Some(message)) => message,
+        Ok(None) => {
+            tracing::debug!("ignored a message of an unknown type");
+            return Ok(None);
+        }
+        Err(error) => return Err(format!("Connection closed with an error: {error}")),
+    };
+    match message {
+        HubMessage::Invocation(invocation) => {
+            queue.push_back(invoke(
+                runtime.clone(),
+                cx.clone(),
+                handle.clone(),
+                invocation.invocation_id,
+                Call {
+                    target: invocation.target,
+                    arguments: invocation.arguments,
+                    streaming: false,
+                },
+            ));
+        }
+        HubMessage::StreamInvocation(invocation) => {
+            queue.push_back(invoke(
+                runtime.clone(),
+                cx.clone(),
+                handle.clone(),
+                Some(invocation.invocation_id),
+                Call {
+                    target: invocation.target,
+                    arguments: invocation.arguments,
+                    streaming: true,
+                },
+            ));
+        }
+        HubMessage::CancelInvocation(cancel) => {
+            if let Some(token) = stream_tokens.remove(&cancel.invocation_id) {
+                token.cancel();
+            }
+        }
+        HubMessage::Completion(completion) => {
+            if !handle.complete_result(&completion.invocation_id, completion.outcome) {
+                tracing::debug!(invocation = %completion.invocation_id, "completion for no pending client result");
+            }
+        }
+        HubMessage::StreamItem(item) => {
+            tracing::debug!(invocation = %item.invocation_id, "stream item for no upload stream");
+        }
+        HubMessage::Close(close) => return Ok(Some(End::ClientLeft(close.error))),
+        HubMessage::Ping | HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {}
+    }
+    Ok(None)
+}
+
+fn invoke<D: HubDispatch>(
+    runtime: Arc<HubRuntime<D>>,
+    cx: Context<D::Client>,
+    handle: Arc<ConnectionHandle>,
+    invocation_id: Option<String>,
+    call: Call,
+) -> Work {
+    Box::pin(async move {
+        let target = call.target.clone();
+        let streaming = call.streaming;
+        let span = tracing::debug_span!("invocation", method = %target, id = invocation_id.as_deref());
+        let result = AssertUnwindSafe(runtime.dispatch.dispatch(&cx, call))
+            .catch_unwind()
+            .instrument(span.clone())
+            .await;
+        let outcome = match result {
+            Ok(Ok(Output::Stream(stream))) if streaming => {
+                if let Some(invocation_id) = invocation_id {
+                    return Done::Stream {
+                        invocation_id,
+                        stream,
+                    };
+                }
+                return Done::Finished;
+            }
+            Ok(Ok(Output::Stream(_))) => CompletionOutcome::Error(
+                InvocationError::Kind {
+                    method: target.clone(),
+                    reason: format!(
+                        "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
+                    ),
+                }
+                .to_string(),
+            ),
+            Ok(Ok(_)) if streaming => CompletionOutcome::Error(
+                InvocationError::Kind {
+                    method: target.clone(),
+                    reason: format!(
+                        "The client attempted to invoke the non-streaming '{target}' method with a streaming invocation."
+                    ),
+                }
+                .to_string(),
+            ),
+            Ok(Ok(Output::Void)) => CompletionOutcome::Void,
+            Ok(Ok(Output::Value(value))) => CompletionOutcome::Result(value),
+            Ok(Err(error)) => {
+                match &error {
+                    InvocationError::Result { source, .. } => {
+                        tracing::error!(parent: &span, %source, "the result could not be serialized")
+                    }
+                    other => tracing::debug!(parent: &span, error = %other, "invocation failed"),
+                }
+                CompletionOutcome::Error(error.to_string())
+            }
+            Err(panic) => {
+                tracing::error!(parent: &span, panic = panic_message(&panic), "hub method panicked");
+                CompletionOutcome::Error(format!(
+                    "An unexpected error occurred invoking '{target}' on the server."
+                ))
+            }
+        };
+        if let Some(invocation_id) = invocation_id {
+            let completion = Completion {
+                invocation_id,
+                outcome,
+                headers: Default::default(),
+            };
+            handle.send(encode(&HubMessage::Completion(completion))).await;
+        }
+        Done::Finished
+    })
+}
+
+/// Sends a server stream's items, then its Completion; stops when cancelled.
+async fn pump(
+    handle: Arc<ConnectionHandle>,
+    invocation_id: String,
+    stream: futures_util::stream::BoxStream<'static, Result<Box<serde_json::value::RawValue>, crate::HubError>>,
+    cancelled: CancellationToken,
+) -> String {
+    let mut stream = AssertUnwindSafe(stream).catch_unwind();
+    let outcome = loop {
+        let next = tokio::select! {
+            _ = cancelled.cancelled() => break CompletionOutcome::Void,
+            next = stream.next() => next,
+        };
+        match next {
+            Some(Ok(Ok(item))) => {
+                let message = HubMessage::StreamItem(StreamItem {
+                    invocation_id: invocation_id.clone(),
+                    item,
+                    headers: Default::default(),
+                });
+                if !handle.send(encode(&message)).await {
+                    return invocation_id;
+                }
+            }
+            Some(Ok(Err(error))) => {
+                break CompletionOutcome::Error(format!(
+                    "An error occurred on the server while streaming results. HubException: {error}"
+                ));
+            }
+            Some(Err(panic)) => {
+                tracing::error!(panic = panic_message(&panic), "hub stream panicked");
+                break CompletionOutcome::Error(
+                    "An error occurred on the server while streaming results.".to_owned(),
+                );
+            }
+            None => break CompletionOutcome::Void,
+        }
+    };
+    // Drop the producer before the Completion goes out, so it stops promptly.
+    drop(stream);
+    let completion = Completion {
+        invocation_id: invocation_id.clone(),
+        outcome,
+        headers: Default::default(),
+    };
+    handle.send(encode(&HubMessage::Completion(completion))).await;
+    invocation_id
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}

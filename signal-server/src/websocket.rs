@@ -1,0 +1,161 @@
+//! The WebSockets transport: `GET {hub}?id=TOKEN` with an upgrade, or without `id`
+//! when the client skips negotiation.
+
+use std::future::ready;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::SinkExt;
+use http::StatusCode;
+use http::request::Parts;
+use serde::Deserialize;
+use signal_core::TransportType;
+
+use crate::dispatch::HubDispatch;
+use crate::hub::HubRuntime;
+use crate::lifetime::{ConnectionId, Frame};
+use crate::negotiate::TokenError;
+use crate::session::{self, Outgoing, Start, TransportClosed};
+
+#[derive(Deserialize)]
+pub(crate) struct TransportQuery {
+    pub(crate) id: Option<String>,
+}
+
+/// Why a transport request was refused; the text is the response body.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("The {0} transport is not enabled for this hub.")]
+    Disabled(TransportType),
+    #[error("Connection ID required")]
+    MissingId,
+    #[error("No Connection with that ID")]
+    Unknown,
+    #[error("Another transport is already active for this connection.")]
+    InUse,
+    #[error("Expected a WebSocket upgrade: {0}")]
+    NotUpgrade(String),
+    #[error("Invalid query string: {0}")]
+    Query(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Refusal::Unknown => StatusCode::NOT_FOUND,
+            Refusal::InUse => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        (status, self.to_string()).into_response()
+    }
+}
+
+/// What a transport request that names a connection resolves to.
+pub(crate) fn start_for<D: HubDispatch>(
+    runtime: &HubRuntime<D>,
+    parts: &Parts,
+    transport: TransportType,
+    id: Option<&str>,
+) -> Result<Start, Refusal> {
+    if !runtime.options.transports.contains(&transport) {
+        return Err(Refusal::Disabled(transport));
+    }
+    let (id, token) = match id {
+        // skipNegotiation: the connection starts with the upgrade.
+        None if transport == TransportType::WebSockets => (ConnectionId::random(), None),
+        None => return Err(Refusal::MissingId),
+        Some(token) => match runtime.negotiations.start(token) {
+            Ok((id, token)) => (id, Some(token)),
+            Err(TokenError::Unknown) => return Err(Refusal::Unknown),
+            Err(TokenError::InUse) => return Err(Refusal::InUse),
+        },
+    };
+    Ok(Start {
+        id,
+        token,
+        user: runtime
+            .user_id
+            .as_ref()
+            .and_then(|f| f(parts))
+            .map(Arc::from),
+        transport,
+        remote: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+    })
+}
+
+pub(crate) async fn connect<D: HubDispatch>(
+    State(runtime): State<Arc<HubRuntime<D>>>,
+    request: Request,
+) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let query = match transport_query(&parts) {
+        Ok(q) => q,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return Refusal::NotUpgrade(rejection.body_text()).into_response(),
+    };
+    let start = match start_for(&runtime, &parts, TransportType::WebSockets, query.id.as_deref()) {
+        Ok(start) => start,
+        Err(refusal) => return refusal.into_response(),
+    };
+    // Small buffers: most messages are small and idle connections are many. Whole
+    // records are checked against the hub's limit by the record reader; the
+    // WebSocket limit only bounds what one frame may make us buffer.
+    let limit = runtime.options.maximum_receive_message_size;
+    upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(limit.saturating_mul(4).max(64 * 1024))
+        .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
+        .on_upgrade(move |socket| serve(runtime, start, socket))
+}
+
+pub(crate) fn transport_query(parts: &Parts) -> Result<TransportQuery, Refusal> {
+    axum::extract::Query::<TransportQuery>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .map_err(|e| Refusal::Query(e.body_text()))
+}
+
+async fn serve<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    let incoming = stream
+        .take_while(|message| ready(matches!(message, Ok(m) if !matches!(m, Message::Close(_)))))
+        .filter_map(|message| {
+            ready(match message {
+                Ok(Message::Text(text)) => Some(Bytes::from(text)),
+                Ok(Message::Binary(bytes)) => Some(bytes),
+                _ => None,
+            })
+        });
+    session::run(runtime, start, incoming, WebSocketOutgoing(sink)).await;
+}
+
+struct WebSocketOutgoing(SplitSink<WebSocket, Message>);
+
+impl Outgoing for WebSocketOutgoing {
+    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+        self.0
+            .feed(Message::Text(frame))
+            .await
+            .map_err(|_| TransportClosed)
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportClosed> {
+        self.0.flush().await.map_err(|_| TransportClosed)
+    }
+
+    async fn close(&mut self) {
+        let _ = self.0.close().await;
+    }
+}

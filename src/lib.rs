@@ -1,0 +1,29 @@
+//! # signal
+//!
+//! Real-time web applications in Rust, speaking the ASP.NET Core SignalR protocol,
+//! so that the official SignalR clients (JavaScript in browsers and Node, .NET,
+//! Java, Swift) work against a Rust server unchanged.
+//!
+//! A hub is a Rust trait: `#[signal::hub]` says what clients may call on the
+//! server, `#[signal::client]` what the server may call on clients. The runtime
+//! mounts hubs on axum 0.8 and runs on tokio.
+//!
+//! This crate is the facade: it re-exports [`signal_core`] (as [`protocol`]),
+//! [`signal_server`] and the macros, so a project needs one dependency.
+
+pub use signal_core as protocol;
+pub use signal_server::{
+    BoxFuture, Call, CallerClients, ClientContract, ClientResultError, Clients, ConnectionId,
+    Context, Groups, Hub, HubDispatch, HubError, HubHandle, HubOptions, HubStream, InvocationError,
+    Items, MultiClient, Output, SendError, SingleClient, Target, TransportType, UserIdFn,
+};
+
+/// Everything generated code refers to, under one stable path. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures_util;
+    pub use schemars;
+    pub use serde;
+    pub use serde_json;
+    pub use signal_core;
+}
