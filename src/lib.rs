@@ -14,8 +14,9 @@
 pub use signal_core as protocol;
 pub use signal_server::{
     BoxFuture, Call, CallerClients, ClientContract, ClientResultError, Clients, ConnectionId,
-    Context, Groups, Hub, HubDispatch, HubError, HubHandle, HubOptions, HubStream, InvocationError,
-    Items, MultiClient, Output, SendError, SingleClient, Target, TransportType, UserIdFn,
+    Context, Groups, Hub, HubDispatch, HubError, HubHandle, HubOptions, HubStream, InProcess,
+    InProcessConnection, InvocationError, Items, MultiClient, Output, SendError, SingleClient,
+    Target, TransportType, UserIdFn,
 };
 
 /// Everything generated code refers to, under one stable path. Not public API.

@@ -16,7 +16,9 @@ pub struct HandshakeRequest {
 
 /// A handshake request could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("the handshake request is malformed: {0}; expected {{\"protocol\":\"json\",\"version\":1}}")]
+#[error(
+    "the handshake request is malformed: {0}; expected {{\"protocol\":\"json\",\"version\":1}}"
+)]
 pub struct HandshakeError(#[from] serde_json::Error);
 
 impl HandshakeRequest {

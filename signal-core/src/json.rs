@@ -17,7 +17,9 @@ pub enum ProtocolError {
     #[error("malformed message: {0}")]
     Malformed(#[from] serde_json::Error),
     /// A field the message type requires is absent.
-    #[error("malformed message: missing required property '{property}' for message type {message_type}")]
+    #[error(
+        "malformed message: missing required property '{property}' for message type {message_type}"
+    )]
     MissingProperty {
         /// The numeric message type.
         message_type: u8,
@@ -25,7 +27,9 @@ pub enum ProtocolError {
         property: &'static str,
     },
     /// A Completion carried both `result` and `error`.
-    #[error("malformed message: the 'error' and 'result' properties of a completion are mutually exclusive")]
+    #[error(
+        "malformed message: the 'error' and 'result' properties of a completion are mutually exclusive"
+    )]
     ResultAndError,
     /// The record has no `type` field.
     #[error("malformed message: missing required property 'type'")]
@@ -379,10 +383,13 @@ mod tests {
     fn argument_errors_name_the_parameter() {
         let args = Arguments::new(vec![raw("\"x\"")]);
         let err = args.get::<i64>(0, "a").unwrap_err();
-        assert!(err.to_string().contains("argument 'a' (position 0)"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "Error binding argument 'a' (position 0): invalid type: string \"x\", expected i64."
+        );
         assert_eq!(
             args.expect_len(2).unwrap_err().to_string(),
-            "expected 2 argument(s), got 1"
+            "Invocation provides 1 argument(s) but target expects 2."
         );
     }
 }

@@ -20,9 +20,8 @@ pub use handshake::{HandshakeRequest, HandshakeResponse};
 pub use invoker::{InvokeError, Invoker};
 pub use json::{JsonHubProtocol, ProtocolError};
 pub use message::{
-    ArgumentError,
-    Arguments, CancelInvocation, Close, Completion, CompletionOutcome, HubMessage, Invocation,
-    StreamInvocation, StreamItem,
+    ArgumentError, Arguments, CancelInvocation, Close, Completion, CompletionOutcome, HubMessage,
+    Invocation, StreamInvocation, StreamItem,
 };
 pub use negotiate::{NegotiateResponse, TransferFormat, TransportDescription, TransportType};
 pub use record::{RECORD_SEPARATOR, RecordError, RecordReader};

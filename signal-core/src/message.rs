@@ -106,7 +106,7 @@ impl PartialEq for StreamItem {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ArgumentError {
     /// Fewer or more arguments than the method declares.
-    #[error("expected {expected} argument(s), got {actual}")]
+    #[error("Invocation provides {actual} argument(s) but target expects {expected}.")]
     Count {
         /// What the method declares.
         expected: usize,
@@ -114,7 +114,7 @@ pub enum ArgumentError {
         actual: usize,
     },
     /// One argument does not have the declared type.
-    #[error("argument '{name}' (position {index}) is invalid: {message}")]
+    #[error("Error binding argument '{name}' (position {index}): {message}.")]
     Invalid {
         /// Zero-based position.
         index: usize,
@@ -182,10 +182,18 @@ impl Arguments {
             expected: index + 1,
             actual: self.0.len(),
         })?;
-        serde_json::from_str(raw.get()).map_err(|e| ArgumentError::Invalid {
-            index,
-            name: name.to_owned(),
-            message: e.to_string(),
+        serde_json::from_str(raw.get()).map_err(|e| {
+            // serde's position ("at line 1 column 3") is inside one argument: noise.
+            let text = e.to_string();
+            let message = match text.rfind(" at line ") {
+                Some(at) => text[..at].to_owned(),
+                None => text,
+            };
+            ArgumentError::Invalid {
+                index,
+                name: name.to_owned(),
+                message,
+            }
         })
     }
 }

@@ -49,7 +49,10 @@ impl std::fmt::Debug for Output {
 
 impl Output {
     /// Serializes `value` as the method's result.
-    pub fn value<T: Serialize + ?Sized>(method: &str, value: &T) -> Result<Output, InvocationError> {
+    pub fn value<T: Serialize + ?Sized>(
+        method: &str,
+        value: &T,
+    ) -> Result<Output, InvocationError> {
         serde_json::value::to_raw_value(value)
             .map(Output::Value)
             .map_err(|source| InvocationError::Result {

@@ -38,7 +38,9 @@ pub enum InvocationError {
     #[error("Unknown hub method '{0}'")]
     UnknownMethod(String),
     /// The arguments did not fit the method's parameters.
-    #[error("Failed to invoke '{method}' due to an error on the server. InvalidDataException: {source}")]
+    #[error(
+        "Failed to invoke '{method}' due to an error on the server. InvalidDataException: {source}"
+    )]
     Arguments {
         /// The method's wire name.
         method: String,
@@ -47,7 +49,9 @@ pub enum InvocationError {
         source: ArgumentError,
     },
     /// The method returned a [`HubError`].
-    #[error("An unexpected error occurred invoking '{method}' on the server. HubException: {source}")]
+    #[error(
+        "An unexpected error occurred invoking '{method}' on the server. HubException: {source}"
+    )]
     Hub {
         /// The method's wire name.
         method: String,
@@ -124,6 +128,8 @@ pub enum ClientResultError {
     #[error("connection '{0}' disconnected before answering")]
     Disconnected(String),
     /// The client did not answer within the client result timeout.
-    #[error("the client did not answer within {0:?}; raise HubOptions::client_result_timeout if it needs longer")]
+    #[error(
+        "the client did not answer within {0:?}; raise HubOptions::client_result_timeout if it needs longer"
+    )]
     Timeout(std::time::Duration),
 }

@@ -8,6 +8,7 @@ use http::request::Parts;
 
 use crate::context::HubHandle;
 use crate::dispatch::HubDispatch;
+use crate::in_process::InProcess;
 use crate::lifetime::Lifetime;
 use crate::negotiate::{self, Negotiations};
 use crate::options::HubOptions;
@@ -89,16 +90,26 @@ impl<D: HubDispatch> Hub<D> {
     where
         S: Clone + Send + Sync + 'static,
     {
-        let runtime = Arc::new(HubRuntime {
+        let runtime = self.into_runtime();
+        Router::new()
+            .route("/negotiate", post(negotiate::negotiate::<D>))
+            .route("/", get(websocket::connect::<D>))
+            .with_state(runtime)
+    }
+
+    /// The hub without a network: connections in the same process, for tests
+    /// and for in-process callers. Runs the real session loop and codec.
+    pub fn in_process(self) -> InProcess<D> {
+        InProcess::new(self.into_runtime())
+    }
+
+    fn into_runtime(self) -> Arc<HubRuntime<D>> {
+        Arc::new(HubRuntime {
             dispatch: self.dispatch,
             negotiations: Negotiations::new(self.options.negotiate_timeout),
             options: self.options,
             user_id: self.user_id,
             lifetime: self.lifetime,
-        });
-        Router::new()
-            .route("/negotiate", post(negotiate::negotiate::<D>))
-            .route("/", get(websocket::connect::<D>))
-            .with_state(runtime)
+        })
     }
 }

@@ -183,7 +183,10 @@ impl ConnectionHandle {
 
     /// Registers a pending client result; returns its invocation id.
     pub(crate) fn expect_result(&self) -> (String, oneshot::Receiver<CompletionOutcome>) {
-        let id = self.next_result_id.fetch_add(1, Ordering::Relaxed).to_string();
+        let id = self
+            .next_result_id
+            .fetch_add(1, Ordering::Relaxed)
+            .to_string();
         let (tx, rx) = oneshot::channel();
         self.results
             .lock()
@@ -214,9 +217,14 @@ impl ConnectionHandle {
 /// Whom a send addresses.
 #[derive(Debug, Clone)]
 pub(crate) enum Recipients {
-    All { except: Vec<ConnectionId> },
+    All {
+        except: Vec<ConnectionId>,
+    },
     Connections(Vec<ConnectionId>),
-    Groups { names: Vec<Arc<str>>, except: Vec<ConnectionId> },
+    Groups {
+        names: Vec<Arc<str>>,
+        except: Vec<ConnectionId>,
+    },
     Users(Vec<Arc<str>>),
 }
 

@@ -62,7 +62,10 @@ enum Done {
     Finished,
     Stream {
         invocation_id: String,
-        stream: futures_util::stream::BoxStream<'static, Result<Box<serde_json::value::RawValue>, crate::HubError>>,
+        stream: futures_util::stream::BoxStream<
+            'static,
+            Result<Box<serde_json::value::RawValue>, crate::HubError>,
+        >,
     },
 }
 
@@ -123,7 +126,11 @@ async fn run_inner<D, I, O>(
         }
         Ok(Err(Some(error))) => {
             tracing::debug!(%error, "handshake refused");
-            let _ = write_now(&mut outgoing, handshake_frame(&HandshakeResponse::error(error))).await;
+            let _ = write_now(
+                &mut outgoing,
+                handshake_frame(&HandshakeResponse::error(error)),
+            )
+            .await;
             finish_transport(&runtime, &start, &mut outgoing).await;
             return;
         }
@@ -446,7 +453,8 @@ fn invoke<D: HubDispatch>(
     Box::pin(async move {
         let target = call.target.clone();
         let streaming = call.streaming;
-        let span = tracing::debug_span!("invocation", method = %target, id = invocation_id.as_deref());
+        let span =
+            tracing::debug_span!("invocation", method = %target, id = invocation_id.as_deref());
         let result = AssertUnwindSafe(runtime.dispatch.dispatch(&cx, call))
             .catch_unwind()
             .instrument(span.clone())
@@ -503,7 +511,9 @@ fn invoke<D: HubDispatch>(
                 outcome,
                 headers: Default::default(),
             };
-            handle.send(encode(&HubMessage::Completion(completion))).await;
+            handle
+                .send(encode(&HubMessage::Completion(completion)))
+                .await;
         }
         Done::Finished
     })
@@ -513,7 +523,10 @@ fn invoke<D: HubDispatch>(
 async fn pump(
     handle: Arc<ConnectionHandle>,
     invocation_id: String,
-    stream: futures_util::stream::BoxStream<'static, Result<Box<serde_json::value::RawValue>, crate::HubError>>,
+    stream: futures_util::stream::BoxStream<
+        'static,
+        Result<Box<serde_json::value::RawValue>, crate::HubError>,
+    >,
     cancelled: CancellationToken,
 ) -> String {
     let mut stream = AssertUnwindSafe(stream).catch_unwind();
@@ -554,7 +567,9 @@ async fn pump(
         outcome,
         headers: Default::default(),
     };
-    handle.send(encode(&HubMessage::Completion(completion))).await;
+    handle
+        .send(encode(&HubMessage::Completion(completion)))
+        .await;
     invocation_id
 }
 

@@ -10,8 +10,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
+use futures_util::stream::{SplitSink, StreamExt};
 use http::StatusCode;
 use http::request::Parts;
 use serde::Deserialize;
@@ -105,7 +105,12 @@ pub(crate) async fn connect<D: HubDispatch>(
         Ok(upgrade) => upgrade,
         Err(rejection) => return Refusal::NotUpgrade(rejection.body_text()).into_response(),
     };
-    let start = match start_for(&runtime, &parts, TransportType::WebSockets, query.id.as_deref()) {
+    let start = match start_for(
+        &runtime,
+        &parts,
+        TransportType::WebSockets,
+        query.id.as_deref(),
+    ) {
         Ok(start) => start,
         Err(refusal) => return refusal.into_response(),
     };
