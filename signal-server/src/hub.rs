@@ -8,6 +8,7 @@ use http::request::Parts;
 
 use crate::context::HubHandle;
 use crate::dispatch::HubDispatch;
+use crate::http_transports::{self, HttpConnections};
 use crate::in_process::InProcess;
 use crate::lifetime::Lifetime;
 use crate::negotiate::{self, Negotiations};
@@ -42,6 +43,7 @@ pub(crate) struct HubRuntime<D: HubDispatch> {
     pub(crate) user_id: Option<UserIdFn>,
     pub(crate) lifetime: Arc<Lifetime>,
     pub(crate) negotiations: Negotiations,
+    pub(crate) http: HttpConnections,
 }
 
 impl<D: HubDispatch> Hub<D> {
@@ -93,7 +95,12 @@ impl<D: HubDispatch> Hub<D> {
         let runtime = self.into_runtime();
         Router::new()
             .route("/negotiate", post(negotiate::negotiate::<D>))
-            .route("/", get(websocket::connect::<D>))
+            .route(
+                "/",
+                get(websocket::connect::<D>)
+                    .post(http_transports::post::<D>)
+                    .delete(http_transports::delete::<D>),
+            )
             .with_state(runtime)
     }
 
@@ -110,6 +117,7 @@ impl<D: HubDispatch> Hub<D> {
             options: self.options,
             user_id: self.user_id,
             lifetime: self.lifetime,
+            http: HttpConnections::default(),
         })
     }
 }

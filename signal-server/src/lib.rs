@@ -7,6 +7,7 @@ mod clients;
 mod context;
 mod dispatch;
 mod error;
+mod http_transports;
 mod hub;
 mod in_process;
 mod lifetime;

@@ -31,6 +31,11 @@ pub struct HubOptions {
     pub client_result_timeout: Duration,
     /// The transports clients may use, in the order negotiate offers them.
     pub transports: Vec<TransportType>,
+    /// How long a long poll is held open when there is nothing to send (90 s).
+    pub long_polling_timeout: Duration,
+    /// How long a long-polling connection may go without a poll before it is
+    /// ended (15 s).
+    pub long_polling_disconnect_timeout: Duration,
     /// How long a negotiated connection may wait for its first transport
     /// request before its token expires (30 s).
     pub negotiate_timeout: Duration,
@@ -48,6 +53,8 @@ impl Default for HubOptions {
             pending_invocation_capacity: 1024,
             client_result_timeout: Duration::from_secs(30),
             transports: TransportType::ALL.to_vec(),
+            long_polling_timeout: Duration::from_secs(90),
+            long_polling_disconnect_timeout: Duration::from_secs(15),
             negotiate_timeout: Duration::from_secs(30),
         }
     }

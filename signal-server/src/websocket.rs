@@ -18,6 +18,7 @@ use serde::Deserialize;
 use signal_core::TransportType;
 
 use crate::dispatch::HubDispatch;
+use crate::http_transports;
 use crate::hub::HubRuntime;
 use crate::lifetime::{ConnectionId, Frame};
 use crate::negotiate::TokenError;
@@ -96,6 +97,9 @@ pub(crate) async fn connect<D: HubDispatch>(
     State(runtime): State<Arc<HubRuntime<D>>>,
     request: Request,
 ) -> Response {
+    if !request.headers().contains_key(http::header::UPGRADE) {
+        return http_transports::get(runtime, request).await;
+    }
     let (mut parts, _body) = request.into_parts();
     let query = match transport_query(&parts) {
         Ok(q) => q,

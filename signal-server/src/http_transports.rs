@@ -1,0 +1,422 @@
+//! The HTTP transports: Server-Sent Events and long polling down, POST up.
+//!
+//! Both keep a registry entry per connection token so that POSTs (and, for long
+//! polling, later polls and DELETE) find the connection. The session loop is the
+//! same as for WebSockets; only how frames travel differs.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use http::{HeaderValue, StatusCode, header};
+use signal_core::TransportType;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::HubDispatch;
+use crate::hub::HubRuntime;
+use crate::lifetime::{ConnectionToken, Frame};
+use crate::session::{self, Outgoing, TransportClosed};
+use crate::websocket::{Refusal, start_for, transport_query};
+
+/// A connection on an HTTP transport, as its POSTs, polls and DELETE find it.
+pub(crate) struct HttpConnection {
+    transport: TransportType,
+    /// POST bodies to the session; `None` once the client ended the connection.
+    incoming: Mutex<Option<mpsc::Sender<Bytes>>>,
+    posting: AtomicBool,
+    /// Ends the transport: the client left, or went too long without a poll.
+    abort: CancellationToken,
+    /// The session is over.
+    ended: CancellationToken,
+    poll: Option<PollState>,
+}
+
+/// Long polling: frames wait here between polls.
+struct PollState {
+    frames: tokio::sync::Mutex<mpsc::Receiver<Frame>>,
+    current: Mutex<CancellationToken>,
+    in_flight: AtomicUsize,
+    last_poll: Mutex<Instant>,
+}
+
+/// The registry of HTTP-transport connections of one hub.
+#[derive(Default)]
+pub(crate) struct HttpConnections(Mutex<HashMap<ConnectionToken, Arc<HttpConnection>>>);
+
+impl HttpConnections {
+    fn get(&self, token: &str) -> Option<Arc<HttpConnection>> {
+        self.0
+            .lock()
+            .expect("http connections lock")
+            .get(&ConnectionToken::from(token))
+            .cloned()
+    }
+
+    fn insert(&self, token: ConnectionToken, connection: Arc<HttpConnection>) {
+        self.0
+            .lock()
+            .expect("http connections lock")
+            .insert(token, connection);
+    }
+
+    fn remove(&self, token: &ConnectionToken) {
+        self.0.lock().expect("http connections lock").remove(token);
+    }
+}
+
+/// How long an ended connection's entry stays, so that a poll racing the end
+/// gets 204 rather than 404.
+const ENDED_GRACE: Duration = Duration::from_secs(5);
+
+/// Outgoing frames of an HTTP transport: a bounded channel that the event stream
+/// or the polls drain; writing fails once the transport is aborted.
+struct ChannelOutgoing {
+    frames: mpsc::Sender<Frame>,
+    abort: CancellationToken,
+}
+
+impl Outgoing for ChannelOutgoing {
+    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+        tokio::select! {
+            sent = self.frames.send(frame) => sent.map_err(|_| TransportClosed),
+            _ = self.abort.cancelled() => Err(TransportClosed),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportClosed> {
+        Ok(())
+    }
+
+    async fn close(&mut self) {}
+}
+
+/// `GET {hub}?id=…` without an upgrade: Server-Sent Events when the client
+/// accepts `text/event-stream`, otherwise a long poll.
+pub(crate) async fn get<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let query = match transport_query(&parts) {
+        Ok(q) => q,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(token) = query.id.as_deref() else {
+        return Refusal::MissingId.into_response();
+    };
+    let wants_events = parts
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("text/event-stream")));
+
+    if let Some(connection) = runtime.http.get(token) {
+        return match &connection.poll {
+            Some(poll) if !wants_events => long_poll(&runtime, &connection, poll).await,
+            // A second receiving transport for one connection.
+            _ => Refusal::InUse.into_response(),
+        };
+    }
+
+    let transport = if wants_events {
+        TransportType::ServerSentEvents
+    } else {
+        TransportType::LongPolling
+    };
+    let start = match start_for(&runtime, &parts, transport, Some(token)) {
+        Ok(start) => start,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let token = start
+        .token
+        .clone()
+        .expect("negotiated connections have a token");
+    let capacity = runtime.options.outgoing_queue_capacity.max(1);
+    let (frames_tx, frames_rx) = mpsc::channel(capacity);
+    let (incoming_tx, incoming_rx) = mpsc::channel::<Bytes>(16);
+    let abort = CancellationToken::new();
+    let (poll, events) = if transport == TransportType::LongPolling {
+        let poll = PollState {
+            frames: tokio::sync::Mutex::new(frames_rx),
+            current: Mutex::new(CancellationToken::new()),
+            in_flight: AtomicUsize::new(0),
+            last_poll: Mutex::new(Instant::now()),
+        };
+        (Some(poll), None)
+    } else {
+        (None, Some(frames_rx))
+    };
+    let connection = Arc::new(HttpConnection {
+        transport,
+        incoming: Mutex::new(Some(incoming_tx)),
+        posting: AtomicBool::new(false),
+        abort: abort.clone(),
+        ended: CancellationToken::new(),
+        poll,
+    });
+    runtime.http.insert(token.clone(), connection.clone());
+
+    let incoming = Box::pin(
+        futures_util::stream::unfold(incoming_rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        })
+        .take_until(abort.clone().cancelled_owned()),
+    );
+    let outgoing = ChannelOutgoing {
+        frames: frames_tx,
+        abort: abort.clone(),
+    };
+    {
+        let runtime = runtime.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            session::run(runtime.clone(), start, incoming, outgoing).await;
+            connection.ended.cancel();
+            tokio::time::sleep(ENDED_GRACE).await;
+            runtime.http.remove(&token);
+        });
+    }
+
+    match events {
+        Some(frames) => event_stream(frames, abort),
+        None => {
+            tokio::spawn(watch_polls(
+                connection,
+                runtime.options.long_polling_disconnect_timeout,
+            ));
+            // The first poll returns at once: the connection has started.
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+/// One long poll: whole records as soon as there are any, 200 empty after the
+/// poll timeout, 204 once the connection has ended or a newer poll replaced it.
+async fn long_poll<D: HubDispatch>(
+    runtime: &HubRuntime<D>,
+    connection: &HttpConnection,
+    poll: &PollState,
+) -> Response {
+    let mine = CancellationToken::new();
+    std::mem::replace(&mut *poll.current.lock().expect("poll lock"), mine.clone()).cancel();
+    poll.in_flight.fetch_add(1, Ordering::SeqCst);
+    let response = async {
+        let mut frames = tokio::select! {
+            frames = poll.frames.lock() => frames,
+            _ = mine.cancelled() => return StatusCode::NO_CONTENT.into_response(),
+        };
+        let first = tokio::select! {
+            // Frames already queued go out even when the connection has ended
+            // (its Close message, say); the next poll then gets 204.
+            biased;
+            frame = frames.recv() => frame,
+            _ = mine.cancelled() => return StatusCode::NO_CONTENT.into_response(),
+            _ = tokio::time::sleep(runtime.options.long_polling_timeout) => {
+                return StatusCode::OK.into_response();
+            }
+        };
+        let Some(first) = first else {
+            return StatusCode::NO_CONTENT.into_response();
+        };
+        let mut body = BytesMut::from(first.as_str().as_bytes());
+        while let Ok(frame) = frames.try_recv() {
+            body.extend_from_slice(frame.as_str().as_bytes());
+        }
+        (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+            body.freeze(),
+        )
+            .into_response()
+    }
+    .await;
+    *poll.last_poll.lock().expect("poll lock") = Instant::now();
+    poll.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let _ = connection;
+    response
+}
+
+/// Ends a long-polling connection that has gone `timeout` without a poll.
+async fn watch_polls(connection: Arc<HttpConnection>, timeout: Duration) {
+    let poll = connection.poll.as_ref().expect("long polling");
+    let period = (timeout / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = connection.ended.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let idle = poll.in_flight.load(Ordering::SeqCst) == 0
+            && poll.last_poll.lock().expect("poll lock").elapsed() >= timeout;
+        if idle {
+            tracing::debug!("no poll within the long-polling disconnect timeout");
+            connection.abort.cancel();
+            return;
+        }
+    }
+}
+
+/// The event stream of a Server-Sent Events connection.
+fn event_stream(frames: mpsc::Receiver<Frame>, abort: CancellationToken) -> Response {
+    let events = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>(Bytes::from_static(b":\r\n"))
+    })
+    .chain(futures_util::stream::unfold(frames, |mut rx| async move {
+        rx.recv().await.map(|frame| (Ok(event(frame.as_str())), rx))
+    }));
+    let body = Body::from_stream(AbortOnDrop {
+        inner: Box::pin(events),
+        abort,
+    });
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            // Asks reverse proxies not to buffer the stream.
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// One SSE event: each line of the payload as a `data:` line, then a blank line.
+fn event(payload: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 16);
+    for line in payload.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.freeze()
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::convert::Infallible>> + Send>>;
+
+/// Ends the connection when the client closes its EventSource (the response
+/// body is dropped).
+struct AbortOnDrop {
+    inner: EventStream,
+    abort: CancellationToken,
+}
+
+impl Stream for AbortOnDrop {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.abort.cancel();
+    }
+}
+
+/// `POST {hub}?id=…`: one or more whole records from the client.
+pub(crate) async fn post<D: HubDispatch>(
+    State(runtime): State<Arc<HubRuntime<D>>>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let query = match transport_query(&parts) {
+        Ok(q) => q,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(token) = query.id.as_deref() else {
+        return Refusal::MissingId.into_response();
+    };
+    let Some(connection) = runtime.http.get(token) else {
+        return Refusal::Unknown.into_response();
+    };
+    if connection.posting.swap(true, Ordering::SeqCst) {
+        return (
+            StatusCode::CONFLICT,
+            "Another POST of this connection is in progress.",
+        )
+            .into_response();
+    }
+    let response = async {
+        let limit = post_limit(runtime.options.maximum_receive_message_size);
+        let bytes = match axum::body::to_bytes(body, limit).await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("The request body exceeds {limit} bytes."),
+                )
+                    .into_response();
+            }
+        };
+        let sender = connection.incoming.lock().expect("incoming lock").clone();
+        match sender {
+            Some(sender) if !connection.ended.is_cancelled() => {
+                if sender.send(bytes).await.is_ok() {
+                    StatusCode::OK.into_response()
+                } else {
+                    Refusal::Unknown.into_response()
+                }
+            }
+            _ => Refusal::Unknown.into_response(),
+        }
+    }
+    .await;
+    connection.posting.store(false, Ordering::SeqCst);
+    response
+}
+
+/// A POST body may batch many records; each is still held to the message size
+/// limit by the session's record reader.
+fn post_limit(maximum_message_size: usize) -> usize {
+    maximum_message_size.saturating_mul(4).max(1024 * 1024)
+}
+
+/// `DELETE {hub}?id=…`: a long-polling client ends its connection.
+pub(crate) async fn delete<D: HubDispatch>(
+    State(runtime): State<Arc<HubRuntime<D>>>,
+    request: Request,
+) -> Response {
+    let (parts, _body) = request.into_parts();
+    let query = match transport_query(&parts) {
+        Ok(q) => q,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(token) = query.id.as_deref() else {
+        return Refusal::MissingId.into_response();
+    };
+    let Some(connection) = runtime.http.get(token) else {
+        return Refusal::Unknown.into_response();
+    };
+    tracing::debug!(transport = %connection.transport, "client ended the connection");
+    connection.incoming.lock().expect("incoming lock").take();
+    connection.abort.cancel();
+    // Wake a pending poll so the client sees the end.
+    if let Some(poll) = &connection.poll {
+        poll.current.lock().expect("poll lock").cancel();
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_payload_lines() {
+        assert_eq!(&event("{}\u{1e}")[..], b"data: {}\x1e\r\n\r\n");
+        assert_eq!(&event("a\nb")[..], b"data: a\r\ndata: b\r\n\r\n");
+    }
+}
