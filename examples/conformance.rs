@@ -5,7 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 use signal::protocol::Arguments;
-use signal::{BoxFuture, Call, Context, HubDispatch, HubError, InvocationError, Output, Target};
+#[path = "support/mod.rs"]
+mod support;
+
+use signal::{
+    BoxFuture, Call, Context, HubDispatch, HubError, InvocationError, Output, Target, TransportType,
+};
 
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 struct Person {
@@ -145,20 +150,21 @@ impl HubDispatch for Conformance {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let hub = signal::Hub::new(Conformance);
+    support::init_tracing();
+    let mut hub = signal::Hub::new(Conformance);
+    // SIGNAL_TRANSPORTS restricts the transports (in this order), to show fallback.
+    if let Some(names) = support::env_list("SIGNAL_TRANSPORTS") {
+        let transports = names
+            .iter()
+            .map(|n| n.parse::<TransportType>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        hub = hub.configure(|o| o.transports = transports);
+    }
+    // SIGNAL_CORS_ORIGINS lists the origins allowed across origins; unset: same-origin only.
+    if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
+        hub = hub.allow_origins(origins).map_err(std::io::Error::other)?;
+    }
     let app = axum::Router::new().nest("/conformance", hub.router());
-    let port = std::env::var("PORT").unwrap_or_else(|_| "5000".into());
-    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
-    println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .await
+    support::serve(app).await
 }

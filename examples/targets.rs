@@ -6,6 +6,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use signal::protocol::Arguments;
+#[path = "support/mod.rs"]
+mod support;
+
 use signal::{BoxFuture, Call, Context, HubDispatch, InvocationError, Output, Target};
 
 struct Targets;
@@ -173,21 +176,9 @@ impl HubDispatch for Targets {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let hub = signal::Hub::new(Targets).user_id(|parts| {
-        let query = parts.uri.query()?;
-        url_user(query)
-    });
-    let app = axum::Router::new().nest("/targets", hub.router());
-    let port = std::env::var("PORT").unwrap_or_else(|_| "5000".into());
-    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
-    println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await
+    support::init_tracing();
+    let hub = signal::Hub::new(Targets).user_id(|parts| url_user(parts.uri.query()?));
+    support::serve(axum::Router::new().nest("/targets", hub.router())).await
 }
 
 /// The `user` query parameter.

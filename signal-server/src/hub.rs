@@ -5,6 +5,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use http::request::Parts;
+use http::{HeaderName, HeaderValue, Method};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::context::HubHandle;
 use crate::dispatch::HubDispatch;
@@ -34,6 +36,7 @@ pub struct Hub<D: HubDispatch> {
     options: HubOptions,
     user_id: Option<UserIdFn>,
     lifetime: Arc<Lifetime>,
+    allowed_origins: Vec<HeaderValue>,
 }
 
 /// What the endpoints of one mounted hub share.
@@ -44,6 +47,31 @@ pub(crate) struct HubRuntime<D: HubDispatch> {
     pub(crate) lifetime: Arc<Lifetime>,
     pub(crate) negotiations: Negotiations,
     pub(crate) http: HttpConnections,
+    pub(crate) allowed_origins: Vec<HeaderValue>,
+}
+
+impl<D: HubDispatch> HubRuntime<D> {
+    /// Whether a WebSocket upgrade may come from `origin`: the hub's own origin
+    /// (as the request's `Host` names it) or one the hub allows. Requests
+    /// without `Origin` come from non-browser clients and are not checked.
+    pub(crate) fn origin_allowed(&self, parts: &Parts) -> bool {
+        let Some(origin) = parts.headers.get(http::header::ORIGIN) else {
+            return true;
+        };
+        if self.allowed_origins.contains(origin) {
+            return true;
+        }
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, rest)| rest.trim_end_matches('/'));
+        matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+    }
 }
 
 impl<D: HubDispatch> Hub<D> {
@@ -54,6 +82,7 @@ impl<D: HubDispatch> Hub<D> {
             options: HubOptions::default(),
             user_id: None,
             lifetime: Arc::default(),
+            allowed_origins: Vec::new(),
         }
     }
 
@@ -76,6 +105,28 @@ impl<D: HubDispatch> Hub<D> {
         self
     }
 
+    /// Allows browsers on these origins (`https://app.example.com`) to connect
+    /// across origins, with credentials: CORS answers for negotiate and the HTTP
+    /// transports, and WebSocket upgrades from them. Without this, only the
+    /// hub's own origin (and non-browser clients) can connect.
+    ///
+    /// Fails on an origin that is not a valid header value.
+    pub fn allow_origins<I, T>(
+        mut self,
+        origins: I,
+    ) -> Result<Self, http::header::InvalidHeaderValue>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        for origin in origins {
+            self.allowed_origins.push(HeaderValue::from_str(
+                origin.as_ref().trim_end_matches('/'),
+            )?);
+        }
+        Ok(self)
+    }
+
     /// The options in force.
     pub fn options(&self) -> &HubOptions {
         &self.options
@@ -92,8 +143,9 @@ impl<D: HubDispatch> Hub<D> {
     where
         S: Clone + Send + Sync + 'static,
     {
+        let cors = (!self.allowed_origins.is_empty()).then(|| cors_layer(&self.allowed_origins));
         let runtime = self.into_runtime();
-        Router::new()
+        let router = Router::new()
             .route("/negotiate", post(negotiate::negotiate::<D>))
             .route(
                 "/",
@@ -101,7 +153,11 @@ impl<D: HubDispatch> Hub<D> {
                     .post(http_transports::post::<D>)
                     .delete(http_transports::delete::<D>),
             )
-            .with_state(runtime)
+            .with_state(runtime);
+        match cors {
+            Some(cors) => router.layer(cors),
+            None => router,
+        }
     }
 
     /// The hub without a network: connections in the same process, for tests
@@ -118,6 +174,22 @@ impl<D: HubDispatch> Hub<D> {
             user_id: self.user_id,
             lifetime: self.lifetime,
             http: HttpConnections::default(),
+            allowed_origins: self.allowed_origins,
         })
     }
+}
+
+/// CORS for the origins a hub allows: credentials (browsers send cookies), and
+/// the headers the SignalR clients send.
+fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            HeaderName::from_static("x-requested-with"),
+            HeaderName::from_static("x-signalr-user-agent"),
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+        ])
 }

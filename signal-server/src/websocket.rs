@@ -44,6 +44,8 @@ pub(crate) enum Refusal {
     NotUpgrade(String),
     #[error("Invalid query string: {0}")]
     Query(String),
+    #[error("WebSocket connections from this origin are not allowed.")]
+    Origin,
 }
 
 impl IntoResponse for Refusal {
@@ -51,6 +53,7 @@ impl IntoResponse for Refusal {
         let status = match self {
             Refusal::Unknown => StatusCode::NOT_FOUND,
             Refusal::InUse => StatusCode::CONFLICT,
+            Refusal::Origin => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };
         (status, self.to_string()).into_response()
@@ -105,6 +108,9 @@ pub(crate) async fn connect<D: HubDispatch>(
         Ok(q) => q,
         Err(refusal) => return refusal.into_response(),
     };
+    if !runtime.origin_allowed(&parts) {
+        return Refusal::Origin.into_response();
+    }
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => return Refusal::NotUpgrade(rejection.body_text()).into_response(),

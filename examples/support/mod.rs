@@ -1,0 +1,40 @@
+//! What every example's `main` does: logging, the port, the ready line, serving.
+
+use std::net::SocketAddr;
+
+/// Logs to stderr, filtered by `RUST_LOG` (`info` by default; `signal=debug`
+/// shows each connection's id, transport and remote address).
+pub(crate) fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Serves `app` on `127.0.0.1:$PORT` (5000 by default) and prints
+/// `listening on http://127.0.0.1:PORT` once ready.
+pub(crate) async fn serve(app: axum::Router) -> std::io::Result<()> {
+    let port = std::env::var("PORT").unwrap_or_else(|_| "5000".into());
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+/// A comma-separated environment variable as a list; `None` when unset or empty.
+#[allow(dead_code)] // not every example reads one
+pub(crate) fn env_list(name: &str) -> Option<Vec<String>> {
+    let value = std::env::var(name).ok()?;
+    let items: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!items.is_empty()).then_some(items)
+}
