@@ -65,8 +65,15 @@ pub struct MethodDescriptor {
 pub struct ClientDescriptor {
     /// The Rust trait's name.
     pub name: String,
+    /// The doc comment, if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub docs: String,
     /// Its methods.
     pub methods: Vec<MethodDescriptor>,
+    /// Named types referenced as `#/$defs/Name`, when the descriptor stands
+    /// alone; empty inside a [`HubDescriptor`], which holds them for both sides.
+    #[serde(rename = "$defs", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub definitions: BTreeMap<String, serde_json::Value>,
 }
 
 /// A hub's whole contract: what clients may call, what the server may call on
@@ -135,6 +142,29 @@ impl DescriptorBuilder {
             schema: self.schema::<T>(),
             stream,
         }
+    }
+
+    /// A client contract whose schemas were built with this builder; its named
+    /// types stay in the builder, to be shared with the hub that names it.
+    pub fn client(
+        &mut self,
+        name: &str,
+        docs: &str,
+        methods: Vec<MethodDescriptor>,
+    ) -> ClientDescriptor {
+        ClientDescriptor {
+            name: name.to_owned(),
+            docs: docs.to_owned(),
+            methods,
+            definitions: BTreeMap::new(),
+        }
+    }
+
+    /// Finishes a stand-alone client descriptor: it takes the named types
+    /// gathered so far.
+    pub fn finish_client(mut self, mut client: ClientDescriptor) -> ClientDescriptor {
+        client.definitions = self.generator.take_definitions(true).into_iter().collect();
+        client
     }
 
     /// Finishes a hub descriptor with the named types gathered so far.

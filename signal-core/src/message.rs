@@ -113,6 +113,14 @@ pub enum ArgumentError {
         /// What the invocation carried.
         actual: usize,
     },
+    /// Fewer or more upload streams than the method declares.
+    #[error("Invocation provides {actual} stream(s) but target expects {expected}.")]
+    StreamCount {
+        /// What the method declares.
+        expected: usize,
+        /// What the invocation carried.
+        actual: usize,
+    },
     /// One argument does not have the declared type.
     #[error("Error binding argument '{name}' (position {index}): {message}.")]
     Invalid {

@@ -6,8 +6,12 @@ use std::pin::Pin;
 
 use futures_util::stream::BoxStream;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use signal_core::{Arguments, HubDescriptor};
+use signal_core::{ArgumentError, Arguments, HubDescriptor};
+use tokio::sync::mpsc;
+
+use crate::upload::{UploadItem, UploadStream};
 
 use crate::clients::ClientContract;
 use crate::context::Context;
@@ -21,10 +25,57 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Call {
     /// The method name as the client sent it (match it without case).
     pub target: String,
-    /// The positional arguments.
+    /// The positional arguments (upload streams not included).
     pub arguments: Arguments,
     /// Whether the client asked for a stream (StreamInvocation).
     pub streaming: bool,
+    streams: Vec<Option<mpsc::Receiver<UploadItem>>>,
+}
+
+impl Call {
+    /// A call without upload streams.
+    pub fn new(target: impl Into<String>, arguments: Arguments, streaming: bool) -> Self {
+        Call {
+            target: target.into(),
+            arguments,
+            streaming,
+            streams: Vec::new(),
+        }
+    }
+
+    pub(crate) fn with_streams(mut self, streams: Vec<mpsc::Receiver<UploadItem>>) -> Self {
+        self.streams = streams.into_iter().map(Some).collect();
+        self
+    }
+
+    /// Fails unless the client uploads exactly `expected` streams.
+    pub fn expect_streams(&self, expected: usize) -> Result<(), ArgumentError> {
+        if self.streams.len() == expected {
+            Ok(())
+        } else {
+            Err(ArgumentError::StreamCount {
+                expected,
+                actual: self.streams.len(),
+            })
+        }
+    }
+
+    /// The `index`th upload stream (in the order of the invocation's `streamIds`),
+    /// typed; each can be taken once.
+    pub fn take_stream<T: DeserializeOwned>(
+        &mut self,
+        index: usize,
+    ) -> Result<UploadStream<T>, ArgumentError> {
+        let actual = self.streams.len();
+        self.streams
+            .get_mut(index)
+            .and_then(Option::take)
+            .map(UploadStream::new)
+            .ok_or(ArgumentError::StreamCount {
+                expected: index + 1,
+                actual,
+            })
+    }
 }
 
 /// What a hub method produced.

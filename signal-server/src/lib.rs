@@ -14,6 +14,7 @@ mod lifetime;
 mod negotiate;
 mod options;
 mod session;
+mod upload;
 mod websocket;
 
 pub use clients::{CallerClients, ClientContract, Clients, MultiClient, SingleClient, Target};
@@ -25,6 +26,7 @@ pub use in_process::{InProcess, InProcessConnection};
 pub use lifetime::ConnectionId;
 pub use options::HubOptions;
 pub use signal_core::TransportType;
+pub use upload::UploadStream;
 
 impl From<SendError> for HubError {
     fn from(error: SendError) -> Self {

@@ -27,6 +27,9 @@ pub struct HubOptions {
     /// How many invocations of one connection may wait for their turn (1024);
     /// a client that sends more while they run is closed.
     pub pending_invocation_capacity: usize,
+    /// How many items of one upload stream may wait for the hub method to take
+    /// them (10); past it the server stops reading from the client until it does.
+    pub stream_buffer_capacity: usize,
     /// How long a client result may take (30 s).
     pub client_result_timeout: Duration,
     /// The transports clients may use, in the order negotiate offers them.
@@ -51,6 +54,7 @@ impl Default for HubOptions {
             maximum_parallel_invocations: 1,
             outgoing_queue_capacity: 1024,
             pending_invocation_capacity: 1024,
+            stream_buffer_capacity: 10,
             client_result_timeout: Duration::from_secs(30),
             transports: TransportType::ALL.to_vec(),
             long_polling_timeout: Duration::from_secs(90),

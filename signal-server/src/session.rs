@@ -26,6 +26,7 @@ use crate::dispatch::{BoxFuture, Call, HubDispatch, Output};
 use crate::error::InvocationError;
 use crate::hub::HubRuntime;
 use crate::lifetime::{ConnectionHandle, ConnectionId, ConnectionToken, Frame};
+use crate::upload::UploadItem;
 
 /// The transport could not be written to: the client has gone.
 #[derive(Debug)]
@@ -155,10 +156,16 @@ async fn run_inner<D, I, O>(
     runtime.lifetime.add(handle.clone());
     let cx: Context<D::Client> = Context::new(handle.clone(), runtime.lifetime.clone());
 
-    let mut queue: VecDeque<Work> = VecDeque::new();
+    let mut calls = Calls {
+        runtime: runtime.clone(),
+        cx: cx.clone(),
+        handle: handle.clone(),
+        queue: VecDeque::new(),
+        stream_tokens: HashMap::new(),
+        uploads: HashMap::new(),
+    };
     let mut running: FuturesUnordered<Work> = FuturesUnordered::new();
     let mut streams: FuturesUnordered<BoxFuture<'static, String>> = FuturesUnordered::new();
-    let mut stream_tokens: HashMap<String, CancellationToken> = HashMap::new();
     let parallel = options.maximum_parallel_invocations.max(1);
 
     // on_connected runs first, as the head of the invocation queue, so that frames
@@ -166,7 +173,7 @@ async fn run_inner<D, I, O>(
     {
         let runtime = runtime.clone();
         let cx = cx.clone();
-        queue.push_back(Box::pin(async move {
+        calls.queue.push_back(Box::pin(async move {
             if let Err(panic) = AssertUnwindSafe(runtime.dispatch.on_connected(&cx))
                 .catch_unwind()
                 .await
@@ -188,21 +195,14 @@ async fn run_inner<D, I, O>(
     let end = 'session: loop {
         // Records already read (the rest of the handshake's chunk, or of the last one).
         for record in std::mem::take(&mut pending_records) {
-            match handle_record::<D>(
-                &record,
-                &runtime,
-                &cx,
-                &handle,
-                &mut queue,
-                &mut stream_tokens,
-            ) {
+            match calls.handle_record(&record).await {
                 Ok(None) => {}
                 Ok(Some(end)) => break 'session end,
                 Err(error) => break 'session End::ServerClose(Some(error)),
             }
         }
         while running.len() < parallel {
-            match queue.pop_front() {
+            match calls.queue.pop_front() {
                 Some(work) => running.push(work),
                 None => break,
             }
@@ -230,12 +230,12 @@ async fn run_inner<D, I, O>(
             Some(done) = running.next() => {
                 if let Done::Stream { invocation_id, stream } = done {
                     let token = CancellationToken::new();
-                    stream_tokens.insert(invocation_id.clone(), token.clone());
+                    calls.stream_tokens.insert(invocation_id.clone(), token.clone());
                     streams.push(Box::pin(pump(handle.clone(), invocation_id, stream, token)));
                 }
             }
             Some(finished) = streams.next() => {
-                stream_tokens.remove(&finished);
+                calls.stream_tokens.remove(&finished);
             }
             _ = &mut ping_sleep, if keep_alive => {
                 let due = last_write + options.keep_alive_interval;
@@ -258,7 +258,7 @@ async fn run_inner<D, I, O>(
                 timeout_sleep.as_mut().reset(due);
             }
         }
-        if queue.len() > options.pending_invocation_capacity {
+        if calls.queue.len() > options.pending_invocation_capacity {
             break End::ServerClose(Some(format!(
                 "Connection closed with an error: more than {} invocations were waiting to run.",
                 options.pending_invocation_capacity
@@ -289,9 +289,10 @@ async fn run_inner<D, I, O>(
     drop(rx);
     finish_transport(&runtime, &start, &mut outgoing).await;
 
-    for token in stream_tokens.values() {
+    for token in calls.stream_tokens.values() {
         token.cancel();
     }
+    drop(calls);
     drop(streams);
     handle.fail_results();
     // Invocations already running finish on their own; their sends are dropped.
@@ -380,67 +381,95 @@ async fn write_batch<O: Outgoing>(
     outgoing.flush().await
 }
 
-/// Handles one record. `Err(text)` closes the connection with `text`.
-fn handle_record<D: HubDispatch>(
-    record: &[u8],
-    runtime: &Arc<HubRuntime<D>>,
-    cx: &Context<D::Client>,
-    handle: &Arc<ConnectionHandle>,
-    queue: &mut VecDeque<Work>,
-    stream_tokens: &mut HashMap<String, CancellationToken>,
-) -> Result<Option<End>, String> {
-    let message = match JsonHubProtocol.parse(record) {
-        Ok(Some(message)) => message,
-        Ok(None) => {
-            tracing::debug!("ignored a message of an unknown type");
-            return Ok(None);
-        }
-        Err(error) => return Err(format!("Connection closed with an error: {error}")),
-    };
-    match message {
-        HubMessage::Invocation(invocation) => {
-            queue.push_back(invoke(
-                runtime.clone(),
-                cx.clone(),
-                handle.clone(),
-                invocation.invocation_id,
-                Call {
-                    target: invocation.target,
-                    arguments: invocation.arguments,
-                    streaming: false,
-                },
-            ));
-        }
-        HubMessage::StreamInvocation(invocation) => {
-            queue.push_back(invoke(
-                runtime.clone(),
-                cx.clone(),
-                handle.clone(),
-                Some(invocation.invocation_id),
-                Call {
-                    target: invocation.target,
-                    arguments: invocation.arguments,
-                    streaming: true,
-                },
-            ));
-        }
-        HubMessage::CancelInvocation(cancel) => {
-            if let Some(token) = stream_tokens.remove(&cancel.invocation_id) {
-                token.cancel();
+/// The calls of one connection: invocations waiting or running, server streams
+/// being sent, upload streams being received.
+struct Calls<D: HubDispatch> {
+    runtime: Arc<HubRuntime<D>>,
+    cx: Context<D::Client>,
+    handle: Arc<ConnectionHandle>,
+    queue: VecDeque<Work>,
+    stream_tokens: HashMap<String, CancellationToken>,
+    uploads: HashMap<String, mpsc::Sender<UploadItem>>,
+}
+
+impl<D: HubDispatch> Calls<D> {
+    /// Handles one record. `Err(text)` closes the connection with `text`.
+    async fn handle_record(&mut self, record: &[u8]) -> Result<Option<End>, String> {
+        let message = match JsonHubProtocol.parse(record) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                tracing::debug!("ignored a message of an unknown type");
+                return Ok(None);
             }
-        }
-        HubMessage::Completion(completion) => {
-            if !handle.complete_result(&completion.invocation_id, completion.outcome) {
-                tracing::debug!(invocation = %completion.invocation_id, "completion for no pending client result");
+            Err(error) => return Err(format!("Connection closed with an error: {error}")),
+        };
+        match message {
+            HubMessage::Invocation(invocation) => {
+                let call = Call::new(invocation.target, invocation.arguments, false);
+                self.enqueue(invocation.invocation_id, call, invocation.stream_ids)?;
             }
+            HubMessage::StreamInvocation(invocation) => {
+                let call = Call::new(invocation.target, invocation.arguments, true);
+                self.enqueue(Some(invocation.invocation_id), call, invocation.stream_ids)?;
+            }
+            HubMessage::CancelInvocation(cancel) => {
+                if let Some(token) = self.stream_tokens.remove(&cancel.invocation_id) {
+                    token.cancel();
+                }
+            }
+            HubMessage::StreamItem(item) => match self.uploads.get(&item.invocation_id) {
+                // Waiting here slows the client down to the hub method's pace.
+                Some(upload) => {
+                    let _ = upload.send(UploadItem::Item(item.item)).await;
+                }
+                None => {
+                    tracing::debug!(stream = %item.invocation_id, "stream item for no upload stream; ignored")
+                }
+            },
+            HubMessage::Completion(completion) => {
+                if let Some(upload) = self.uploads.remove(&completion.invocation_id) {
+                    if let CompletionOutcome::Error(error) = completion.outcome {
+                        let _ = upload.send(UploadItem::Error(error)).await;
+                    }
+                } else if !self
+                    .handle
+                    .complete_result(&completion.invocation_id, completion.outcome)
+                {
+                    tracing::debug!(invocation = %completion.invocation_id, "completion for no pending call; ignored");
+                }
+            }
+            HubMessage::Close(close) => return Ok(Some(End::ClientLeft(close.error))),
+            HubMessage::Ping | HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {}
         }
-        HubMessage::StreamItem(item) => {
-            tracing::debug!(invocation = %item.invocation_id, "stream item for no upload stream");
-        }
-        HubMessage::Close(close) => return Ok(Some(End::ClientLeft(close.error))),
-        HubMessage::Ping | HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {}
+        Ok(None)
     }
-    Ok(None)
+
+    fn enqueue(
+        &mut self,
+        invocation_id: Option<String>,
+        call: Call,
+        stream_ids: Vec<String>,
+    ) -> Result<(), String> {
+        let mut streams = Vec::with_capacity(stream_ids.len());
+        for id in stream_ids {
+            if self.uploads.contains_key(&id) {
+                return Err(format!(
+                    "Connection closed with an error: the stream id '{id}' is already in use."
+                ));
+            }
+            let (tx, rx) = mpsc::channel(self.runtime.options.stream_buffer_capacity.max(1));
+            self.uploads.insert(id, tx);
+            streams.push(rx);
+        }
+        self.queue.push_back(invoke(
+            self.runtime.clone(),
+            self.cx.clone(),
+            self.handle.clone(),
+            invocation_id,
+            call.with_streams(streams),
+        ));
+        Ok(())
+    }
 }
 
 fn invoke<D: HubDispatch>(
