@@ -126,6 +126,22 @@ impl<C: ?Sized + ClientContract> HubHandle<C> {
         self.lifetime.len()
     }
 
+    /// Closes every connection with `allowReconnect`, so clients with automatic
+    /// reconnect come back (to this server once it is up again, or another one),
+    /// and waits up to `timeout` for the connections to end. Each connection
+    /// first lets its running invocations finish (up to
+    /// [`HubOptions::shutdown_timeout`](crate::HubOptions::shutdown_timeout)).
+    ///
+    /// Use it in axum's graceful shutdown:
+    /// `axum::serve(listener, app).with_graceful_shutdown(async move { ctrl_c().await; handle.shutdown(timeout).await })`.
+    pub async fn shutdown(&self, timeout: std::time::Duration) {
+        self.lifetime.close_all_for_reconnect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.lifetime.len() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// How many groups have at least one member on this server.
     pub fn group_count(&self) -> usize {
         self.lifetime.group_count()

@@ -113,6 +113,7 @@ pub(crate) struct ConnectionHandle {
     pub(crate) items: Items,
     closing: CancellationToken,
     close_error: Mutex<Option<String>>,
+    allow_reconnect: std::sync::atomic::AtomicBool,
     results: Mutex<HashMap<String, oneshot::Sender<CompletionOutcome>>>,
     next_result_id: AtomicU64,
     pub(crate) client_result_timeout: Duration,
@@ -135,6 +136,7 @@ impl ConnectionHandle {
             items: Items::default(),
             closing: CancellationToken::new(),
             close_error: Mutex::default(),
+            allow_reconnect: std::sync::atomic::AtomicBool::new(false),
             results: Mutex::default(),
             next_result_id: AtomicU64::new(1),
             client_result_timeout,
@@ -171,6 +173,17 @@ impl ConnectionHandle {
             slot.get_or_insert(error);
         }
         self.closing.cancel();
+    }
+
+    /// Asks the connection to close and its client to come back (a server
+    /// shutdown or restart): the Close message carries `allowReconnect`.
+    pub(crate) fn close_for_reconnect(&self) {
+        self.allow_reconnect.store(true, Ordering::Relaxed);
+        self.closing.cancel();
+    }
+
+    pub(crate) fn allow_reconnect(&self) -> bool {
+        self.allow_reconnect.load(Ordering::Relaxed)
     }
 
     pub(crate) fn closing(&self) -> &CancellationToken {
@@ -287,6 +300,13 @@ impl Lifetime {
             .expect("connections lock")
             .get(id)
             .cloned()
+    }
+
+    /// Closes every connection, asking clients to reconnect.
+    pub(crate) fn close_all_for_reconnect(&self) {
+        for connection in self.connections.read().expect("connections lock").values() {
+            connection.close_for_reconnect();
+        }
     }
 
     pub(crate) fn len(&self) -> usize {

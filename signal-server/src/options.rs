@@ -32,6 +32,9 @@ pub struct HubOptions {
     pub stream_buffer_capacity: usize,
     /// How long a client result may take (30 s).
     pub client_result_timeout: Duration,
+    /// How long a closing connection waits for its running invocations before
+    /// it sends Close (5 s); shutdown uses it too.
+    pub shutdown_timeout: Duration,
     /// The transports clients may use, in the order negotiate offers them.
     pub transports: Vec<TransportType>,
     /// How long a long poll is held open when there is nothing to send (90 s).
@@ -56,6 +59,7 @@ impl Default for HubOptions {
             pending_invocation_capacity: 1024,
             stream_buffer_capacity: 10,
             client_result_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(5),
             transports: TransportType::ALL.to_vec(),
             long_polling_timeout: Duration::from_secs(90),
             long_polling_disconnect_timeout: Duration::from_secs(15),

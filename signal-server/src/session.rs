@@ -269,15 +269,33 @@ async fn run_inner<D, I, O>(
     let error = match end {
         End::ClientLeft(error) => error,
         End::ServerClose(error) => {
-            // Frames already queued (a completion just before an abort) go out first.
-            while let Ok(frame) = rx.try_recv() {
-                if outgoing.feed(frame).await.is_err() {
-                    break;
+            // Invocations already running may finish (bounded), and what they and
+            // earlier calls queued goes out before the Close message.
+            let drain = async {
+                loop {
+                    tokio::select! {
+                        Some(_) = running.next() => {}
+                        Some(frame) = rx.recv() => {
+                            if write_batch(&mut outgoing, &mut rx, frame).await.is_err() {
+                                return;
+                            }
+                        }
+                        else => return,
+                    }
+                    if running.is_empty() {
+                        while let Ok(frame) = rx.try_recv() {
+                            if outgoing.feed(frame).await.is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
                 }
-            }
+            };
+            let _ = tokio::time::timeout(options.shutdown_timeout, drain).await;
             let close = HubMessage::Close(Close {
                 error: error.clone(),
-                allow_reconnect: false,
+                allow_reconnect: handle.allow_reconnect(),
             });
             let _ = write_now(&mut outgoing, encode(&close)).await;
             if let Some(error) = &error {
