@@ -151,7 +151,7 @@ impl HubDispatch for Conformance {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     support::init_tracing();
-    let mut hub = signal::Hub::new(Conformance);
+    let mut hub = signal::Hub::new(Conformance).configure(|o| o.stateful_reconnect = true);
     // SIGNAL_TRANSPORTS restricts the transports (in this order), to show fallback.
     if let Some(names) = support::env_list("SIGNAL_TRANSPORTS") {
         let transports = names

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use axum::serve::ListenerExt;
+
 /// Logs to stderr, filtered by `RUST_LOG` (`info` by default; `signal=debug`
 /// shows each connection's id, transport and remote address).
 pub(crate) fn init_tracing() {
@@ -18,7 +20,12 @@ pub(crate) fn init_tracing() {
 pub(crate) async fn serve(app: axum::Router) -> std::io::Result<()> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "5000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let address = listener.local_addr()?;
+    // Small messages must not wait for Nagle's algorithm (tens of ms per reply).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    println!("listening on http://{address}");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

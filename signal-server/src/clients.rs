@@ -9,21 +9,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use signal_core::{
-    Arguments, ClientDescriptor, CompletionOutcome, HubMessage, Invocation, JsonHubProtocol,
-};
+use signal_core::{Arguments, ClientDescriptor, CompletionOutcome, HubMessage, Invocation};
 
 use crate::error::{ClientResultError, SendError};
-use crate::lifetime::{ConnectionHandle, ConnectionId, Frame, Lifetime, Recipients};
-
-/// Encodes a client invocation once, whatever the number of recipients.
-pub(crate) fn encode(message: &HubMessage) -> Frame {
-    let record = JsonHubProtocol.to_record(message);
-    // JSON is UTF-8 by construction.
-    String::from_utf8(record)
-        .expect("JSON records are UTF-8")
-        .into()
-}
+use crate::frame::Frame;
+use crate::lifetime::{ConnectionHandle, ConnectionId, Lifetime, Recipients};
 
 /// A typed client contract: what the `#[signal::client]` macro implements for
 /// `dyn YourClientTrait`, and `()` for untyped targets.
@@ -108,7 +98,7 @@ impl SingleClient {
         let mut invocation = Invocation::new(method, arguments);
         invocation.invocation_id = Some(invocation_id.clone());
         if !connection
-            .send(encode(&HubMessage::Invocation(invocation)))
+            .send(Frame::encode(&HubMessage::Invocation(invocation)))
             .await
         {
             connection.forget_result(&invocation_id);
@@ -139,7 +129,7 @@ fn deserialize(e: serde_json::Error) -> ClientResultError {
 impl Target for SingleClient {
     async fn send(&self, method: &str, arguments: Arguments) -> Result<(), SendError> {
         let connection = self.connection()?;
-        let frame = encode(&HubMessage::Invocation(Invocation::new(method, arguments)));
+        let frame = Frame::encode(&HubMessage::Invocation(Invocation::new(method, arguments)));
         if connection.send(frame).await {
             Ok(())
         } else {
@@ -159,7 +149,7 @@ impl sealed::Sealed for MultiClient {}
 
 impl Target for MultiClient {
     async fn send(&self, method: &str, arguments: Arguments) -> Result<(), SendError> {
-        let frame = encode(&HubMessage::Invocation(Invocation::new(method, arguments)));
+        let frame = Frame::encode(&HubMessage::Invocation(Invocation::new(method, arguments)));
         self.lifetime.deliver(&self.recipients, &frame);
         Ok(())
     }

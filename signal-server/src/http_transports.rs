@@ -23,8 +23,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::HubDispatch;
+use crate::frame::Frame;
 use crate::hub::HubRuntime;
-use crate::lifetime::{ConnectionToken, Frame};
+use crate::lifetime::ConnectionToken;
 use crate::session::{self, Outgoing, TransportClosed};
 use crate::websocket::{Refusal, start_for, transport_query};
 
@@ -177,7 +178,7 @@ pub(crate) async fn get<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, request: Re
         let runtime = runtime.clone();
         let connection = connection.clone();
         tokio::spawn(async move {
-            session::run(runtime.clone(), start, incoming, outgoing).await;
+            session::run(runtime.clone(), start, incoming, outgoing, None).await;
             connection.ended.cancel();
             tokio::time::sleep(ENDED_GRACE).await;
             runtime.http.remove(&token);

@@ -15,7 +15,7 @@ use crate::in_process::InProcess;
 use crate::lifetime::Lifetime;
 use crate::negotiate::{self, Negotiations};
 use crate::options::HubOptions;
-use crate::websocket;
+use crate::websocket::{self, Reattachments};
 
 /// Names the user of a request (from its headers, cookies or extensions, as an
 /// authentication layer left them); `None` for an anonymous connection.
@@ -47,6 +47,7 @@ pub(crate) struct HubRuntime<D: HubDispatch> {
     pub(crate) lifetime: Arc<Lifetime>,
     pub(crate) negotiations: Negotiations,
     pub(crate) http: HttpConnections,
+    pub(crate) reattachments: Reattachments,
     pub(crate) allowed_origins: Vec<HeaderValue>,
 }
 
@@ -174,6 +175,7 @@ impl<D: HubDispatch> Hub<D> {
             user_id: self.user_id,
             lifetime: self.lifetime,
             http: HttpConnections::default(),
+            reattachments: Reattachments::default(),
             allowed_origins: self.allowed_origins,
         })
     }

@@ -15,11 +15,11 @@ use signal_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::clients::encode;
 use crate::context::HubHandle;
 use crate::dispatch::HubDispatch;
+use crate::frame::Frame;
 use crate::hub::HubRuntime;
-use crate::lifetime::{ConnectionId, Frame};
+use crate::lifetime::ConnectionId;
 use crate::session::{self, Outgoing, Start, TransportClosed};
 
 /// A hub that in-process connections reach without a network.
@@ -56,6 +56,7 @@ impl<D: HubDispatch> InProcess<D> {
             user: user_id.map(Arc::from),
             transport: TransportType::WebSockets,
             remote: None,
+            stateful: false,
         };
         let incoming = Box::pin(futures_util::stream::unfold(
             from_client,
@@ -66,6 +67,7 @@ impl<D: HubDispatch> InProcess<D> {
             start,
             incoming,
             ChannelOutgoing(to_client),
+            None,
         ));
 
         let handshake = HandshakeRequest {
@@ -167,9 +169,9 @@ impl InProcessConnection {
     }
 
     async fn write(&self, message: &HubMessage) -> Result<(), InvokeError> {
-        let frame = encode(message);
+        let frame = Frame::encode(message);
         self.to_server
-            .send(Bytes::from(frame))
+            .send(Bytes::copy_from_slice(frame.as_str().as_bytes()))
             .await
             .map_err(|_| self.closed())
     }

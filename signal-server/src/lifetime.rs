@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use base64::Engine;
 use rand::RngCore;
 use signal_core::{CompletionOutcome, TransportType};
@@ -18,9 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Items;
-
-/// One encoded record (or several) ready to write to a transport.
-pub(crate) type Frame = Utf8Bytes;
+use crate::frame::Frame;
 
 fn random_id() -> Arc<str> {
     let mut bytes = [0u8; 16];

@@ -19,6 +19,17 @@ use crate::lifetime::{ConnectionId, ConnectionToken};
 pub(crate) struct NegotiateQuery {
     #[serde(default)]
     negotiate_version: u32,
+    #[serde(default)]
+    use_stateful_reconnect: bool,
+}
+
+/// A negotiated connection whose transport has started.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Started {
+    pub(crate) id: ConnectionId,
+    pub(crate) token: ConnectionToken,
+    /// Stateful reconnect was negotiated.
+    pub(crate) stateful: bool,
 }
 
 /// Negotiated connections waiting for their transport, and the tokens in use.
@@ -28,9 +39,15 @@ pub(crate) struct Negotiations {
 }
 
 struct NegotiationState {
-    pending: HashMap<ConnectionToken, (ConnectionId, Instant)>,
+    pending: HashMap<ConnectionToken, Pending>,
     active: HashSet<ConnectionToken>,
     last_sweep: Instant,
+}
+
+struct Pending {
+    id: ConnectionId,
+    created: Instant,
+    stateful: bool,
 }
 
 /// Why a transport request's token was refused.
@@ -55,7 +72,7 @@ impl Negotiations {
     }
 
     /// Issues a connection id and token. With negotiate version 0 the id is the token.
-    pub(crate) fn create(&self, version: u32) -> (ConnectionId, ConnectionToken) {
+    pub(crate) fn create(&self, version: u32, stateful: bool) -> (ConnectionId, ConnectionToken) {
         let id = ConnectionId::random();
         let token = if version == 0 {
             ConnectionToken::from(id.as_str())
@@ -70,24 +87,35 @@ impl Negotiations {
             let timeout = self.timeout;
             state
                 .pending
-                .retain(|_, (_, created)| now.duration_since(*created) < timeout);
+                .retain(|_, pending| now.duration_since(pending.created) < timeout);
             state.last_sweep = now;
         }
-        state.pending.insert(token.clone(), (id.clone(), now));
+        state.pending.insert(
+            token.clone(),
+            Pending {
+                id: id.clone(),
+                created: now,
+                stateful,
+            },
+        );
         (id, token)
     }
 
     /// Starts the connection a token names: its id, once.
-    pub(crate) fn start(&self, token: &str) -> Result<(ConnectionId, ConnectionToken), TokenError> {
+    pub(crate) fn start(&self, token: &str) -> Result<Started, TokenError> {
         let token = ConnectionToken::from(token);
         let mut state = self.state.lock().expect("negotiations lock");
         if state.active.contains(&token) {
             return Err(TokenError::InUse);
         }
         match state.pending.remove(&token) {
-            Some((id, created)) if created.elapsed() < self.timeout => {
+            Some(pending) if pending.created.elapsed() < self.timeout => {
                 state.active.insert(token.clone());
-                Ok((id, token))
+                Ok(Started {
+                    id: pending.id,
+                    token,
+                    stateful: pending.stateful,
+                })
             }
             _ => Err(TokenError::Unknown),
         }
@@ -108,7 +136,9 @@ pub(crate) async fn negotiate<D: HubDispatch>(
     Query(query): Query<NegotiateQuery>,
 ) -> Json<NegotiateResponse> {
     let version = query.negotiate_version.min(1);
-    let (id, token) = runtime.negotiations.create(version);
+    // Stateful reconnect only when the client asked and the hub allows it.
+    let stateful = query.use_stateful_reconnect && runtime.options.stateful_reconnect;
+    let (id, token) = runtime.negotiations.create(version, stateful);
     tracing::debug!(connection = %id, "negotiated");
     Json(NegotiateResponse {
         connection_id: id.to_string(),
@@ -120,7 +150,7 @@ pub(crate) async fn negotiate<D: HubDispatch>(
             .iter()
             .map(|t| (*t).into())
             .collect(),
-        use_stateful_reconnect: false,
+        use_stateful_reconnect: stateful,
     })
 }
 
@@ -131,10 +161,11 @@ mod tests {
     #[test]
     fn a_token_starts_one_connection_once() {
         let negotiations = Negotiations::new(Duration::from_secs(30));
-        let (id, token) = negotiations.create(1);
+        let (id, token) = negotiations.create(1, true);
         assert_ne!(id.as_str(), token.as_str());
-        let (started, _) = negotiations.start(token.as_str()).unwrap();
-        assert_eq!(started, id);
+        let started = negotiations.start(token.as_str()).unwrap();
+        assert_eq!(started.id, id);
+        assert!(started.stateful);
         assert_eq!(negotiations.start(token.as_str()), Err(TokenError::InUse));
         negotiations.end(&token);
         assert_eq!(negotiations.start(token.as_str()), Err(TokenError::Unknown));
@@ -144,14 +175,14 @@ mod tests {
     #[test]
     fn version_zero_uses_the_id_as_token() {
         let negotiations = Negotiations::new(Duration::from_secs(30));
-        let (id, token) = negotiations.create(0);
+        let (id, token) = negotiations.create(0, false);
         assert_eq!(id.as_str(), token.as_str());
     }
 
     #[test]
     fn unused_tokens_expire() {
         let negotiations = Negotiations::new(Duration::ZERO);
-        let (_, token) = negotiations.create(1);
+        let (_, token) = negotiations.create(1, false);
         assert_eq!(negotiations.start(token.as_str()), Err(TokenError::Unknown));
     }
 }

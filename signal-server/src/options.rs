@@ -35,6 +35,16 @@ pub struct HubOptions {
     /// How long a closing connection waits for its running invocations before
     /// it sends Close (5 s); shutdown uses it too.
     pub shutdown_timeout: Duration,
+    /// Whether clients may use stateful reconnect (off, as in ASP.NET Core): a
+    /// WebSocket client that loses its socket comes back on a new one with the
+    /// same connection id, groups and state, and no message lost.
+    pub stateful_reconnect: bool,
+    /// How many bytes of sent messages a stateful connection keeps until the
+    /// client acknowledges them (100,000); past it, sending waits.
+    pub stateful_reconnect_buffer_size: usize,
+    /// How long a stateful connection waits for its client to come back after
+    /// losing its transport (15 s).
+    pub disconnect_timeout: Duration,
     /// The transports clients may use, in the order negotiate offers them.
     pub transports: Vec<TransportType>,
     /// How long a long poll is held open when there is nothing to send (90 s).
@@ -60,6 +70,9 @@ impl Default for HubOptions {
             stream_buffer_capacity: 10,
             client_result_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
+            stateful_reconnect: false,
+            stateful_reconnect_buffer_size: 100_000,
+            disconnect_timeout: Duration::from_secs(15),
             transports: TransportType::ALL.to_vec(),
             long_polling_timeout: Duration::from_secs(90),
             long_polling_disconnect_timeout: Duration::from_secs(15),

@@ -20,13 +20,17 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::clients::encode;
 use crate::context::Context;
 use crate::dispatch::{BoxFuture, Call, HubDispatch, Output};
 use crate::error::InvocationError;
+use crate::frame::Frame;
 use crate::hub::HubRuntime;
-use crate::lifetime::{ConnectionHandle, ConnectionId, ConnectionToken, Frame};
+use crate::lifetime::{ConnectionHandle, ConnectionId, ConnectionToken};
+use crate::link::{Attachment, Link, next_attachment};
 use crate::upload::UploadItem;
+
+/// How often a stateful connection acknowledges what it received (as the JS client does).
+const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The transport could not be written to: the client has gone.
 #[derive(Debug)]
@@ -49,6 +53,9 @@ pub(crate) struct Start {
     pub(crate) user: Option<Arc<str>>,
     pub(crate) transport: TransportType,
     pub(crate) remote: Option<std::net::SocketAddr>,
+    /// Negotiated stateful reconnect; in force once the handshake asks for
+    /// protocol version 2.
+    pub(crate) stateful: bool,
 }
 
 impl Start {
@@ -80,11 +87,15 @@ enum End {
     ServerClose(Option<String>),
 }
 
+/// Runs a connection to its end. With `attachments`, the connection supports
+/// stateful reconnect: a client that loses its transport may come back on a new
+/// one (sent there) within the disconnect timeout.
 pub(crate) async fn run<D, I, O>(
     runtime: Arc<HubRuntime<D>>,
     start: Start,
     incoming: I,
     outgoing: O,
+    attachments: Option<mpsc::Receiver<Attachment<I, O>>>,
 ) where
     D: HubDispatch,
     I: Stream<Item = Bytes> + Unpin + Send,
@@ -92,7 +103,7 @@ pub(crate) async fn run<D, I, O>(
 {
     let span = tracing::debug_span!("connection", id = %start.id, transport = %start.transport);
     tracing::debug!(parent: &span, remote = ?start.remote, "connection started");
-    run_inner(runtime, start, incoming, outgoing)
+    run_inner(runtime, start, incoming, outgoing, attachments)
         .instrument(span)
         .await;
 }
@@ -102,6 +113,7 @@ async fn run_inner<D, I, O>(
     start: Start,
     mut incoming: I,
     mut outgoing: O,
+    attachments: Option<mpsc::Receiver<Attachment<I, O>>>,
 ) where
     D: HubDispatch,
     I: Stream<Item = Bytes> + Unpin + Send,
@@ -135,7 +147,7 @@ async fn run_inner<D, I, O>(
             finish_transport(&runtime, &start, &mut outgoing).await;
             return;
         }
-        Ok(Ok(leftover)) => leftover,
+        Ok(Ok(accepted)) => accepted,
     };
     if write_now(&mut outgoing, handshake_frame(&HandshakeResponse::ok()))
         .await
@@ -143,6 +155,12 @@ async fn run_inner<D, I, O>(
     {
         finish_transport(&runtime, &start, &mut outgoing).await;
         return;
+    }
+    let (version, leftover) = leftover;
+    let mut link = Link::new(incoming, outgoing);
+    let mut attachments = attachments.filter(|_| version >= 2);
+    if attachments.is_some() {
+        link.make_stateful(options.stateful_reconnect_buffer_size);
     }
 
     let (tx, mut rx) = mpsc::channel(options.outgoing_queue_capacity.max(1));
@@ -185,20 +203,39 @@ async fn run_inner<D, I, O>(
     }
 
     let keep_alive = !start.inherent_keep_alive();
+    let stateful = link.is_stateful();
+    let mut connected = true;
     let mut last_read = Instant::now();
     let mut last_write = Instant::now();
     let ping_sleep = sleep_until(last_write + options.keep_alive_interval);
     let timeout_sleep = sleep_until(last_read + options.client_timeout);
-    tokio::pin!(ping_sleep, timeout_sleep);
+    let reconnect_sleep = sleep_until(Instant::now());
+    let mut ack_interval = tokio::time::interval(ACK_INTERVAL);
+    tokio::pin!(ping_sleep, timeout_sleep, reconnect_sleep);
 
     let mut pending_records = leftover;
     let end = 'session: loop {
         // Records already read (the rest of the handshake's chunk, or of the last one).
         for record in std::mem::take(&mut pending_records) {
-            match calls.handle_record(&record).await {
-                Ok(None) => {}
-                Ok(Some(end)) => break 'session end,
+            let message = match JsonHubProtocol.parse(&record) {
+                Ok(Some(message)) => message,
+                Ok(None) => {
+                    tracing::debug!("ignored a message of an unknown type");
+                    continue;
+                }
+                Err(error) => {
+                    break 'session End::ServerClose(Some(format!(
+                        "Connection closed with an error: {error}"
+                    )));
+                }
+            };
+            match link.accept(&message) {
+                Ok(true) => {}
+                Ok(false) => continue,
                 Err(error) => break 'session End::ServerClose(Some(error)),
+            }
+            if let Some(end) = calls.handle_message(message).await {
+                break 'session end;
             }
         }
         while running.len() < parallel {
@@ -210,8 +247,16 @@ async fn run_inner<D, I, O>(
 
         tokio::select! {
             _ = handle.closing().cancelled() => break End::ServerClose(handle.close_error()),
-            chunk = incoming.next() => {
-                let Some(chunk) = chunk else { break End::ClientLeft(None) };
+            chunk = link.recv(), if connected => {
+                let Some(chunk) = chunk else {
+                    if !stateful {
+                        break End::ClientLeft(None);
+                    }
+                    tracing::debug!("transport lost; waiting for the client to reconnect");
+                    connected = false;
+                    reconnect_sleep.as_mut().reset(Instant::now() + options.disconnect_timeout);
+                    continue;
+                };
                 last_read = Instant::now();
                 match reader.push(&chunk) {
                     Ok(records) => pending_records = records,
@@ -221,11 +266,37 @@ async fn run_inner<D, I, O>(
                     }
                 }
             }
-            Some(frame) = rx.recv() => {
-                if write_batch(&mut outgoing, &mut rx, frame).await.is_err() {
-                    break End::ClientLeft(None);
+            Some(frame) = rx.recv(), if connected && link.can_send() => {
+                if write_batch(&mut link, &mut rx, frame).await.is_err() {
+                    if !stateful {
+                        break End::ClientLeft(None);
+                    }
+                    connected = false;
+                    reconnect_sleep.as_mut().reset(Instant::now() + options.disconnect_timeout);
+                    continue;
                 }
                 last_write = Instant::now();
+            }
+            attachment = next_attachment(&mut attachments) => {
+                connected = link.attach(attachment).await.is_ok();
+                tracing::debug!(connected, "client reconnected on a new transport");
+                reader = RecordReader::new(options.maximum_receive_message_size);
+                last_read = Instant::now();
+                last_write = Instant::now();
+                if !connected {
+                    reconnect_sleep.as_mut().reset(Instant::now() + options.disconnect_timeout);
+                }
+            }
+            _ = &mut reconnect_sleep, if !connected => {
+                tracing::debug!("the client did not reconnect within the disconnect timeout");
+                break End::ClientLeft(None);
+            }
+            _ = ack_interval.tick(), if stateful && connected => {
+                if let Some(ack) = link.take_ack()
+                    && write_now(&mut link, ack).await.is_ok()
+                {
+                    last_write = Instant::now();
+                }
             }
             Some(done) = running.next() => {
                 if let Done::Stream { invocation_id, stream } = done {
@@ -237,17 +308,16 @@ async fn run_inner<D, I, O>(
             Some(finished) = streams.next() => {
                 calls.stream_tokens.remove(&finished);
             }
-            _ = &mut ping_sleep, if keep_alive => {
+            _ = &mut ping_sleep, if keep_alive && connected => {
                 let due = last_write + options.keep_alive_interval;
                 if Instant::now() >= due {
-                    if write_now(&mut outgoing, encode(&HubMessage::Ping)).await.is_err() {
-                        break End::ClientLeft(None);
-                    }
+                    // A failed write shows up as the end of the incoming stream.
+                    let _ = write_now(&mut link, Frame::encode(&HubMessage::Ping)).await;
                     last_write = Instant::now();
                 }
                 ping_sleep.as_mut().reset(last_write + options.keep_alive_interval);
             }
-            _ = &mut timeout_sleep, if keep_alive => {
+            _ = &mut timeout_sleep, if keep_alive && connected => {
                 let due = last_read + options.client_timeout;
                 if Instant::now() >= due {
                     break End::ServerClose(Some(format!(
@@ -268,7 +338,7 @@ async fn run_inner<D, I, O>(
 
     let error = match end {
         End::ClientLeft(error) => error,
-        End::ServerClose(error) => {
+        End::ServerClose(error) if connected => {
             // Invocations already running may finish (bounded), and what they and
             // earlier calls queued goes out before the Close message.
             let drain = async {
@@ -276,7 +346,7 @@ async fn run_inner<D, I, O>(
                     tokio::select! {
                         Some(_) = running.next() => {}
                         Some(frame) = rx.recv() => {
-                            if write_batch(&mut outgoing, &mut rx, frame).await.is_err() {
+                            if write_batch(&mut link, &mut rx, frame).await.is_err() {
                                 return;
                             }
                         }
@@ -284,7 +354,7 @@ async fn run_inner<D, I, O>(
                     }
                     if running.is_empty() {
                         while let Ok(frame) = rx.try_recv() {
-                            if outgoing.feed(frame).await.is_err() {
+                            if link.feed(frame).await.is_err() {
                                 return;
                             }
                         }
@@ -297,15 +367,19 @@ async fn run_inner<D, I, O>(
                 error: error.clone(),
                 allow_reconnect: handle.allow_reconnect(),
             });
-            let _ = write_now(&mut outgoing, encode(&close)).await;
+            let _ = write_now(&mut link, Frame::encode(&close)).await;
             if let Some(error) = &error {
                 tracing::debug!(%error, "server closed the connection");
             }
             error
         }
+        End::ServerClose(error) => error,
     };
     drop(rx);
-    finish_transport(&runtime, &start, &mut outgoing).await;
+    link.close().await;
+    if let Some(token) = &start.token {
+        runtime.negotiations.end(token);
+    }
 
     for token in calls.stream_tokens.values() {
         token.cancel();
@@ -343,7 +417,7 @@ async fn finish_transport<D: HubDispatch, O: Outgoing>(
 async fn read_handshake<I>(
     incoming: &mut I,
     reader: &mut RecordReader,
-) -> Result<Vec<Bytes>, Option<String>>
+) -> Result<(u32, Vec<Bytes>), Option<String>>
 where
     I: Stream<Item = Bytes> + Unpin,
 {
@@ -367,14 +441,12 @@ where
                 request.version
             )));
         }
-        return Ok(records);
+        return Ok((request.version, records));
     }
 }
 
 fn handshake_frame(response: &HandshakeResponse) -> Frame {
-    String::from_utf8(response.to_record())
-        .expect("JSON is UTF-8")
-        .into()
+    Frame::unsequenced(response.to_record())
 }
 
 async fn write_now<O: Outgoing>(outgoing: &mut O, frame: Frame) -> Result<(), TransportClosed> {
@@ -411,24 +483,24 @@ struct Calls<D: HubDispatch> {
 }
 
 impl<D: HubDispatch> Calls<D> {
-    /// Handles one record. `Err(text)` closes the connection with `text`.
-    async fn handle_record(&mut self, record: &[u8]) -> Result<Option<End>, String> {
-        let message = match JsonHubProtocol.parse(record) {
-            Ok(Some(message)) => message,
-            Ok(None) => {
-                tracing::debug!("ignored a message of an unknown type");
-                return Ok(None);
-            }
-            Err(error) => return Err(format!("Connection closed with an error: {error}")),
-        };
+    /// Handles one message from the client; `Some` ends the connection.
+    async fn handle_message(&mut self, message: HubMessage) -> Option<End> {
         match message {
             HubMessage::Invocation(invocation) => {
                 let call = Call::new(invocation.target, invocation.arguments, false);
-                self.enqueue(invocation.invocation_id, call, invocation.stream_ids)?;
+                if let Err(error) =
+                    self.enqueue(invocation.invocation_id, call, invocation.stream_ids)
+                {
+                    return Some(End::ServerClose(Some(error)));
+                }
             }
             HubMessage::StreamInvocation(invocation) => {
                 let call = Call::new(invocation.target, invocation.arguments, true);
-                self.enqueue(Some(invocation.invocation_id), call, invocation.stream_ids)?;
+                if let Err(error) =
+                    self.enqueue(Some(invocation.invocation_id), call, invocation.stream_ids)
+                {
+                    return Some(End::ServerClose(Some(error)));
+                }
             }
             HubMessage::CancelInvocation(cancel) => {
                 if let Some(token) = self.stream_tokens.remove(&cancel.invocation_id) {
@@ -456,10 +528,10 @@ impl<D: HubDispatch> Calls<D> {
                     tracing::debug!(invocation = %completion.invocation_id, "completion for no pending call; ignored");
                 }
             }
-            HubMessage::Close(close) => return Ok(Some(End::ClientLeft(close.error))),
+            HubMessage::Close(close) => return Some(End::ClientLeft(close.error)),
             HubMessage::Ping | HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {}
         }
-        Ok(None)
+        None
     }
 
     fn enqueue(
@@ -559,7 +631,7 @@ fn invoke<D: HubDispatch>(
                 headers: Default::default(),
             };
             handle
-                .send(encode(&HubMessage::Completion(completion)))
+                .send(Frame::encode(&HubMessage::Completion(completion)))
                 .await;
         }
         Done::Finished
@@ -589,7 +661,7 @@ async fn pump(
                     item,
                     headers: Default::default(),
                 });
-                if !handle.send(encode(&message)).await {
+                if !handle.send(Frame::encode(&message)).await {
                     return invocation_id;
                 }
             }
@@ -615,7 +687,7 @@ async fn pump(
         headers: Default::default(),
     };
     handle
-        .send(encode(&HubMessage::Completion(completion)))
+        .send(Frame::encode(&HubMessage::Completion(completion)))
         .await;
     invocation_id
 }

@@ -1,9 +1,11 @@
 //! The WebSockets transport: `GET {hub}?id=TOKEN` with an upgrade, or without `id`
 //! when the client skips negotiation.
 
+use std::collections::HashMap;
 use std::future::ready;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -11,6 +13,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::SinkExt;
+use futures_util::Stream;
 use futures_util::stream::{SplitSink, StreamExt};
 use http::StatusCode;
 use http::request::Parts;
@@ -18,11 +21,14 @@ use serde::Deserialize;
 use signal_core::TransportType;
 
 use crate::dispatch::HubDispatch;
+use crate::frame::Frame;
 use crate::http_transports;
 use crate::hub::HubRuntime;
-use crate::lifetime::{ConnectionId, Frame};
+use crate::lifetime::{ConnectionId, ConnectionToken};
 use crate::negotiate::TokenError;
+use crate::options::HubOptions;
 use crate::session::{self, Outgoing, Start, TransportClosed};
+use tokio::sync::mpsc;
 
 #[derive(Deserialize)]
 pub(crate) struct TransportQuery {
@@ -70,12 +76,17 @@ pub(crate) fn start_for<D: HubDispatch>(
     if !runtime.options.transports.contains(&transport) {
         return Err(Refusal::Disabled(transport));
     }
-    let (id, token) = match id {
+    let (id, token, stateful) = match id {
         // skipNegotiation: the connection starts with the upgrade.
-        None if transport == TransportType::WebSockets => (ConnectionId::random(), None),
+        None if transport == TransportType::WebSockets => (ConnectionId::random(), None, false),
         None => return Err(Refusal::MissingId),
         Some(token) => match runtime.negotiations.start(token) {
-            Ok((id, token)) => (id, Some(token)),
+            // Stateful reconnect is for WebSockets only.
+            Ok(started) => (
+                started.id,
+                Some(started.token),
+                started.stateful && transport == TransportType::WebSockets,
+            ),
             Err(TokenError::Unknown) => return Err(Refusal::Unknown),
             Err(TokenError::InUse) => return Err(Refusal::InUse),
         },
@@ -93,7 +104,39 @@ pub(crate) fn start_for<D: HubDispatch>(
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0),
+        stateful,
     })
+}
+
+/// The incoming half of a WebSocket: text and binary payloads until Close.
+type WebSocketIncoming = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+/// A reconnected WebSocket on its way to its stateful connection's session.
+type Reattachment = (WebSocketIncoming, WebSocketOutgoing);
+
+/// Stateful connections waiting for (or using) their WebSocket, by token.
+#[derive(Default)]
+pub(crate) struct Reattachments(Mutex<HashMap<ConnectionToken, mpsc::Sender<Reattachment>>>);
+
+impl Reattachments {
+    fn sender(&self, token: &str) -> Option<mpsc::Sender<Reattachment>> {
+        self.0
+            .lock()
+            .expect("reattachments lock")
+            .get(&ConnectionToken::from(token))
+            .filter(|sender| !sender.is_closed())
+            .cloned()
+    }
+
+    fn register(&self, token: ConnectionToken) -> mpsc::Receiver<Reattachment> {
+        let (tx, rx) = mpsc::channel(1);
+        self.0.lock().expect("reattachments lock").insert(token, tx);
+        rx
+    }
+
+    fn remove(&self, token: &ConnectionToken) {
+        self.0.lock().expect("reattachments lock").remove(token);
+    }
 }
 
 pub(crate) async fn connect<D: HubDispatch>(
@@ -115,6 +158,16 @@ pub(crate) async fn connect<D: HubDispatch>(
         Ok(upgrade) => upgrade,
         Err(rejection) => return Refusal::NotUpgrade(rejection.body_text()).into_response(),
     };
+    // A stateful connection's client coming back on a new socket.
+    if let Some(sender) = query
+        .id
+        .as_deref()
+        .and_then(|token| runtime.reattachments.sender(token))
+    {
+        return configure(upgrade, &runtime.options).on_upgrade(move |socket| async move {
+            let _ = sender.send(split(socket)).await;
+        });
+    }
     let start = match start_for(
         &runtime,
         &parts,
@@ -124,25 +177,25 @@ pub(crate) async fn connect<D: HubDispatch>(
         Ok(start) => start,
         Err(refusal) => return refusal.into_response(),
     };
+    configure(upgrade, &runtime.options).on_upgrade(move |socket| serve(runtime, start, socket))
+}
+
+fn configure(
+    upgrade: WebSocketUpgrade,
+    options: &HubOptions,
+) -> WebSocketUpgrade<impl axum::extract::ws::OnFailedUpgrade> {
     // Small buffers: most messages are small and idle connections are many. Whole
     // records are checked against the hub's limit by the record reader; the
     // WebSocket limit only bounds what one frame may make us buffer.
-    let limit = runtime.options.maximum_receive_message_size;
+    let limit = options.maximum_receive_message_size;
     upgrade
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_message_size(limit.saturating_mul(4).max(64 * 1024))
         .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| serve(runtime, start, socket))
 }
 
-pub(crate) fn transport_query(parts: &Parts) -> Result<TransportQuery, Refusal> {
-    axum::extract::Query::<TransportQuery>::try_from_uri(&parts.uri)
-        .map(|q| q.0)
-        .map_err(|e| Refusal::Query(e.body_text()))
-}
-
-async fn serve<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, socket: WebSocket) {
+fn split(socket: WebSocket) -> Reattachment {
     let (sink, stream) = socket.split();
     let incoming = stream
         .take_while(|message| ready(matches!(message, Ok(m) if !matches!(m, Message::Close(_)))))
@@ -153,7 +206,23 @@ async fn serve<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, socket
                 _ => None,
             })
         });
-    session::run(runtime, start, incoming, WebSocketOutgoing(sink)).await;
+    (Box::pin(incoming), WebSocketOutgoing(sink))
+}
+
+pub(crate) fn transport_query(parts: &Parts) -> Result<TransportQuery, Refusal> {
+    axum::extract::Query::<TransportQuery>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .map_err(|e| Refusal::Query(e.body_text()))
+}
+
+async fn serve<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, socket: WebSocket) {
+    let (incoming, outgoing) = split(socket);
+    let token = start.token.clone().filter(|_| start.stateful);
+    let attachments = token.clone().map(|t| runtime.reattachments.register(t));
+    session::run(runtime.clone(), start, incoming, outgoing, attachments).await;
+    if let Some(token) = token {
+        runtime.reattachments.remove(&token);
+    }
 }
 
 struct WebSocketOutgoing(SplitSink<WebSocket, Message>);
@@ -161,7 +230,7 @@ struct WebSocketOutgoing(SplitSink<WebSocket, Message>);
 impl Outgoing for WebSocketOutgoing {
     async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
         self.0
-            .feed(Message::Text(frame))
+            .feed(Message::Text(frame.payload()))
             .await
             .map_err(|_| TransportClosed)
     }
