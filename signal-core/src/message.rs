@@ -114,7 +114,7 @@ pub enum ArgumentError {
         actual: usize,
     },
     /// Fewer or more upload streams than the method declares.
-    #[error("Invocation provides {actual} stream(s) but target expects {expected}.")]
+    #[error("Client sent {actual} stream(s), Hub method expects {expected}.")]
     StreamCount {
         /// What the method declares.
         expected: usize,

@@ -127,14 +127,16 @@ fn deserialize(e: serde_json::Error) -> ClientResultError {
 }
 
 impl Target for SingleClient {
+    /// Sends to the connection if it is connected here; as in ASP.NET Core, a
+    /// connection that is gone (or never was) is not an error for a send.
     async fn send(&self, method: &str, arguments: Arguments) -> Result<(), SendError> {
-        let connection = self.connection()?;
+        let Some(connection) = self.lifetime.get(&self.id) else {
+            tracing::debug!(connection = %self.id, method, "send to a connection that is not connected; dropped");
+            return Ok(());
+        };
         let frame = Frame::encode(&HubMessage::Invocation(Invocation::new(method, arguments)));
-        if connection.send(frame).await {
-            Ok(())
-        } else {
-            Err(SendError::NotConnected(self.id.to_string()))
-        }
+        connection.send(frame).await;
+        Ok(())
     }
 }
 

@@ -57,17 +57,17 @@ pub struct Groups {
 
 impl Groups {
     /// Adds `connection` to `group`. Membership ends when the connection does.
+    /// As in ASP.NET Core, a connection that is not connected here is ignored.
     pub async fn add(
         &self,
         connection: impl Into<ConnectionId>,
         group: &str,
     ) -> Result<(), SendError> {
         let id = connection.into();
-        if self.lifetime.add_to_group(&id, group) {
-            Ok(())
-        } else {
-            Err(SendError::NotConnected(id.to_string()))
+        if !self.lifetime.add_to_group(&id, group) {
+            tracing::debug!(connection = %id, group, "group add for a connection that is not connected; ignored");
         }
+        Ok(())
     }
 
     /// Removes `connection` from `group`.
@@ -76,12 +76,8 @@ impl Groups {
         connection: impl Into<ConnectionId>,
         group: &str,
     ) -> Result<(), SendError> {
-        let id = connection.into();
-        if self.lifetime.remove_from_group(&id, group) {
-            Ok(())
-        } else {
-            Err(SendError::NotConnected(id.to_string()))
-        }
+        self.lifetime.remove_from_group(&connection.into(), group);
+        Ok(())
     }
 }
 
