@@ -19,12 +19,10 @@ pub use signal_server::{
     Target, TransportType, UserIdFn,
 };
 
-/// Everything generated code refers to, under one stable path. Not public API.
+pub use signal_macros::{client, hub, method};
+
+// Lets generated code name `::signal` from inside this crate too.
+extern crate self as signal;
+
 #[doc(hidden)]
-pub mod __private {
-    pub use futures_util;
-    pub use schemars;
-    pub use serde;
-    pub use serde_json;
-    pub use signal_core;
-}
+pub mod __private;

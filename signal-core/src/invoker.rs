@@ -15,6 +15,9 @@ use crate::message::Arguments;
 /// A boxed stream of raw items, as a server stream arrives.
 pub type RawItemStream = Pin<Box<dyn Stream<Item = Result<Box<RawValue>, InvokeError>> + Send>>;
 
+/// A typed server stream, as a caller proxy returns it.
+pub type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, InvokeError>> + Send>>;
+
 /// A call through an [`Invoker`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
@@ -54,4 +57,56 @@ pub trait Invoker: Send + Sync {
         method: &str,
         arguments: Arguments,
     ) -> impl Future<Output = Result<RawItemStream, InvokeError>> + Send;
+}
+
+impl<I: Invoker + ?Sized> Invoker for &I {
+    fn invoke(
+        &self,
+        method: &str,
+        arguments: Arguments,
+    ) -> impl Future<Output = Result<Option<Box<RawValue>>, InvokeError>> + Send {
+        (**self).invoke(method, arguments)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        arguments: Arguments,
+    ) -> impl Future<Output = Result<(), InvokeError>> + Send {
+        (**self).send(method, arguments)
+    }
+
+    fn stream(
+        &self,
+        method: &str,
+        arguments: Arguments,
+    ) -> impl Future<Output = Result<RawItemStream, InvokeError>> + Send {
+        (**self).stream(method, arguments)
+    }
+}
+
+impl<I: Invoker + ?Sized> Invoker for std::sync::Arc<I> {
+    fn invoke(
+        &self,
+        method: &str,
+        arguments: Arguments,
+    ) -> impl Future<Output = Result<Option<Box<RawValue>>, InvokeError>> + Send {
+        (**self).invoke(method, arguments)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        arguments: Arguments,
+    ) -> impl Future<Output = Result<(), InvokeError>> + Send {
+        (**self).send(method, arguments)
+    }
+
+    fn stream(
+        &self,
+        method: &str,
+        arguments: Arguments,
+    ) -> impl Future<Output = Result<RawItemStream, InvokeError>> + Send {
+        (**self).stream(method, arguments)
+    }
 }

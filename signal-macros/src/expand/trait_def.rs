@@ -1,0 +1,108 @@
+//! The user's trait, rewritten so that it can be implemented with plain
+//! `async fn` and still be named as `dyn Trait`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{
+    FnArg, ItemTrait, Pat, ReturnType, TraitItem, TraitItemFn, parse_quote, parse_quote_spanned,
+};
+
+use crate::ast::HOOKS;
+use crate::attr::{Side, is_method_attribute};
+
+/// The trait: `async fn` → `fn … -> impl Future<Output = R> + Send`, `where
+/// Self: Sized` on every method (so `dyn Trait` is a type), `Send + Sync +
+/// 'static` supertraits, and for a hub, empty hook bodies and `into_hub`.
+pub(crate) fn render(side: Side, item: &ItemTrait) -> TokenStream {
+    let mut item = item.clone();
+    for trait_item in &mut item.items {
+        if let TraitItem::Fn(f) = trait_item {
+            f.attrs.retain(|a| !is_method_attribute(a));
+            let is_hook = side == Side::Hub && HOOKS.contains(&f.sig.ident.to_string().as_str());
+            rewrite_async(f);
+            if is_hook && f.default.is_none() {
+                add_empty_body(f);
+            }
+            f.sig
+                .generics
+                .make_where_clause()
+                .predicates
+                .push(parse_quote!(Self: ::core::marker::Sized));
+        }
+    }
+    if item.colon_token.is_none() {
+        item.colon_token = Some(Default::default());
+    }
+    item.supertraits.push(parse_quote!(::core::marker::Send));
+    item.supertraits.push(parse_quote!(::core::marker::Sync));
+    item.supertraits.push(parse_quote!('static));
+    if side == Side::Hub {
+        let ident = &item.ident;
+        let server = format_ident!("{}Server", ident);
+        let doc = format!(
+            "Wraps this `{ident}` hub in a [`signal::Hub`](::signal::Hub), ready to be mounted \
+             with `.router()`."
+        );
+        item.items.push(parse_quote! {
+            #[doc = #doc]
+            fn into_hub(self) -> ::signal::Hub<#server<Self>>
+            where
+                Self: ::core::marker::Sized,
+            {
+                ::signal::Hub::new(#server(self))
+            }
+        });
+    }
+    quote!(#item)
+}
+
+/// `async fn f(..) -> R { body }` → `fn f(..) -> impl Future<Output = R> + Send { async move { body } }`.
+fn rewrite_async(f: &mut TraitItemFn) {
+    let Some(asyncness) = f.sig.asyncness.take() else {
+        return;
+    };
+    let span = asyncness.span();
+    let output = match &f.sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    f.sig.output = parse_quote_spanned! {span=>
+        -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+    };
+    if let Some(block) = &f.default {
+        f.default = Some(parse_quote_spanned!(block.span()=> { async move #block }));
+    }
+}
+
+/// A hook without a body does nothing.
+fn add_empty_body(f: &mut TraitItemFn) {
+    let params: Vec<_> = f
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(p) => Some(p.ident.clone()),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let span = f.sig.ident.span();
+    let returned = if matches!(f.sig.output, ReturnType::Type(_, ref ty) if is_future(ty)) {
+        quote_spanned!(span=> async {})
+    } else {
+        quote!()
+    };
+    f.default = Some(parse_quote_spanned! {span=>
+        {
+            let _ = (#(#params,)*);
+            #returned
+        }
+    });
+}
+
+fn is_future(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::ImplTrait(_))
+}

@@ -1,0 +1,214 @@
+//! Everything generated code refers to, under one stable path. Not public API:
+//! nothing here follows semver.
+//!
+//! The macros route every use of a user's argument, result or item type through
+//! [`wire`], spanned at that type. So a type that is not `Serialize`,
+//! `Deserialize` and `JsonSchema` yields one error per missing trait, pointing at
+//! the type (rustc merges identical diagnostics), instead of one per use.
+
+use std::marker::PhantomData;
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use schemars::{JsonSchema, Schema};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use signal_core::descriptor::DescriptorBuilder;
+use signal_core::invoker::RawItemStream;
+use signal_core::{ArgumentError, Arguments, ClientDescriptor, InvokeError, ParameterDescriptor};
+use signal_server::{ClientResultError, HubError, HubStream, InvocationError, Output, SendError};
+
+pub use futures_util;
+pub use schemars;
+pub use serde;
+pub use serde_json;
+pub use signal_core;
+
+/// How values of `T` cross the wire: the operations generated code needs, as
+/// function pointers, so that only [`wire`] carries the trait bounds.
+pub struct Wire<T> {
+    to_raw: fn(&T) -> Result<Box<RawValue>, serde_json::Error>,
+    from_json: fn(&str) -> Result<T, serde_json::Error>,
+    argument: fn(&Arguments, usize, &str) -> Result<T, ArgumentError>,
+    schema: fn(&mut DescriptorBuilder) -> Schema,
+}
+
+impl<T> Clone for Wire<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Wire<T> {}
+
+/// The wire operations of `T`; the one place generated code requires
+/// `Serialize + DeserializeOwned + JsonSchema`.
+#[inline]
+pub fn wire<T: Serialize + DeserializeOwned + JsonSchema>() -> Wire<T> {
+    Wire {
+        to_raw: serde_json::value::to_raw_value::<T>,
+        from_json: |json| serde_json::from_str(json),
+        argument: |arguments, index, name| arguments.get::<T>(index, name),
+        schema: |builder| builder.schema::<T>(),
+    }
+}
+
+impl<T> Wire<T> {
+    /// The argument at `index` of a hub method.
+    pub fn argument(
+        self,
+        arguments: &Arguments,
+        index: usize,
+        name: &str,
+    ) -> Result<T, ArgumentError> {
+        (self.argument)(arguments, index, name)
+    }
+
+    /// A hub method's result.
+    pub fn output(self, method: &str, value: &T) -> Result<Output, InvocationError> {
+        (self.to_raw)(value)
+            .map(Output::Value)
+            .map_err(|source| InvocationError::Result {
+                method: method.to_owned(),
+                source,
+            })
+    }
+
+    /// A hub method's stream, its items serialized one by one.
+    pub fn output_stream(self, stream: HubStream<T>) -> Output
+    where
+        T: 'static,
+    {
+        let to_raw = self.to_raw;
+        Output::Stream(
+            stream
+                .map(move |item| {
+                    item.and_then(|value| {
+                        to_raw(&value).map_err(|e| {
+                            HubError::new(format!("a stream item could not be serialized: {e}"))
+                        })
+                    })
+                })
+                .boxed(),
+        )
+    }
+
+    /// An argument of a client method.
+    pub fn send_argument(self, method: &str, value: &T) -> Result<Box<RawValue>, SendError> {
+        (self.to_raw)(value).map_err(|e| SendError::Serialize {
+            method: method.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// A client's answer to a client-result call.
+    pub fn client_result(self, raw: &RawValue) -> Result<T, ClientResultError> {
+        (self.from_json)(raw.get()).map_err(|e| ClientResultError::Deserialize(e.to_string()))
+    }
+
+    /// An argument of a hub method, as a caller proxy sends it.
+    pub fn invoke_argument(self, value: &T) -> Result<Box<RawValue>, InvokeError> {
+        (self.to_raw)(value).map_err(InvokeError::Serialize)
+    }
+
+    /// A hub method's result, as a caller proxy receives it (`null` when void).
+    pub fn invoke_result(self, raw: Option<Box<RawValue>>) -> Result<T, InvokeError> {
+        let json = raw.as_deref().map_or("null", RawValue::get);
+        (self.from_json)(json).map_err(InvokeError::Deserialize)
+    }
+
+    /// A hub method's stream, as a caller proxy receives it.
+    pub fn invoke_stream(self, stream: RawItemStream) -> BoxStream<'static, Result<T, InvokeError>>
+    where
+        T: Send + 'static,
+    {
+        let from_json = self.from_json;
+        stream
+            .map(move |item| {
+                item.and_then(|raw| from_json(raw.get()).map_err(InvokeError::Deserialize))
+            })
+            .boxed()
+    }
+
+    /// The schema of `T`.
+    pub fn schema(self, builder: &mut DescriptorBuilder) -> Schema {
+        (self.schema)(builder)
+    }
+
+    /// A parameter of type `T`.
+    pub fn parameter(self, builder: &mut DescriptorBuilder, name: &str) -> ParameterDescriptor {
+        ParameterDescriptor {
+            name: name.to_owned(),
+            schema: (self.schema)(builder),
+            stream: false,
+        }
+    }
+}
+
+/// The error a hub method returned, as the caller receives it.
+pub fn hub_error<E: Into<HubError>>(method: &str, error: E) -> InvocationError {
+    InvocationError::hub(method, error.into())
+}
+
+/// A method invoked the wrong way (streaming or not).
+pub fn kind_error(method: &str, reason: &str) -> InvocationError {
+    InvocationError::Kind {
+        method: method.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// An argument error of `method`.
+pub fn arguments_error(method: &str, error: ArgumentError) -> InvocationError {
+    InvocationError::arguments(method, error)
+}
+
+/// A `#[signal::client]` trait describes itself into a hub's builder, so that
+/// the hub and its client share one `$defs`. Implemented for `dyn Trait`.
+pub trait DescribeClient {
+    /// The client contract, its named types left in `builder`.
+    fn describe(builder: &mut DescriptorBuilder) -> ClientDescriptor;
+}
+
+/// Names a hub's client contract for [`DescribeTyped`] / [`DescribeUntyped`]:
+/// `(&ClientOf::<C>::new()).describe_client(b)` picks the typed description when
+/// `C` is a `#[signal::client]` trait and `None` otherwise (`()`, or a path that
+/// is no client trait: the `ClientContract` bound reports that once, elsewhere).
+pub struct ClientOf<C: ?Sized>(PhantomData<fn(&C)>);
+
+impl<C: ?Sized> ClientOf<C> {
+    /// The marker.
+    pub fn new() -> Self {
+        ClientOf(PhantomData)
+    }
+}
+
+impl<C: ?Sized> Default for ClientOf<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The typed case of [`ClientOf`].
+pub trait DescribeTyped {
+    /// The client contract's descriptor.
+    fn describe_client(&self, builder: &mut DescriptorBuilder) -> Option<ClientDescriptor>;
+}
+
+impl<C: ?Sized + DescribeClient> DescribeTyped for ClientOf<C> {
+    fn describe_client(&self, builder: &mut DescriptorBuilder) -> Option<ClientDescriptor> {
+        Some(C::describe(builder))
+    }
+}
+
+/// The untyped case of [`ClientOf`].
+pub trait DescribeUntyped {
+    /// No descriptor.
+    fn describe_client(&self, builder: &mut DescriptorBuilder) -> Option<ClientDescriptor> {
+        let _ = builder;
+        None
+    }
+}
+
+impl<C: ?Sized> DescribeUntyped for &ClientOf<C> {}
