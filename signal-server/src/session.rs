@@ -342,7 +342,7 @@ async fn run_inner<D, I, O>(
             // Invocations already running may finish (bounded), and what they and
             // earlier calls queued goes out before the Close message.
             let drain = async {
-                loop {
+                while !running.is_empty() {
                     tokio::select! {
                         Some(_) = running.next() => {}
                         Some(frame) = rx.recv() => {
@@ -350,14 +350,10 @@ async fn run_inner<D, I, O>(
                                 return;
                             }
                         }
-                        else => return,
                     }
-                    if running.is_empty() {
-                        while let Ok(frame) = rx.try_recv() {
-                            if link.feed(frame).await.is_err() {
-                                return;
-                            }
-                        }
+                }
+                while let Ok(frame) = rx.try_recv() {
+                    if link.feed(frame).await.is_err() {
                         return;
                     }
                 }
