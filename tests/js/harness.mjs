@@ -270,15 +270,17 @@ export async function startServer(name, { env = {}, timeout = 60_000, attempts =
 
 /**
  * Wraps a test body so that, if it fails, the server output produced during the
- * test (and the clients' logs) are appended to the error.
+ * test (and the clients' logs) are appended to the error. A body still running
+ * after `timeout` ms fails (a hung server must not hang the suite; a
+ * `--test-timeout` would also cover each whole file, cargo build included).
  */
-export function logged(getServer, body) {
+export function logged(getServer, body, { timeout = 30_000 } = {}) {
   return async (t) => {
     const server = getServer();
     const mark = server?.mark() ?? 0;
     const clientMark = clientLog.length;
     try {
-      return await body(t);
+      return await withTimeout(Promise.resolve().then(() => body(t)), timeout, 'the test body');
     } catch (error) {
       const serverLog = server ? server.log(mark) : '(no server)';
       const clients = clientLog.slice(clientMark).join('\n');
