@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -240,6 +240,13 @@ impl Outgoing for WebSocketOutgoing {
     }
 
     async fn close(&mut self) {
+        // A normal closure (1000), as ASP.NET Core ends its sockets; the reason is
+        // in the hub protocol's Close message, not here.
+        let frame = CloseFrame {
+            code: close_code::NORMAL,
+            reason: Default::default(),
+        };
+        let _ = self.0.send(Message::Close(Some(frame))).await;
         let _ = self.0.close().await;
     }
 }
