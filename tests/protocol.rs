@@ -365,3 +365,27 @@ async fn oversized_posts_are_refused() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn the_schema_endpoint_is_opt_in() {
+    let client = reqwest::Client::new();
+    let (closed, _events) = serve(HubOptions::default()).await;
+    let answer = client
+        .get(format!("http://{closed}/hub/schema"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+
+    let (open, _events) = serve(options(|o| o.schema_endpoint = true)).await;
+    let answer = client
+        .get(format!("http://{open}/hub/schema"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    let document: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(document["name"], "Probe");
+    assert!(document["methods"].is_array());
+}

@@ -146,7 +146,16 @@ impl<D: HubDispatch> Hub<D> {
     {
         let cors = (!self.allowed_origins.is_empty()).then(|| cors_layer(&self.allowed_origins));
         let runtime = self.into_runtime();
-        let router = Router::new()
+        let schema = runtime.options.schema_endpoint.then(|| {
+            // The contract does not change while the server runs: render it once.
+            let document = serde_json::to_string_pretty(&runtime.dispatch.descriptor())
+                .expect("descriptors serialize");
+            get(move || {
+                let document = document.clone();
+                async move { ([(http::header::CONTENT_TYPE, "application/json")], document) }
+            })
+        });
+        let mut router = Router::new()
             .route("/negotiate", post(negotiate::negotiate::<D>))
             .route(
                 "/",
@@ -155,6 +164,9 @@ impl<D: HubDispatch> Hub<D> {
                     .delete(http_transports::delete::<D>),
             )
             .with_state(runtime);
+        if let Some(schema) = schema {
+            router = router.route("/schema", schema);
+        }
         match cors {
             Some(cors) => router.layer(cors),
             None => router,

@@ -45,6 +45,10 @@ pub struct HubOptions {
     /// How long a stateful connection waits for its client to come back after
     /// losing its transport (15 s).
     pub disconnect_timeout: Duration,
+    /// Whether `GET {path}/schema` serves the hub's descriptor (its methods,
+    /// client methods and JSON Schemas) as one JSON document, for tools that
+    /// read a running server's contract (off).
+    pub schema_endpoint: bool,
     /// The transports clients may use, in the order negotiate offers them.
     pub transports: Vec<TransportType>,
     /// How long a long poll is held open when there is nothing to send (90 s).
@@ -73,6 +77,7 @@ impl Default for HubOptions {
             stateful_reconnect: false,
             stateful_reconnect_buffer_size: 100_000,
             disconnect_timeout: Duration::from_secs(15),
+            schema_endpoint: false,
             transports: TransportType::ALL.to_vec(),
             long_polling_timeout: Duration::from_secs(90),
             long_polling_disconnect_timeout: Duration::from_secs(15),
