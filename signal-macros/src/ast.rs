@@ -74,6 +74,8 @@ pub(crate) struct Hook {
     pub(crate) context: Option<Type>,
     /// Whether `on_disconnected` takes the error.
     pub(crate) takes_error: bool,
+    /// Whether the dispatch forwards to it (false when its context is wrong).
+    pub(crate) forward: bool,
 }
 
 /// The names `#[signal::hub]` treats as lifecycle hooks.
@@ -497,6 +499,7 @@ impl Hook {
             is_async: f.sig.asyncness.is_some(),
             context,
             takes_error,
+            forward: true,
         })
     }
 }

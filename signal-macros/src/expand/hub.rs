@@ -29,10 +29,12 @@ pub(crate) fn render(contract: &Contract) -> TokenStream {
     let on_connected = contract
         .on_connected
         .as_ref()
+        .filter(|h| h.forward)
         .map(|h| hook(ident, "on_connected", h));
     let on_disconnected = contract
         .on_disconnected
         .as_ref()
+        .filter(|h| h.forward)
         .map(|h| hook(ident, "on_disconnected", h));
     let builder = quote!(__signal_builder);
     let methods = descriptor::methods(Side::Hub, &contract.methods, &builder);

@@ -22,7 +22,12 @@ pub(crate) fn contract(side: Side, args: TokenStream, item: ItemTrait) -> TokenS
     let cx = Ctxt::new();
     let args = attr::contract_args(&cx, side, args);
     let mut contract = Contract::from_syn(&cx, side, &item, &args);
-    check::check(&cx, &contract);
+    check::check(&cx, &mut contract);
+    if !item.generics.params.is_empty() {
+        // Nothing generated could name the trait without its parameters.
+        let errors = cx.check().into_iter().map(|e| e.to_compile_error());
+        return quote!(#(#errors)* #item);
+    }
     if !args.usable {
         // Without a trustworthy client type the dispatch would disagree with the
         // trait's context parameters: render the shape alone.
@@ -31,7 +36,7 @@ pub(crate) fn contract(side: Side, args: TokenStream, item: ItemTrait) -> TokenS
         contract.on_connected = None;
         contract.on_disconnected = None;
     }
-    let trait_def = trait_def::render(side, &item);
+    let trait_def = trait_def::render(side, &item, &contract);
     let generated = match side {
         Side::Hub => {
             let hub = hub::render(&contract);

@@ -8,20 +8,29 @@ use syn::{
     FnArg, ItemTrait, Pat, ReturnType, TraitItem, TraitItemFn, parse_quote, parse_quote_spanned,
 };
 
-use crate::ast::HOOKS;
+use crate::ast::Contract;
 use crate::attr::{Side, is_method_attribute};
 
 /// The trait: `async fn` → `fn … -> impl Future<Output = R> + Send`, `where
 /// Self: Sized` on every method (so `dyn Trait` is a type), `Send + Sync +
-/// 'static` supertraits, and for a hub, empty hook bodies and `into_hub`.
-pub(crate) fn render(side: Side, item: &ItemTrait) -> TokenStream {
+/// 'static` supertraits, and for a hub, empty bodies for the (valid) hooks and
+/// `into_hub` (unless the user took the name: that is reported elsewhere).
+pub(crate) fn render(side: Side, item: &ItemTrait, contract: &Contract) -> TokenStream {
     let mut item = item.clone();
+    let mut has_into_hub = false;
     for trait_item in &mut item.items {
         if let TraitItem::Fn(f) = trait_item {
             f.attrs.retain(|a| !is_method_attribute(a));
-            let is_hook = side == Side::Hub && HOOKS.contains(&f.sig.ident.to_string().as_str());
+            let name = f.sig.ident.to_string();
+            has_into_hub |= name == "into_hub";
+            let valid_hook = side == Side::Hub
+                && match name.as_str() {
+                    "on_connected" => contract.on_connected.is_some(),
+                    "on_disconnected" => contract.on_disconnected.is_some(),
+                    _ => false,
+                };
             rewrite_async(f);
-            if is_hook && f.default.is_none() {
+            if valid_hook && f.default.is_none() {
                 add_empty_body(f);
             }
             f.sig
@@ -37,7 +46,7 @@ pub(crate) fn render(side: Side, item: &ItemTrait) -> TokenStream {
     item.supertraits.push(parse_quote!(::core::marker::Send));
     item.supertraits.push(parse_quote!(::core::marker::Sync));
     item.supertraits.push(parse_quote!('static));
-    if side == Side::Hub {
+    if side == Side::Hub && !has_into_hub {
         let ident = &item.ident;
         let server = format_ident!("{}Server", ident);
         let doc = format!(

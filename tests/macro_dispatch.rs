@@ -1,0 +1,477 @@
+//! A `#[signal::hub]` driven through its real `HubDispatch` over the in-process
+//! transport (real handshake, session loop and JSON), through the generated
+//! caller proxy and through raw invocations; and the descriptor it builds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use serde_json::value::{RawValue, to_raw_value};
+use signal::protocol::{Arguments, Completion, InvokeError, Invoker, MethodKind};
+use signal::{Context, HubDispatch, HubError, HubStream, InProcessConnection};
+
+/// A named type, used by both sides, to check `$defs` sharing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Point {
+    x_pos: i32,
+    y_pos: i32,
+}
+
+/// What the hub calls on its clients.
+#[signal::client]
+pub trait TestClient {
+    /// A notification.
+    async fn notify(&self, text: String);
+    /// A point moved.
+    async fn moved(&self, point: Point);
+    /// A client result.
+    async fn ask(&self, question: String) -> i64;
+}
+
+/// The hub under test.
+#[signal::hub(client = TestClient)]
+pub trait TestHub {
+    /// Adds.
+    async fn add(&self, a: i64, b: i64) -> i64;
+    /// Mirrors a point; not async.
+    fn mirror(&self, point: Point) -> Point;
+    /// Both points, swapped.
+    async fn swap(&self, a: Point, b: Point) -> (Point, Point);
+    /// Fails with `why`.
+    async fn fail(&self, why: String) -> Result<u8, HubError>;
+    /// Counts to `n`.
+    async fn count(&self, n: u32) -> HubStream<u32>;
+    /// Sends `notify(text)` to the caller.
+    async fn notify_caller(
+        &self,
+        cx: &Context<dyn TestClient>,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// Asks a connection a question and returns its answer.
+    async fn ask_client(
+        &self,
+        cx: &Context<dyn TestClient>,
+        connection: String,
+        question: String,
+    ) -> Result<i64, HubError>;
+    /// Fire and forget.
+    async fn touch(&self);
+    /// Renamed on the wire.
+    #[signal::method(name = "Renamed")]
+    async fn renamed(&self) -> String;
+    /// Counts connections.
+    async fn on_connected(&self, _cx: &Context<dyn TestClient>);
+    /// Counts disconnections.
+    async fn on_disconnected(&self, _cx: &Context<dyn TestClient>, _error: Option<&str>);
+}
+
+#[derive(Default)]
+struct Counters {
+    connected: AtomicUsize,
+    disconnected: AtomicUsize,
+    touched: AtomicUsize,
+}
+
+#[derive(Clone, Default)]
+struct Impl(Arc<Counters>);
+
+impl TestHub for Impl {
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    fn mirror(&self, point: Point) -> Point {
+        Point {
+            x_pos: -point.x_pos,
+            y_pos: -point.y_pos,
+        }
+    }
+
+    async fn swap(&self, a: Point, b: Point) -> (Point, Point) {
+        (b, a)
+    }
+
+    async fn fail(&self, why: String) -> Result<u8, HubError> {
+        Err(HubError::new(why))
+    }
+
+    async fn count(&self, n: u32) -> HubStream<u32> {
+        Box::pin(futures_util::stream::iter((0..n).map(Ok)))
+    }
+
+    async fn notify_caller(
+        &self,
+        cx: &Context<dyn TestClient>,
+        text: String,
+    ) -> Result<(), HubError> {
+        cx.clients().caller().notify(text).await?;
+        Ok(())
+    }
+
+    async fn ask_client(
+        &self,
+        cx: &Context<dyn TestClient>,
+        connection: String,
+        question: String,
+    ) -> Result<i64, HubError> {
+        Ok(cx.clients().client(connection).ask(question).await?)
+    }
+
+    async fn touch(&self) {
+        self.0.touched.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn renamed(&self) -> String {
+        "renamed".to_owned()
+    }
+
+    async fn on_connected(&self, _cx: &Context<dyn TestClient>) {
+        self.0.connected.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn on_disconnected(&self, _cx: &Context<dyn TestClient>, _error: Option<&str>) {
+        self.0.disconnected.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn hub() -> (Arc<Counters>, signal::InProcess<TestHubServer<Impl>>) {
+    let hub = Impl::default();
+    let counters = hub.0.clone();
+    (counters, hub.into_hub().in_process())
+}
+
+fn args(values: &[serde_json::Value]) -> Arguments {
+    Arguments::from_values(values).expect("JSON values serialize")
+}
+
+/// The error text of a raw invocation that must fail.
+async fn hub_error(connection: &InProcessConnection, method: &str, arguments: Arguments) -> String {
+    match connection.invoke(method, arguments).await {
+        Err(InvokeError::Hub(message)) => message,
+        other => panic!("expected a hub error from {method}, got {other:?}"),
+    }
+}
+
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn typed_results_through_the_proxy() {
+    let (_, hub) = hub();
+    let proxy = TestHubProxy::new(hub.connect().await.unwrap());
+    assert_eq!(proxy.add(2, 3).await.unwrap(), 5);
+    let point = Point { x_pos: 1, y_pos: 2 };
+    assert_eq!(
+        proxy.mirror(point.clone()).await.unwrap(),
+        Point {
+            x_pos: -1,
+            y_pos: -2
+        }
+    );
+    let other = Point { x_pos: 3, y_pos: 4 };
+    assert_eq!(
+        proxy.swap(point.clone(), other.clone()).await.unwrap(),
+        (other, point)
+    );
+    assert_eq!(proxy.renamed().await.unwrap(), "renamed");
+    proxy.notify_caller("hi".into()).await.unwrap();
+}
+
+#[tokio::test]
+async fn hub_errors_reach_the_caller() {
+    let (_, hub) = hub();
+    let proxy = TestHubProxy::new(hub.connect().await.unwrap());
+    match proxy.fail("no such room".into()).await {
+        Err(InvokeError::Hub(message)) => {
+            assert!(message.contains("no such room"), "{message}");
+            assert!(message.contains("'fail'"), "{message}");
+        }
+        other => panic!("expected a hub error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn server_streams_arrive_typed() {
+    let (_, hub) = hub();
+    let proxy = TestHubProxy::new(hub.connect().await.unwrap());
+    let items: Vec<u32> = proxy
+        .count(4)
+        .await
+        .unwrap()
+        .map(|item| item.unwrap())
+        .collect()
+        .await;
+    assert_eq!(items, [0, 1, 2, 3]);
+}
+
+#[tokio::test]
+async fn methods_match_without_case_and_by_their_wire_name() {
+    let (_, hub) = hub();
+    let connection = hub.connect().await.unwrap();
+    let sum = connection
+        .invoke("ADD", args(&[json!(1), json!(2)]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sum.get(), "3");
+    let renamed = connection
+        .invoke("renamed", Arguments::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.get(), "\"renamed\"");
+    // The Rust name of a renamed method is not a wire name.
+    let message = hub_error(&connection, "legacy", Arguments::default()).await;
+    assert!(message.contains("legacy"), "{message}");
+}
+
+#[tokio::test]
+async fn unknown_methods_and_hooks_are_not_callable() {
+    let (_, hub) = hub();
+    let connection = hub.connect().await.unwrap();
+    let message = hub_error(&connection, "doesNotExist", Arguments::default()).await;
+    assert!(message.contains("doesNotExist"), "{message}");
+    for hook in ["onConnected", "on_connected", "onDisconnected"] {
+        let message = hub_error(&connection, hook, Arguments::default()).await;
+        assert!(message.contains(hook), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn argument_errors_name_the_method_and_parameter() {
+    let (_, hub) = hub();
+    let connection = hub.connect().await.unwrap();
+    let message = hub_error(&connection, "add", args(&[json!(1)])).await;
+    assert!(message.contains("'add'"), "{message}");
+    assert!(
+        message.contains("Invocation provides 1 argument(s) but target expects 2."),
+        "{message}"
+    );
+    let message = hub_error(&connection, "add", args(&[json!(1), json!("two")])).await;
+    assert!(message.contains("'b'"), "{message}");
+    assert!(message.contains("position 1"), "{message}");
+    let message = hub_error(&connection, "mirror", args(&[json!({"x": 1})])).await;
+    assert!(message.contains("'point'"), "{message}");
+}
+
+#[tokio::test]
+async fn streaming_and_non_streaming_methods_check_the_invocation_kind() {
+    let (_, hub) = hub();
+    let connection = hub.connect().await.unwrap();
+    let message = hub_error(&connection, "count", args(&[json!(2)])).await;
+    assert!(
+        message.contains(
+            "The client attempted to invoke the streaming 'count' method with a non-streaming invocation."
+        ),
+        "{message}"
+    );
+    let mut items = connection
+        .stream("add", args(&[json!(1), json!(2)]))
+        .await
+        .unwrap();
+    match items.next().await {
+        Some(Err(InvokeError::Hub(message))) => assert!(
+            message.contains(
+                "The client attempted to invoke the non-streaming 'add' method with a streaming invocation."
+            ),
+            "{message}"
+        ),
+        other => panic!("expected a kind error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn client_methods_are_sent_typed() {
+    let (_, hub) = hub();
+    let mut connection = hub.connect().await.unwrap();
+    connection
+        .invoke("notifyCaller", args(&[json!("hello")]))
+        .await
+        .unwrap();
+    let invocation = connection.next_invocation().await.unwrap();
+    assert_eq!(invocation.target, "notify");
+    assert_eq!(invocation.invocation_id, None);
+    assert_eq!(invocation.arguments, args(&[json!("hello")]));
+}
+
+#[tokio::test]
+async fn client_results_round_trip() {
+    let (_, hub) = hub();
+    let asker = TestHubProxy::new(hub.connect().await.unwrap());
+    let mut answerer = hub.connect().await.unwrap();
+    let id = answerer.connection_id().to_string();
+    let answering = tokio::spawn(async move {
+        let invocation = answerer.next_invocation().await.unwrap();
+        assert_eq!(invocation.target, "ask");
+        assert_eq!(invocation.arguments, args(&[json!("six times seven?")]));
+        let invocation_id = invocation.invocation_id.expect("a client result has an id");
+        let answer: Box<RawValue> = to_raw_value(&42).unwrap();
+        answerer
+            .complete(Completion::result(invocation_id, answer))
+            .await
+            .unwrap();
+        answerer
+    });
+    let answer = asker
+        .ask_client(id, "six times seven?".into())
+        .await
+        .unwrap();
+    assert_eq!(answer, 42);
+    answering.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_error_becomes_a_hub_error() {
+    let (_, hub) = hub();
+    let asker = TestHubProxy::new(hub.connect().await.unwrap());
+    let mut answerer = hub.connect().await.unwrap();
+    let id = answerer.connection_id().to_string();
+    tokio::spawn(async move {
+        let invocation = answerer.next_invocation().await.unwrap();
+        let invocation_id = invocation.invocation_id.unwrap();
+        answerer
+            .complete(Completion::error(invocation_id, "no handler"))
+            .await
+            .unwrap();
+        answerer
+    });
+    match asker.ask_client(id, "?".into()).await {
+        Err(InvokeError::Hub(message)) => assert!(message.contains("no handler"), "{message}"),
+        other => panic!("expected a hub error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hooks_and_fire_and_forget_run() {
+    let (counters, hub) = hub();
+    let connection = hub.connect().await.unwrap();
+    eventually("on_connected", || {
+        counters.connected.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let proxy = TestHubProxy::new(connection);
+    proxy.touch().await.unwrap();
+    eventually("touch", || counters.touched.load(Ordering::SeqCst) == 1).await;
+    proxy.0.close().await;
+    eventually("on_disconnected", || {
+        counters.disconnected.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+#[test]
+fn the_descriptor_shares_named_types_between_hub_and_client() {
+    let descriptor = <dyn TestHub>::descriptor();
+    assert_eq!(
+        descriptor,
+        HubDispatch::descriptor(&TestHubServer(Impl::default()))
+    );
+    let value = serde_json::to_value(&descriptor).unwrap();
+
+    assert_eq!(value["name"], "TestHub");
+    assert_eq!(value["docs"], "The hub under test.");
+    let methods = value["methods"].as_array().unwrap();
+    let wire_names: Vec<&str> = methods
+        .iter()
+        .map(|m| m["wireName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        wire_names,
+        [
+            "add",
+            "mirror",
+            "swap",
+            "fail",
+            "count",
+            "notifyCaller",
+            "askClient",
+            "touch",
+            "Renamed"
+        ]
+    );
+
+    let add = &methods[0];
+    assert_eq!(add["name"], "add");
+    assert_eq!(add["kind"], "unary");
+    assert_eq!(add["docs"], "Adds.");
+    assert_eq!(add["parameters"][0]["name"], "a");
+    assert_eq!(add["parameters"][0]["schema"]["type"], "integer");
+    assert_eq!(add["returns"]["type"], "integer");
+
+    // Point is described once, in `$defs`, and referenced by every use.
+    let point_ref = json!({ "$ref": "#/$defs/Point" });
+    assert_eq!(methods[1]["parameters"][0]["schema"], point_ref);
+    assert_eq!(methods[1]["returns"], point_ref);
+    assert_eq!(methods[2]["parameters"][0]["schema"], point_ref);
+    assert_eq!(methods[2]["parameters"][1]["schema"], point_ref);
+    let defs = value["$defs"].as_object().unwrap();
+    assert_eq!(defs.len(), 1, "{defs:?}");
+    assert_eq!(defs["Point"]["type"], "object");
+    assert!(
+        defs["Point"]["properties"]["xPos"].is_object(),
+        "serde renames apply"
+    );
+
+    let kinds: Vec<MethodKind> = descriptor.methods.iter().map(|m| m.kind).collect();
+    use MethodKind::*;
+    assert_eq!(
+        kinds,
+        [
+            Unary,
+            Unary,
+            Unary,
+            Unary,
+            ServerStream,
+            Unary,
+            Unary,
+            FireAndForget,
+            Unary
+        ]
+    );
+    assert_eq!(value["methods"][4]["returns"]["type"], "integer");
+    assert!(value["methods"][7].get("returns").is_none());
+    assert!(value["methods"][5].get("returns").is_none());
+    assert_eq!(
+        value["methods"][5]["parameters"].as_array().unwrap().len(),
+        1
+    );
+
+    let client = &value["client"];
+    assert_eq!(client["name"], "TestClient");
+    assert_eq!(client["docs"], "What the hub calls on its clients.");
+    assert!(
+        client.get("$defs").is_none(),
+        "the hub holds the definitions"
+    );
+    let client_methods = client["methods"].as_array().unwrap();
+    assert_eq!(client_methods[0]["kind"], "fireAndForget");
+    assert_eq!(client_methods[1]["parameters"][0]["schema"], point_ref);
+    assert_eq!(client_methods[2]["kind"], "clientResult");
+    assert_eq!(client_methods[2]["returns"]["type"], "integer");
+}
+
+#[test]
+fn a_client_descriptor_alone_carries_its_definitions() {
+    let client = serde_json::to_value(<dyn TestClient>::descriptor()).unwrap();
+    assert_eq!(
+        client["methods"][1]["parameters"][0]["schema"]["$ref"],
+        "#/$defs/Point"
+    );
+    assert_eq!(client["$defs"]["Point"]["type"], "object");
+    assert_eq!(
+        <dyn TestClient as signal::ClientContract>::descriptor(),
+        Some(<dyn TestClient>::descriptor())
+    );
+}

@@ -1,0 +1,6 @@
+#[signal::method(name = "Send")]
+fn send() {}
+
+fn main() {
+    send();
+}

@@ -1,0 +1,6 @@
+#[signal::hub]
+pub struct Chat {
+    rooms: Vec<String>,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[signal::client]
+pub trait Screen {
+    async fn show(self, text: String);
+}
+
+fn main() {}

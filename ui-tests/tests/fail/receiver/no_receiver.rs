@@ -1,0 +1,6 @@
+#[signal::hub]
+pub trait Clock {
+    fn now() -> u64;
+}
+
+fn main() {}
