@@ -17,7 +17,9 @@ use serde_json::value::RawValue;
 use signal_core::descriptor::DescriptorBuilder;
 use signal_core::invoker::RawItemStream;
 use signal_core::{ArgumentError, Arguments, ClientDescriptor, InvokeError, ParameterDescriptor};
-use signal_server::{ClientResultError, HubError, HubStream, InvocationError, Output, SendError};
+use signal_server::{
+    Call, ClientResultError, HubError, HubStream, InvocationError, Output, SendError, UploadStream,
+};
 
 pub use futures_util;
 pub use schemars;
@@ -31,6 +33,7 @@ pub struct Wire<T> {
     to_raw: fn(&T) -> Result<Box<RawValue>, serde_json::Error>,
     from_json: fn(&str) -> Result<T, serde_json::Error>,
     argument: fn(&Arguments, usize, &str) -> Result<T, ArgumentError>,
+    upload: fn(&mut Call, usize) -> Result<UploadStream<T>, ArgumentError>,
     schema: fn(&mut DescriptorBuilder) -> Schema,
 }
 
@@ -50,6 +53,7 @@ pub fn wire<T: Serialize + DeserializeOwned + JsonSchema>() -> Wire<T> {
         to_raw: serde_json::value::to_raw_value::<T>,
         from_json: |json| serde_json::from_str(json),
         argument: |arguments, index, name| arguments.get::<T>(index, name),
+        upload: |call, index| call.take_stream::<T>(index),
         schema: |builder| builder.schema::<T>(),
     }
 }
@@ -63,6 +67,11 @@ impl<T> Wire<T> {
         name: &str,
     ) -> Result<T, ArgumentError> {
         (self.argument)(arguments, index, name)
+    }
+
+    /// The upload stream at `index` (among the call's streams) of a hub method.
+    pub fn upload(self, call: &mut Call, index: usize) -> Result<UploadStream<T>, ArgumentError> {
+        (self.upload)(call, index)
     }
 
     /// A hub method's result.
@@ -136,12 +145,17 @@ impl<T> Wire<T> {
         (self.schema)(builder)
     }
 
-    /// A parameter of type `T`.
-    pub fn parameter(self, builder: &mut DescriptorBuilder, name: &str) -> ParameterDescriptor {
+    /// A parameter of type `T`, or an upload stream of `T` items.
+    pub fn parameter(
+        self,
+        builder: &mut DescriptorBuilder,
+        name: &str,
+        stream: bool,
+    ) -> ParameterDescriptor {
         ParameterDescriptor {
             name: name.to_owned(),
             schema: (self.schema)(builder),
-            stream: false,
+            stream,
         }
     }
 }

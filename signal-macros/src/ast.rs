@@ -49,6 +49,15 @@ pub(crate) struct Method {
 pub(crate) struct Param {
     pub(crate) ident: Ident,
     pub(crate) ty: Type,
+    /// For `UploadStream<T>`, a stream the client uploads: the item type `T`.
+    pub(crate) upload: Option<Type>,
+}
+
+impl Param {
+    /// The type whose values cross the wire: the item type of an upload.
+    pub(crate) fn wire_type(&self) -> &Type {
+        self.upload.as_ref().unwrap_or(&self.ty)
+    }
 }
 
 /// What a method returns.
@@ -375,9 +384,30 @@ impl Method {
                 }
             };
             ok &= check_owned(cx, &pt.ty, "a parameter");
+            let upload = match generic_args(&pt.ty, "UploadStream") {
+                Some(items) if side == Side::Hub && items.len() == 1 => Some(items[0].clone()),
+                Some(_) if side == Side::Client => {
+                    cx.error_spanned_by(
+                        &pt.ty,
+                        "client methods cannot take upload streams; send the items one by one",
+                    );
+                    ok = false;
+                    None
+                }
+                Some(_) => {
+                    cx.error_spanned_by(
+                        &pt.ty,
+                        "expected `UploadStream<T>`, a stream of `T` items the client uploads",
+                    );
+                    ok = false;
+                    None
+                }
+                None => None,
+            };
             params.push(Param {
                 ident,
                 ty: (*pt.ty).clone(),
+                upload,
             });
         }
         let output = Output::from_syn(cx, side, &f.sig.output);

@@ -36,9 +36,10 @@ pub(crate) fn methods(side: Side, methods: &[Method], builder: &TokenStream) -> 
         let kind = kind(side, m);
         let docs = &m.docs;
         let parameters = m.params.iter().map(|p| {
-            let wire = wire(&p.ty);
+            let wire = wire(p.wire_type());
             let name = p.ident.unraw().to_string();
-            quote!(#wire.parameter(#builder, #name))
+            let upload = p.upload.is_some();
+            quote!(#wire.parameter(#builder, #name, #upload))
         });
         let returns = match &m.output.shape {
             Shape::Unit => quote!(::core::option::Option::None),

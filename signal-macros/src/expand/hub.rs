@@ -114,24 +114,33 @@ fn dispatch_branch(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
         );
         quote!(__signal_call.streaming, #reason)
     };
-    let count = method.params.len();
-    let names: Vec<_> = (0..count)
+    let names: Vec<_> = (0..method.params.len())
         .map(|i| format_ident!("__signal_arg{}", i))
         .collect();
-    let reads = method
+    let (mut arguments, mut uploads) = (0usize, 0usize);
+    let reads: Vec<_> = method
         .params
         .iter()
         .zip(&names)
-        .enumerate()
-        .map(|(index, (p, var))| {
-            let wire = wire(&p.ty);
+        .map(|(p, var)| {
+            let wire = wire(p.wire_type());
             let name = syn::ext::IdentExt::unraw(&p.ident).to_string();
+            let read = if p.upload.is_some() {
+                uploads += 1;
+                let index = uploads - 1;
+                quote!(#wire.upload(&mut __signal_call, #index))
+            } else {
+                arguments += 1;
+                let index = arguments - 1;
+                quote!(#wire.argument(&__signal_call.arguments, #index, #name))
+            };
             quote! {
-                let #var = #wire
-                    .argument(&__signal_call.arguments, #index, #name)
+                let #var = #read
                     .map_err(|e| ::signal::__private::arguments_error(#wire_name, e))?;
             }
-        });
+        })
+        .collect();
+    let rebind = (uploads > 0).then(|| quote!(let mut __signal_call = __signal_call;));
     let cx = method
         .context
         .as_ref()
@@ -183,8 +192,12 @@ fn dispatch_branch(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
                 }
                 __signal_call
                     .arguments
-                    .expect_len(#count)
+                    .expect_len(#arguments)
                     .map_err(|e| ::signal::__private::arguments_error(#wire_name, e))?;
+                __signal_call
+                    .expect_streams(#uploads)
+                    .map_err(|e| ::signal::__private::arguments_error(#wire_name, e))?;
+                #rebind
                 #(#reads)*
                 let __signal_result = #call;
                 #finish
