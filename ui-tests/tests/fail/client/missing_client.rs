@@ -1,0 +1,6 @@
+#[signal::hub(client = ChatClinet)]
+pub trait Chat {
+    async fn send(&self, text: String);
+}
+
+fn main() {}
