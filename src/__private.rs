@@ -165,11 +165,23 @@ pub fn hub_error<E: Into<HubError>>(method: &str, error: E) -> InvocationError {
     InvocationError::hub(method, error.into())
 }
 
-/// A method invoked the wrong way (streaming or not).
-pub fn kind_error(method: &str, reason: &str) -> InvocationError {
+/// A streaming method invoked without streaming, or the reverse; the texts are
+/// ASP.NET Core's.
+pub fn kind_error(method: &str, streaming_method: bool) -> InvocationError {
+    let reason = if streaming_method {
+        format!(
+            "The client attempted to invoke the streaming '{method}' method with a \
+             non-streaming invocation."
+        )
+    } else {
+        format!(
+            "The client attempted to invoke the non-streaming '{method}' method with a \
+             streaming invocation."
+        )
+    };
     InvocationError::Kind {
         method: method.to_owned(),
-        reason: reason.to_owned(),
+        reason,
     }
 }
 

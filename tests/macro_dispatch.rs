@@ -232,6 +232,11 @@ async fn methods_match_without_case_and_by_their_wire_name() {
         .unwrap()
         .unwrap();
     assert_eq!(renamed.get(), "\"renamed\"");
+    // Errors name the method as the client spelled it, as ASP.NET Core does.
+    let message = hub_error(&connection, "FAIL", args(&[json!("x")])).await;
+    assert!(message.contains("'FAIL'"), "{message}");
+    let message = hub_error(&connection, "Add", args(&[json!(1)])).await;
+    assert!(message.contains("'Add'"), "{message}");
     // The Rust name of a renamed method is not a wire name.
     let message = hub_error(&connection, "legacy", Arguments::default()).await;
     assert!(message.contains("legacy"), "{message}");

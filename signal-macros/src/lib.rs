@@ -3,11 +3,11 @@
 //!
 //! Use them through the `signal` facade; generated code names `::signal` only.
 //!
-//! Each expansion is a pipeline, one file per stage: [`attr`] parses the macro
-//! arguments, [`ast`] reads the trait into a model and checks each method,
-//! [`check`] checks across methods, and `expand` renders the trait, the
+//! Each expansion is a pipeline, one file per stage: `attr` parses the macro
+//! arguments, `ast` reads the trait into a model and checks each method,
+//! `check` checks across methods, and `expand` renders the trait, the
 //! dispatch, the proxies and the descriptor from the model. Errors are collected
-//! in a [`ctxt::Ctxt`] and emitted together with everything that could still be
+//! in a `ctxt::Ctxt` and emitted together with everything that could still be
 //! rendered, so that one mistake yields one error.
 //!
 //! Set `SIGNAL_MACROS_DEBUG=1` while building to print every expansion to

@@ -101,19 +101,6 @@ fn dispatch_branch(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     let ident = &method.ident;
     let wire_name = &method.wire;
     let streaming = matches!(method.output.shape, Shape::Stream(_));
-    let kind_check = if streaming {
-        let reason = format!(
-            "The client attempted to invoke the streaming '{wire_name}' method with a \
-             non-streaming invocation."
-        );
-        quote!(!__signal_call.streaming, #reason)
-    } else {
-        let reason = format!(
-            "The client attempted to invoke the non-streaming '{wire_name}' method with a \
-             streaming invocation."
-        );
-        quote!(__signal_call.streaming, #reason)
-    };
     let names: Vec<_> = (0..method.params.len())
         .map(|i| format_ident!("__signal_arg{}", i))
         .collect();
@@ -136,7 +123,7 @@ fn dispatch_branch(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
             };
             quote! {
                 let #var = #read
-                    .map_err(|e| ::signal::__private::arguments_error(#wire_name, e))?;
+                    .map_err(|e| ::signal::__private::arguments_error(&__signal_call.target, e))?;
             }
         })
         .collect();
@@ -156,7 +143,7 @@ fn dispatch_branch(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
         }),
         Shape::Value(ty) => {
             let wire = wire(ty);
-            quote!(#wire.output(#wire_name, &#value))
+            quote!(#wire.output(&__signal_call.target, &#value))
         }
         Shape::Stream(ty) => {
             let wire = wire(ty);
@@ -175,28 +162,28 @@ fn dispatch_branch(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
                 match __signal_result {
                     ::core::result::Result::Ok(__signal_value) => #ok,
                     ::core::result::Result::Err(__signal_error) => {
-                        ::core::result::Result::Err(#convert(#wire_name, __signal_error))
+                        ::core::result::Result::Err(#convert(&__signal_call.target, __signal_error))
                     }
                 }
             }
         }
     };
+    // Errors name the method as the client spelled it, as ASP.NET Core does.
     quote! {
         if __signal_call.target.eq_ignore_ascii_case(#wire_name) {
             return ::std::boxed::Box::pin(async move {
-                let (__signal_wrong_kind, __signal_reason) = (#kind_check);
-                if __signal_wrong_kind {
+                if __signal_call.streaming != #streaming {
                     return ::core::result::Result::Err(
-                        ::signal::__private::kind_error(#wire_name, __signal_reason),
+                        ::signal::__private::kind_error(&__signal_call.target, #streaming),
                     );
                 }
                 __signal_call
                     .arguments
                     .expect_len(#arguments)
-                    .map_err(|e| ::signal::__private::arguments_error(#wire_name, e))?;
+                    .map_err(|e| ::signal::__private::arguments_error(&__signal_call.target, e))?;
                 __signal_call
                     .expect_streams(#uploads)
-                    .map_err(|e| ::signal::__private::arguments_error(#wire_name, e))?;
+                    .map_err(|e| ::signal::__private::arguments_error(&__signal_call.target, e))?;
                 #rebind
                 #(#reads)*
                 let __signal_result = #call;
