@@ -168,11 +168,16 @@ fn dispatch_branch(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
             }
         }
     };
+    let wrong_kind = if streaming {
+        quote!(!__signal_call.streaming)
+    } else {
+        quote!(__signal_call.streaming)
+    };
     // Errors name the method as the client spelled it, as ASP.NET Core does.
     quote! {
         if __signal_call.target.eq_ignore_ascii_case(#wire_name) {
             return ::std::boxed::Box::pin(async move {
-                if __signal_call.streaming != #streaming {
+                if #wrong_kind {
                     return ::core::result::Result::Err(
                         ::signal::__private::kind_error(&__signal_call.target, #streaming),
                     );
