@@ -1,158 +1,250 @@
 //! The `conformance` hub: a fixed contract that acceptance suites outside this
 //! repository depend on. Keep it exactly.
 //!
-//! Run: `cargo run --example conformance` (PORT defaults to 5000).
+//! Run: `cargo run --example conformance` (PORT defaults to 5000). Environment:
+//! `SIGNAL_TRANSPORTS` restricts the transports (comma list of `WebSockets`,
+//! `ServerSentEvents`, `LongPolling`, in the order negotiate offers them);
+//! `SIGNAL_CORS_ORIGINS` lists the origins allowed across origins (unset:
+//! same-origin only).
 
-use serde::{Deserialize, Serialize};
-use signal::protocol::Arguments;
 #[path = "support/mod.rs"]
 mod support;
 
-use signal::{
-    BoxFuture, Call, Context, HubDispatch, HubError, InvocationError, Output, Target, TransportType,
-};
+use std::time::Duration;
 
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
-struct Person {
+use futures_util::StreamExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use signal::{Context, HubError, HubStream, TransportType, UploadStream};
+
+/// A person, as `echo_person` takes and returns it.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Person {
     name: String,
     age: u32,
     tags: Vec<String>,
     address: Option<Address>,
 }
 
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
-struct Address {
+/// Where a person lives.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Address {
     city: String,
 }
 
-struct Conformance;
-
-fn args<T: Serialize>(values: T) -> Arguments {
-    let value = serde_json::to_value(values).expect("arguments serialize");
-    let items = match value {
-        serde_json::Value::Array(items) => items,
-        other => vec![other],
-    };
-    Arguments::from_values(items).expect("arguments serialize")
+/// What the conformance hub calls on its clients.
+#[signal::client]
+pub trait ConformanceClient {
+    /// A message sent to the caller, everyone, the others or one connection.
+    async fn message(&self, text: String);
+    /// A message sent to a group.
+    async fn group_message(&self, group: String, text: String);
+    /// Asks the client a question; the client's handler answers (a client result).
+    async fn ask(&self, question: String) -> String;
 }
 
-impl HubDispatch for Conformance {
-    type Client = ();
+/// The conformance contract.
+#[signal::hub(client = ConformanceClient)]
+pub trait Conformance {
+    /// Returns its argument.
+    async fn echo(&self, message: String) -> String;
+    /// The sum of `a` and `b`.
+    async fn add(&self, a: i64, b: i64) -> i64;
+    /// Returns the person it was given.
+    async fn echo_person(&self, person: Person) -> Person;
+    /// Fails with a hub error carrying `message`.
+    async fn fail(&self, message: String) -> Result<(), HubError>;
+    /// Panics; the caller gets a generic error and the connection goes on.
+    async fn panic_now(&self);
+    /// The caller's public connection id.
+    async fn connection_id(&self, cx: &Context<dyn ConformanceClient>) -> String;
+    /// The caller's transport: `WebSockets`, `ServerSentEvents` or `LongPolling`.
+    async fn transport(&self, cx: &Context<dyn ConformanceClient>) -> String;
+    /// Calls `message(text)` on the caller.
+    async fn send_to_caller(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        message: String,
+    ) -> Result<(), HubError>;
+    /// Calls `message(text)` on every connection.
+    async fn broadcast(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        message: String,
+    ) -> Result<(), HubError>;
+    /// Calls `message(text)` on every connection but the caller.
+    async fn send_to_others(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        message: String,
+    ) -> Result<(), HubError>;
+    /// Calls `message(text)` on one connection.
+    async fn send_to_connection(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        connection_id: String,
+        message: String,
+    ) -> Result<(), HubError>;
+    /// Adds the caller to `group`.
+    async fn join_group(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        group: String,
+    ) -> Result<(), HubError>;
+    /// Removes the caller from `group`.
+    async fn leave_group(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        group: String,
+    ) -> Result<(), HubError>;
+    /// Calls `groupMessage(group, text)` on the members of `group`.
+    async fn send_to_group(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        group: String,
+        message: String,
+    ) -> Result<(), HubError>;
+    /// Streams `0..count`, one item every `delay_ms` milliseconds.
+    async fn counter(&self, count: u32, delay_ms: u64) -> HubStream<u32>;
+    /// The sum of an uploaded stream of numbers.
+    async fn sum(&self, numbers: UploadStream<i64>) -> Result<i64, HubError>;
+    /// Asks the caller's `ask(question)` and returns its answer.
+    async fn ask_caller(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        question: String,
+    ) -> Result<String, HubError>;
+}
 
-    fn descriptor(&self) -> signal::protocol::HubDescriptor {
-        signal::protocol::descriptor::DescriptorBuilder::new().finish(
-            "Conformance",
-            "",
-            Vec::new(),
-            None,
+struct ConformanceHub;
+
+impl Conformance for ConformanceHub {
+    async fn echo(&self, message: String) -> String {
+        message
+    }
+
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    async fn echo_person(&self, person: Person) -> Person {
+        person
+    }
+
+    async fn fail(&self, message: String) -> Result<(), HubError> {
+        Err(HubError::new(message))
+    }
+
+    async fn panic_now(&self) {
+        panic!("panic_now was called");
+    }
+
+    async fn connection_id(&self, cx: &Context<dyn ConformanceClient>) -> String {
+        cx.connection_id().to_string()
+    }
+
+    async fn transport(&self, cx: &Context<dyn ConformanceClient>) -> String {
+        cx.transport().to_string()
+    }
+
+    async fn send_to_caller(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        message: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().caller().message(message).await?)
+    }
+
+    async fn broadcast(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        message: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().all().message(message).await?)
+    }
+
+    async fn send_to_others(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        message: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().others().message(message).await?)
+    }
+
+    async fn send_to_connection(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        connection_id: String,
+        message: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().client(connection_id).message(message).await?)
+    }
+
+    async fn join_group(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        group: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.groups().add(cx.connection_id().clone(), &group).await?)
+    }
+
+    async fn leave_group(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        group: String,
+    ) -> Result<(), HubError> {
+        Ok(cx
+            .groups()
+            .remove(cx.connection_id().clone(), &group)
+            .await?)
+    }
+
+    async fn send_to_group(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        group: String,
+        message: String,
+    ) -> Result<(), HubError> {
+        Ok(cx
+            .clients()
+            .group(&group)
+            .group_message(group.clone(), message)
+            .await?)
+    }
+
+    async fn counter(&self, count: u32, delay_ms: u64) -> HubStream<u32> {
+        let delay = Duration::from_millis(delay_ms);
+        Box::pin(
+            futures_util::stream::iter(0..count).then(move |i| async move {
+                tokio::time::sleep(delay).await;
+                Ok(i)
+            }),
         )
     }
 
-    fn dispatch<'a>(
-        &'a self,
-        cx: &'a Context,
-        call: Call,
-    ) -> BoxFuture<'a, Result<Output, InvocationError>> {
-        Box::pin(async move {
-            let name = call.target.to_ascii_lowercase();
-            let a = &call.arguments;
-            let arg_err = |e| InvocationError::arguments(&call.target, e);
-            macro_rules! arity {
-                ($n:expr) => {
-                    a.expect_len($n).map_err(arg_err)?
-                };
-            }
-            match name.as_str() {
-                "echo" => {
-                    arity!(1);
-                    let m: String = a.get(0, "message").map_err(arg_err)?;
-                    Output::value(&call.target, &m)
-                }
-                "add" => {
-                    arity!(2);
-                    let x: i64 = a.get(0, "a").map_err(arg_err)?;
-                    let y: i64 = a.get(1, "b").map_err(arg_err)?;
-                    Output::value(&call.target, &(x + y))
-                }
-                "echoperson" => {
-                    arity!(1);
-                    let p: Person = a.get(0, "person").map_err(arg_err)?;
-                    Output::value(&call.target, &p)
-                }
-                "fail" => {
-                    arity!(1);
-                    let m: String = a.get(0, "message").map_err(arg_err)?;
-                    Err(InvocationError::hub(&call.target, HubError::new(m)))
-                }
-                "panicnow" => {
-                    arity!(0);
-                    panic!("panic_now was called");
-                }
-                "connectionid" => {
-                    arity!(0);
-                    Output::value(&call.target, cx.connection_id().as_str())
-                }
-                "transport" => {
-                    arity!(0);
-                    Output::value(&call.target, cx.transport().as_str())
-                }
-                "sendtocaller" | "broadcast" | "sendtoothers" => {
-                    arity!(1);
-                    let m: String = a.get(0, "message").map_err(arg_err)?;
-                    let clients = cx.clients();
-                    let sent = match name.as_str() {
-                        "sendtocaller" => clients.caller().send("message", args([m])).await,
-                        "broadcast" => clients.all().send("message", args([m])).await,
-                        _ => clients.others().send("message", args([m])).await,
-                    };
-                    sent.map_err(|e| InvocationError::hub(&call.target, e.into()))?;
-                    Ok(Output::Void)
-                }
-                "sendtoconnection" => {
-                    arity!(2);
-                    let id: String = a.get(0, "connection_id").map_err(arg_err)?;
-                    let m: String = a.get(1, "message").map_err(arg_err)?;
-                    cx.clients()
-                        .client(id)
-                        .send("message", args([m]))
-                        .await
-                        .map_err(|e| InvocationError::hub(&call.target, e.into()))?;
-                    Ok(Output::Void)
-                }
-                "joingroup" | "leavegroup" => {
-                    arity!(1);
-                    let g: String = a.get(0, "group").map_err(arg_err)?;
-                    let id = cx.connection_id().clone();
-                    let r = if name == "joingroup" {
-                        cx.groups().add(id, &g).await
-                    } else {
-                        cx.groups().remove(id, &g).await
-                    };
-                    r.map_err(|e| InvocationError::hub(&call.target, e.into()))?;
-                    Ok(Output::Void)
-                }
-                "sendtogroup" => {
-                    arity!(2);
-                    let g: String = a.get(0, "group").map_err(arg_err)?;
-                    let m: String = a.get(1, "message").map_err(arg_err)?;
-                    cx.clients()
-                        .group(&g)
-                        .send("groupMessage", args((g.clone(), m)))
-                        .await
-                        .map_err(|e| InvocationError::hub(&call.target, e.into()))?;
-                    Ok(Output::Void)
-                }
-                _ => Err(InvocationError::UnknownMethod(call.target.clone())),
-            }
-        })
+    async fn sum(&self, mut numbers: UploadStream<i64>) -> Result<i64, HubError> {
+        let mut total = 0i64;
+        while let Some(n) = numbers.next().await {
+            total = total.saturating_add(n?);
+        }
+        Ok(total)
+    }
+
+    async fn ask_caller(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        question: String,
+    ) -> Result<String, HubError> {
+        Ok(cx.clients().caller().ask(question).await?)
     }
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     support::init_tracing();
-    let mut hub = signal::Hub::new(Conformance).configure(|o| o.stateful_reconnect = true);
-    // SIGNAL_TRANSPORTS restricts the transports (in this order), to show fallback.
+    let mut hub = ConformanceHub
+        .into_hub()
+        .configure(|o| o.stateful_reconnect = true);
     if let Some(names) = support::env_list("SIGNAL_TRANSPORTS") {
         let transports = names
             .iter()
@@ -161,10 +253,14 @@ async fn main() -> std::io::Result<()> {
             .map_err(std::io::Error::other)?;
         hub = hub.configure(|o| o.transports = transports);
     }
-    // SIGNAL_CORS_ORIGINS lists the origins allowed across origins; unset: same-origin only.
     if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
         hub = hub.allow_origins(origins).map_err(std::io::Error::other)?;
     }
+    let handle = hub.handle();
     let app = axum::Router::new().nest("/conformance", hub.router());
-    support::serve(app).await
+    support::serve(
+        app,
+        async move { handle.shutdown(Duration::from_secs(5)).await },
+    )
+    .await
 }

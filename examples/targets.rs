@@ -3,182 +3,321 @@
 //! Hub at `/targets`; a connection's user id is the `user` query parameter.
 //! Run: `cargo run --example targets` (PORT defaults to 5000).
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use signal::protocol::Arguments;
 #[path = "support/mod.rs"]
 mod support;
 
-use signal::{BoxFuture, Call, Context, HubDispatch, InvocationError, Output, Target};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-struct Targets;
+use signal::{Context, HubError, HubStream};
 
-fn text(message: String) -> Arguments {
-    Arguments::from_values([message]).expect("a string serializes")
+/// What the fixture calls on its clients.
+#[signal::client]
+pub trait TargetsClient {
+    /// Every send target delivers this.
+    async fn message(&self, text: String);
 }
 
-struct Args<'a>(&'a Call);
+/// One method per send target, plus counters that show cleanup.
+#[signal::hub(client = TargetsClient)]
+pub trait Targets {
+    /// The caller's connection id.
+    async fn connection_id(&self, cx: &Context<dyn TargetsClient>) -> String;
+    /// The caller's user id (the `user` query parameter), if any.
+    async fn user_id(&self, cx: &Context<dyn TargetsClient>) -> Option<String>;
+    /// Adds the caller to `group`.
+    async fn join_group(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        group: String,
+    ) -> Result<(), HubError>;
+    /// Removes the caller from `group`.
+    async fn leave_group(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        group: String,
+    ) -> Result<(), HubError>;
+    /// `all`
+    async fn send_to_all(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `caller`
+    async fn send_to_caller(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `others`
+    async fn send_to_others(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `client`
+    async fn send_to_connection(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        id: String,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `clients`
+    async fn send_to_connections(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        ids: Vec<String>,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `all_except`
+    async fn send_to_all_except(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        ids: Vec<String>,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `group`
+    async fn send_to_group(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        group: String,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `groups`
+    async fn send_to_groups(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        groups: Vec<String>,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `group_except`
+    async fn send_to_group_except(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        group: String,
+        ids: Vec<String>,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `others_in_group`
+    async fn send_to_others_in_group(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        group: String,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `user`
+    async fn send_to_user(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        user: String,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// `users`
+    async fn send_to_users(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        users: Vec<String>,
+        text: String,
+    ) -> Result<(), HubError>;
+    /// Groups with at least one member.
+    async fn group_count(&self, cx: &Context<dyn TargetsClient>) -> usize;
+    /// Live connections.
+    async fn connection_count(&self, cx: &Context<dyn TargetsClient>) -> usize;
+    /// An endless stream of ticks, one per `interval_ms`; counts as active until
+    /// the server drops it.
+    async fn ticker(&self, interval_ms: u64) -> HubStream<u64>;
+    /// How many `ticker` streams the server is still producing.
+    async fn active_tickers(&self) -> usize;
+}
 
-impl Args<'_> {
-    fn arity(&self, n: usize) -> Result<(), InvocationError> {
-        self.0
-            .arguments
-            .expect_len(n)
-            .map_err(|e| InvocationError::arguments(&self.0.target, e))
-    }
+#[derive(Default)]
+struct TargetsHub {
+    tickers: Arc<AtomicUsize>,
+}
 
-    fn get<T: DeserializeOwned>(&self, i: usize, name: &str) -> Result<T, InvocationError> {
-        self.0
-            .arguments
-            .get(i, name)
-            .map_err(|e| InvocationError::arguments(&self.0.target, e))
+/// Counts a ticker as active for as long as its stream lives.
+struct Active(Arc<AtomicUsize>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-fn value<T: Serialize>(call: &Call, v: T) -> Result<Output, InvocationError> {
-    Output::value(&call.target, &v)
-}
-
-impl HubDispatch for Targets {
-    type Client = ();
-
-    fn descriptor(&self) -> signal::protocol::HubDescriptor {
-        signal::protocol::descriptor::DescriptorBuilder::new().finish(
-            "Targets",
-            "",
-            Vec::new(),
-            None,
-        )
+impl Targets for TargetsHub {
+    async fn connection_id(&self, cx: &Context<dyn TargetsClient>) -> String {
+        cx.connection_id().to_string()
     }
 
-    fn dispatch<'a>(
-        &'a self,
-        cx: &'a Context,
-        call: Call,
-    ) -> BoxFuture<'a, Result<Output, InvocationError>> {
-        Box::pin(async move {
-            let a = Args(&call);
-            let clients = cx.clients();
-            let name = call.target.to_ascii_lowercase();
-            let sent = match name.as_str() {
-                "connectionid" => return value(&call, cx.connection_id().as_str()),
-                "userid" => return value(&call, cx.user_id()),
-                "groupcount" => return value(&call, cx.hub().group_count()),
-                "connectioncount" => return value(&call, cx.hub().connection_count()),
-                "joingroup" | "leavegroup" => {
-                    a.arity(1)?;
-                    let group: String = a.get(0, "group")?;
-                    let id = cx.connection_id().clone();
-                    if name == "joingroup" {
-                        cx.groups().add(id, &group).await
-                    } else {
-                        cx.groups().remove(id, &group).await
-                    }
-                }
-                "sendtoall" => {
-                    a.arity(1)?;
-                    clients.all().send("message", text(a.get(0, "text")?)).await
-                }
-                "sendtocaller" => {
-                    a.arity(1)?;
-                    clients
-                        .caller()
-                        .send("message", text(a.get(0, "text")?))
-                        .await
-                }
-                "sendtoothers" => {
-                    a.arity(1)?;
-                    clients
-                        .others()
-                        .send("message", text(a.get(0, "text")?))
-                        .await
-                }
-                "sendtoconnection" => {
-                    a.arity(2)?;
-                    let id: String = a.get(0, "id")?;
-                    clients
-                        .client(id)
-                        .send("message", text(a.get(1, "text")?))
-                        .await
-                }
-                "sendtoconnections" => {
-                    a.arity(2)?;
-                    let ids: Vec<String> = a.get(0, "ids")?;
-                    clients
-                        .clients(ids)
-                        .send("message", text(a.get(1, "text")?))
-                        .await
-                }
-                "sendtoallexcept" => {
-                    a.arity(2)?;
-                    let ids: Vec<String> = a.get(0, "ids")?;
-                    clients
-                        .all_except(ids)
-                        .send("message", text(a.get(1, "text")?))
-                        .await
-                }
-                "sendtogroup" => {
-                    a.arity(2)?;
-                    let group: String = a.get(0, "group")?;
-                    clients
-                        .group(group)
-                        .send("message", text(a.get(1, "text")?))
-                        .await
-                }
-                "sendtogroups" => {
-                    a.arity(2)?;
-                    let groups: Vec<String> = a.get(0, "groups")?;
-                    clients
-                        .groups(groups)
-                        .send("message", text(a.get(1, "text")?))
-                        .await
-                }
-                "sendtogroupexcept" => {
-                    a.arity(3)?;
-                    let group: String = a.get(0, "group")?;
-                    let ids: Vec<String> = a.get(1, "ids")?;
-                    clients
-                        .group_except(group, ids)
-                        .send("message", text(a.get(2, "text")?))
-                        .await
-                }
-                "sendtoothersingroup" => {
-                    a.arity(2)?;
-                    let group: String = a.get(0, "group")?;
-                    clients
-                        .others_in_group(group)
-                        .send("message", text(a.get(1, "text")?))
-                        .await
-                }
-                "sendtouser" => {
-                    a.arity(2)?;
-                    let user: String = a.get(0, "user")?;
-                    clients
-                        .user(user)
-                        .send("message", text(a.get(1, "text")?))
-                        .await
-                }
-                "sendtousers" => {
-                    a.arity(2)?;
-                    let users: Vec<String> = a.get(0, "users")?;
-                    clients
-                        .users(users)
-                        .send("message", text(a.get(1, "text")?))
-                        .await
-                }
-                _ => return Err(InvocationError::UnknownMethod(call.target.clone())),
-            };
-            sent.map_err(|e| InvocationError::hub(&call.target, e.into()))?;
-            Ok(Output::Void)
-        })
+    async fn user_id(&self, cx: &Context<dyn TargetsClient>) -> Option<String> {
+        cx.user_id().map(str::to_owned)
+    }
+
+    async fn join_group(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        group: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.groups().add(cx.connection_id().clone(), &group).await?)
+    }
+
+    async fn leave_group(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        group: String,
+    ) -> Result<(), HubError> {
+        Ok(cx
+            .groups()
+            .remove(cx.connection_id().clone(), &group)
+            .await?)
+    }
+
+    async fn send_to_all(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().all().message(text).await?)
+    }
+
+    async fn send_to_caller(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().caller().message(text).await?)
+    }
+
+    async fn send_to_others(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().others().message(text).await?)
+    }
+
+    async fn send_to_connection(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        id: String,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().client(id).message(text).await?)
+    }
+
+    async fn send_to_connections(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        ids: Vec<String>,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().clients(ids).message(text).await?)
+    }
+
+    async fn send_to_all_except(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        ids: Vec<String>,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().all_except(ids).message(text).await?)
+    }
+
+    async fn send_to_group(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        group: String,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().group(group).message(text).await?)
+    }
+
+    async fn send_to_groups(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        groups: Vec<String>,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().groups(groups).message(text).await?)
+    }
+
+    async fn send_to_group_except(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        group: String,
+        ids: Vec<String>,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().group_except(group, ids).message(text).await?)
+    }
+
+    async fn send_to_others_in_group(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        group: String,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().others_in_group(group).message(text).await?)
+    }
+
+    async fn send_to_user(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        user: String,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().user(user).message(text).await?)
+    }
+
+    async fn send_to_users(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        users: Vec<String>,
+        text: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.clients().users(users).message(text).await?)
+    }
+
+    async fn group_count(&self, cx: &Context<dyn TargetsClient>) -> usize {
+        cx.hub().group_count()
+    }
+
+    async fn connection_count(&self, cx: &Context<dyn TargetsClient>) -> usize {
+        cx.hub().connection_count()
+    }
+
+    async fn ticker(&self, interval_ms: u64) -> HubStream<u64> {
+        self.tickers.fetch_add(1, Ordering::SeqCst);
+        let active = Active(self.tickers.clone());
+        let interval = Duration::from_millis(interval_ms.max(1));
+        Box::pin(futures_util::stream::unfold(
+            (0u64, active),
+            move |(n, active)| async move {
+                tokio::time::sleep(interval).await;
+                Some((Ok(n), (n + 1, active)))
+            },
+        ))
+    }
+
+    async fn active_tickers(&self) -> usize {
+        self.tickers.load(Ordering::SeqCst)
     }
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     support::init_tracing();
-    let hub = signal::Hub::new(Targets).user_id(|parts| url_user(parts.uri.query()?));
-    support::serve(axum::Router::new().nest("/targets", hub.router())).await
+    let hub = TargetsHub::default()
+        .into_hub()
+        .user_id(|parts| url_user(parts.uri.query()?));
+    let handle = hub.handle();
+    let app = axum::Router::new().nest("/targets", hub.router());
+    support::serve(
+        app,
+        async move { handle.shutdown(Duration::from_secs(5)).await },
+    )
+    .await
 }
 
 /// The `user` query parameter.

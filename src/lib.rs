@@ -16,7 +16,7 @@ pub use signal_server::{
     BoxFuture, Call, CallerClients, ClientContract, ClientResultError, Clients, ConnectionId,
     Context, Groups, Hub, HubDispatch, HubError, HubHandle, HubOptions, HubStream, InProcess,
     InProcessConnection, InvocationError, Items, MultiClient, Output, SendError, SingleClient,
-    Target, TransportType, UserIdFn,
+    Target, TransportType, UploadStream, UserIdFn,
 };
 
 pub use signal_macros::{client, hub, method};

@@ -16,8 +16,12 @@ pub(crate) fn init_tracing() {
 }
 
 /// Serves `app` on `127.0.0.1:$PORT` (5000 by default) and prints
-/// `listening on http://127.0.0.1:PORT` once ready.
-pub(crate) async fn serve(app: axum::Router) -> std::io::Result<()> {
+/// `listening on http://127.0.0.1:PORT` once ready. On Ctrl-C it runs
+/// `shutdown` (closing the hubs' connections with `allowReconnect`) and stops.
+pub(crate) async fn serve(
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "5000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     let address = listener.local_addr()?;
@@ -30,6 +34,10 @@ pub(crate) async fn serve(app: axum::Router) -> std::io::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
+    .with_graceful_shutdown(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        shutdown.await;
+    })
     .await
 }
 

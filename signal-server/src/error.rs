@@ -48,6 +48,15 @@ pub enum InvocationError {
         #[source]
         source: ArgumentError,
     },
+    /// The client uploads more or fewer streams than the method takes.
+    #[error("An unexpected error occurred invoking '{method}' on the server. HubException: {source}")]
+    Streams {
+        /// The method's name as the client sent it.
+        method: String,
+        /// What was wrong.
+        #[source]
+        source: ArgumentError,
+    },
     /// The method returned a [`HubError`].
     #[error(
         "An unexpected error occurred invoking '{method}' on the server. HubException: {source}"
@@ -79,11 +88,13 @@ pub enum InvocationError {
 }
 
 impl InvocationError {
-    /// An argument error of `method`.
+    /// An argument error of `method`. Stream-count mismatches read as
+    /// ASP.NET Core words them.
     pub fn arguments(method: &str, source: ArgumentError) -> Self {
-        InvocationError::Arguments {
-            method: method.to_owned(),
-            source,
+        let method = method.to_owned();
+        match source {
+            ArgumentError::StreamCount { .. } => InvocationError::Streams { method, source },
+            source => InvocationError::Arguments { method, source },
         }
     }
 
