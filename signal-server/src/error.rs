@@ -49,7 +49,9 @@ pub enum InvocationError {
         source: ArgumentError,
     },
     /// The client uploads more or fewer streams than the method takes.
-    #[error("An unexpected error occurred invoking '{method}' on the server. HubException: {source}")]
+    #[error(
+        "An unexpected error occurred invoking '{method}' on the server. HubException: {source}"
+    )]
     Streams {
         /// The method's name as the client sent it.
         method: String,
