@@ -66,15 +66,18 @@ impl Start {
     }
 }
 
-enum Done {
-    Finished,
-    Stream {
-        invocation_id: String,
-        stream: futures_util::stream::BoxStream<
-            'static,
-            Result<Box<serde_json::value::RawValue>, crate::HubError>,
-        >,
-    },
+/// A server stream to send, once its method has returned it.
+type ItemStream = futures_util::stream::BoxStream<
+    'static,
+    Result<Box<serde_json::value::RawValue>, crate::HubError>,
+>;
+
+/// What a finished piece of work leaves behind.
+struct Done {
+    /// Whether it held one of the in-order invocation slots.
+    ordered: bool,
+    /// A server stream to send, with its invocation id.
+    stream: Option<(String, ItemStream)>,
 }
 
 type Work = BoxFuture<'static, Done>;
@@ -179,10 +182,12 @@ async fn run_inner<D, I, O>(
         cx: cx.clone(),
         handle: handle.clone(),
         queue: VecDeque::new(),
+        background: Vec::new(),
         stream_tokens: HashMap::new(),
         uploads: HashMap::new(),
     };
     let mut running: FuturesUnordered<Work> = FuturesUnordered::new();
+    let mut ordered_running = 0usize;
     let mut streams: FuturesUnordered<BoxFuture<'static, String>> = FuturesUnordered::new();
     let parallel = options.maximum_parallel_invocations.max(1);
 
@@ -198,7 +203,10 @@ async fn run_inner<D, I, O>(
             {
                 tracing::error!(panic = panic_message(&panic), "on_connected panicked");
             }
-            Done::Finished
+            Done {
+                ordered: true,
+                stream: None,
+            }
         }));
     }
 
@@ -238,11 +246,19 @@ async fn run_inner<D, I, O>(
                 break 'session end;
             }
         }
-        while running.len() < parallel {
+        while ordered_running < parallel {
             match calls.queue.pop_front() {
-                Some(work) => running.push(work),
+                Some(work) => {
+                    running.push(work);
+                    ordered_running += 1;
+                }
                 None => break,
             }
+        }
+        // Calls with upload streams run beside the ordered ones, as in ASP.NET Core:
+        // they last as long as the client uploads.
+        for work in calls.background.drain(..) {
+            running.push(work);
         }
 
         tokio::select! {
@@ -299,7 +315,10 @@ async fn run_inner<D, I, O>(
                 }
             }
             Some(done) = running.next() => {
-                if let Done::Stream { invocation_id, stream } = done {
+                if done.ordered {
+                    ordered_running -= 1;
+                }
+                if let Some((invocation_id, stream)) = done.stream {
                     let token = CancellationToken::new();
                     calls.stream_tokens.insert(invocation_id.clone(), token.clone());
                     streams.push(Box::pin(pump(handle.clone(), invocation_id, stream, token)));
@@ -474,6 +493,7 @@ struct Calls<D: HubDispatch> {
     cx: Context<D::Client>,
     handle: Arc<ConnectionHandle>,
     queue: VecDeque<Work>,
+    background: Vec<Work>,
     stream_tokens: HashMap<String, CancellationToken>,
     uploads: HashMap<String, mpsc::Sender<UploadItem>>,
 }
@@ -547,13 +567,20 @@ impl<D: HubDispatch> Calls<D> {
             self.uploads.insert(id, tx);
             streams.push(rx);
         }
-        self.queue.push_back(invoke(
+        let ordered = streams.is_empty();
+        let work = invoke(
             self.runtime.clone(),
             self.cx.clone(),
             self.handle.clone(),
             invocation_id,
             call.with_streams(streams),
-        ));
+            ordered,
+        );
+        if ordered {
+            self.queue.push_back(work);
+        } else {
+            self.background.push(work);
+        }
         Ok(())
     }
 }
@@ -564,6 +591,7 @@ fn invoke<D: HubDispatch>(
     handle: Arc<ConnectionHandle>,
     invocation_id: Option<String>,
     call: Call,
+    ordered: bool,
 ) -> Work {
     Box::pin(async move {
         let target = call.target.clone();
@@ -576,13 +604,10 @@ fn invoke<D: HubDispatch>(
             .await;
         let outcome = match result {
             Ok(Ok(Output::Stream(stream))) if streaming => {
-                if let Some(invocation_id) = invocation_id {
-                    return Done::Stream {
-                        invocation_id,
-                        stream,
-                    };
-                }
-                return Done::Finished;
+                return Done {
+                    ordered,
+                    stream: invocation_id.map(|id| (id, stream)),
+                };
             }
             Ok(Ok(Output::Stream(_))) => CompletionOutcome::Error(
                 InvocationError::Kind {
@@ -630,7 +655,10 @@ fn invoke<D: HubDispatch>(
                 .send(Frame::encode(&HubMessage::Completion(completion)))
                 .await;
         }
-        Done::Finished
+        Done {
+            ordered,
+            stream: None,
+        }
     })
 }
 

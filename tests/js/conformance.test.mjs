@@ -291,6 +291,17 @@ for (const mode of h.clientModes()) {
       assert.equal(await h.withTimeout(result, 5000, 'sum'), 10);
     }));
 
+    test('an upload in progress does not hold back other invocations', logged(async () => {
+      const subject = new h.Subject();
+      const result = a.invoke('sum', subject);
+      subject.next(20);
+      // The upload is still open: invocations of the same connection still run.
+      assert.equal(await h.withTimeout(a.invoke('echo', 'meanwhile'), 5000, 'echo during an upload'), 'meanwhile');
+      subject.next(22);
+      subject.complete();
+      assert.equal(await h.withTimeout(result, 5000, 'sum'), 42);
+    }));
+
     test('askCaller asks the client method ask and returns its answer', logged(async () => {
       const asker = h.client(server, HUB, { ...options, methods: [], label: 'asker' });
       asker.connection.on('ask', (question) => `answer to ${question}`);
