@@ -120,7 +120,7 @@ pub(crate) async fn get<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, request: Re
 
     if let Some(connection) = runtime.http.get(token) {
         return match &connection.poll {
-            Some(poll) if !wants_events => long_poll(&runtime, &connection, poll).await,
+            Some(poll) if !wants_events => long_poll(&runtime, poll).await,
             // A second receiving transport for one connection.
             _ => Refusal::InUse.into_response(),
         };
@@ -200,15 +200,13 @@ pub(crate) async fn get<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, request: Re
 
 /// One long poll: whole records as soon as there are any, 200 empty after the
 /// poll timeout, 204 once the connection has ended or a newer poll replaced it.
-async fn long_poll<D: HubDispatch>(
-    runtime: &HubRuntime<D>,
-    connection: &HttpConnection,
-    poll: &PollState,
-) -> Response {
+async fn long_poll<D: HubDispatch>(runtime: &HubRuntime<D>, poll: &PollState) -> Response {
     let mine = CancellationToken::new();
     std::mem::replace(&mut *poll.current.lock().expect("poll lock"), mine.clone()).cancel();
-    poll.in_flight.fetch_add(1, Ordering::SeqCst);
-    let response = async {
+    // Counts the poll as pending until it ends, even when the client goes away
+    // and the server drops the request mid-poll.
+    let _pending = PendingPoll::new(poll);
+    async {
         let mut frames = tokio::select! {
             frames = poll.frames.lock() => frames,
             _ = mine.cancelled() => return StatusCode::NO_CONTENT.into_response(),
@@ -236,11 +234,23 @@ async fn long_poll<D: HubDispatch>(
         )
             .into_response()
     }
-    .await;
-    *poll.last_poll.lock().expect("poll lock") = Instant::now();
-    poll.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let _ = connection;
-    response
+    .await
+}
+
+struct PendingPoll<'a>(&'a PollState);
+
+impl<'a> PendingPoll<'a> {
+    fn new(poll: &'a PollState) -> Self {
+        poll.in_flight.fetch_add(1, Ordering::SeqCst);
+        PendingPoll(poll)
+    }
+}
+
+impl Drop for PendingPoll<'_> {
+    fn drop(&mut self) {
+        *self.0.last_poll.lock().expect("poll lock") = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Ends a long-polling connection that has gone `timeout` without a poll.
