@@ -26,3 +26,8 @@ extern crate self as signal;
 
 #[doc(hidden)]
 pub mod __private;
+
+/// The README's examples compile.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
