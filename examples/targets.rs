@@ -17,6 +17,8 @@ use signal::{Context, HubError, HubStream};
 pub trait TargetsClient {
     /// Every send target delivers this.
     async fn message(&self, text: String);
+    /// A question for one client (a client result).
+    async fn ask(&self, question: String) -> String;
 }
 
 /// One method per send target, plus counters that show cleanup.
@@ -129,6 +131,13 @@ pub trait Targets {
     async fn ticker(&self, interval_ms: u64) -> HubStream<u64>;
     /// How many `ticker` streams the server is still producing.
     async fn active_tickers(&self) -> usize;
+    /// Asks connection `id` its `ask(question)` and returns the answer.
+    async fn ask_client(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        id: String,
+        question: String,
+    ) -> Result<String, HubError>;
 }
 
 #[derive(Default)]
@@ -302,6 +311,15 @@ impl Targets for TargetsHub {
 
     async fn active_tickers(&self) -> usize {
         self.tickers.load(Ordering::SeqCst)
+    }
+
+    async fn ask_client(
+        &self,
+        cx: &Context<dyn TargetsClient>,
+        id: String,
+        question: String,
+    ) -> Result<String, HubError> {
+        Ok(cx.clients().client(id).ask(question).await?)
     }
 }
 

@@ -16,7 +16,7 @@ pub(crate) fn init_tracing() {
 }
 
 /// Serves `app` on `127.0.0.1:$PORT` (5000 by default) and prints
-/// `listening on http://127.0.0.1:PORT` once ready. On Ctrl-C it runs
+/// `listening on http://127.0.0.1:PORT` once ready. On Ctrl-C or SIGTERM it runs
 /// `shutdown` (closing the hubs' connections with `allowReconnect`) and stops.
 pub(crate) async fn serve(
     app: axum::Router,
@@ -35,7 +35,7 @@ pub(crate) async fn serve(
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        stop_requested().await;
         shutdown.await;
     })
     .await
@@ -52,4 +52,21 @@ pub(crate) fn env_list(name: &str) -> Option<Vec<String>> {
         .map(str::to_owned)
         .collect();
     (!items.is_empty()).then_some(items)
+}
+
+/// Ctrl-C, or SIGTERM where there is one (how service managers stop a server).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler can be installed");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

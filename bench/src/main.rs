@@ -1,0 +1,591 @@
+//! `signal-bench`: the load generator and the runner of the comparison.
+//!
+//! `signal-bench run [--smoke]` starts each system in turn (signal's `conformance`
+//! example, a bare tokio-tungstenite server, socketioxide, Node's socket.io),
+//! pinned to one core, drives it from this process on another core over loopback
+//! (127.0.0.0/8 only), and writes `<out>/<date>.md` and `<date>.svg`.
+//! `bench/run` builds everything and calls it; see `bench/README.md`.
+
+mod client;
+mod report;
+mod scenario;
+mod server;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use client::{Endpoint, Sources};
+use report::{Results, int, ms};
+use server::{Layout, Server, System};
+
+/// Other processes may use this share of a core before a run waits for them.
+const QUIET_THRESHOLD: f64 = 0.10;
+/// Runs that started on a busy machine all the same.
+static BUSY_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Errors of the generator: text for the report.
+pub(crate) type Error = Box<dyn std::error::Error>;
+
+/// Sizes and durations of one run.
+struct Plan {
+    echo_connections: Vec<usize>,
+    echo_payloads: Vec<usize>,
+    echo_warmup: Duration,
+    echo_window: Duration,
+    broadcast_receivers: Vec<usize>,
+    broadcast_interval: Duration,
+    broadcast_duration: Duration,
+    broadcast_drain: Duration,
+    idle_levels: Vec<usize>,
+    idle_hold: Duration,
+    connect_clients: usize,
+    /// Pause between two runs, for the kernel to finish closing sockets.
+    pause: Duration,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            echo_connections: vec![100, 1_000],
+            echo_payloads: vec![32, 1024],
+            echo_warmup: Duration::from_secs(2),
+            echo_window: Duration::from_secs(5),
+            broadcast_receivers: vec![1_000, 10_000],
+            broadcast_interval: Duration::from_millis(50),
+            broadcast_duration: Duration::from_secs(10),
+            broadcast_drain: Duration::from_secs(10),
+            idle_levels: vec![10_000, 50_000],
+            // Past signal's 15 s keep-alive, so server pings have gone out.
+            idle_hold: Duration::from_secs(16),
+            connect_clients: 5_000,
+            pause: Duration::from_millis(500),
+        }
+    }
+
+    fn smoke() -> Plan {
+        Plan {
+            echo_connections: vec![10],
+            echo_payloads: vec![32, 1024],
+            echo_warmup: Duration::from_millis(100),
+            echo_window: Duration::from_millis(300),
+            broadcast_receivers: vec![20],
+            broadcast_interval: Duration::from_millis(50),
+            broadcast_duration: Duration::from_millis(300),
+            broadcast_drain: Duration::from_secs(5),
+            idle_levels: vec![50],
+            idle_hold: Duration::from_millis(300),
+            connect_clients: 50,
+            pause: Duration::ZERO,
+        }
+    }
+}
+
+struct Options {
+    smoke: bool,
+    out: PathBuf,
+    server_cpu: Option<usize>,
+    only: Option<Vec<String>>,
+    scenarios: Option<Vec<String>>,
+    layout: Layout,
+    sources: u8,
+    /// How long to wait for a quiet machine before each run (`None`: do not).
+    quiet_wait: Option<Duration>,
+}
+
+const USAGE: &str = "usage: signal-bench run [--smoke] [--out DIR] [--server-cpu N | --no-pin] \
+[--systems bare,signal,socketioxide,socket.io] [--scenarios echo,broadcast,idle,connect] [--bin-dir DIR] [--bench-dir DIR] [--sources N] [--no-wait]";
+
+fn parse_args() -> Result<Options, Error> {
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut options = Options {
+        smoke: false,
+        out: bench_dir.join("results"),
+        server_cpu: Some(0),
+        only: None,
+        scenarios: None,
+        layout: Layout {
+            bin_dir: exe_dir,
+            bench_dir,
+        },
+        sources: 32,
+        quiet_wait: Some(Duration::from_secs(120)),
+    };
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("run") {
+        args.next();
+    }
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--smoke" => {
+                options.smoke = true;
+                options.quiet_wait = None;
+            }
+            "--no-wait" => options.quiet_wait = None,
+            "--out" => options.out = value()?.into(),
+            "--server-cpu" => options.server_cpu = Some(value()?.parse()?),
+            "--no-pin" => options.server_cpu = None,
+            "--systems" => {
+                options.only = Some(value()?.split(',').map(str::to_owned).collect());
+            }
+            "--scenarios" => {
+                options.scenarios = Some(value()?.split(',').map(str::to_owned).collect());
+            }
+            "--bin-dir" => options.layout.bin_dir = value()?.into(),
+            "--bench-dir" => options.layout.bench_dir = value()?.into(),
+            "--sources" => options.sources = value()?.parse()?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}").into()),
+        }
+    }
+    Ok(options)
+}
+
+/// Raises this process's open-file limit (and so its children's, the servers):
+/// both limits when allowed (root), else the soft one to the hard one.
+fn raise_fd_limit() -> u64 {
+    let wanted: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20)
+        .min(1 << 20);
+    if rlimit::Resource::NOFILE.set(wanted, wanted).is_ok() {
+        return wanted;
+    }
+    rlimit::increase_nofile_limit(wanted).unwrap_or(1024)
+}
+
+fn mem_available() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Today's date in UTC, `YYYY-MM-DD`.
+fn today() -> String {
+    let days = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+fn node_socketio_version(layout: &Layout) -> String {
+    let path = layout
+        .bench_dir
+        .join("peers/node-socketio/node_modules/socket.io/package.json");
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v.get("version")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// Runs one scenario against a fresh server of `system`; any failure (the server
+/// did not start, the scenario failed or overran `limit`) becomes the cell's text.
+async fn run_one<T>(
+    system: &System,
+    options: &Options,
+    sources: &Sources,
+    limit: Duration,
+    scenario: impl AsyncFnOnce(&Endpoint<'_>, &Server) -> Result<T, Error>,
+) -> Result<T, String> {
+    if let Some(max) = options.quiet_wait
+        && !server::wait_for_quiet(max, QUIET_THRESHOLD).await
+    {
+        BUSY_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        say(&format!(
+            "(the machine is busy with other work: measuring {} anyway)",
+            system.name
+        ));
+    }
+    let server = Server::start(system, options.server_cpu).map_err(|e| e.to_string())?;
+    let endpoint = Endpoint {
+        protocol: system.protocol,
+        port: server.port,
+        sources,
+    };
+    let result = tokio::time::timeout(limit, scenario(&endpoint, &server)).await;
+    drop(server);
+    match result {
+        Ok(Ok(row)) => Ok(row),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("did not finish within {limit:?}")),
+    }
+}
+
+fn say(line: &str) {
+    eprintln!("{line}");
+}
+
+fn show<T>(cell: &Result<T, String>, line: impl Fn(&T) -> String) -> String {
+    match cell {
+        Ok(row) => line(row),
+        Err(error) => format!("FAILED: {error}"),
+    }
+}
+
+async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
+    let started = Instant::now();
+    if let Some(scenarios) = &options.scenarios {
+        let wanted = |name: &str| scenarios.iter().any(|s| s == name);
+        if !wanted("echo") {
+            plan.echo_connections.clear();
+        }
+        if !wanted("broadcast") {
+            plan.broadcast_receivers.clear();
+        }
+        if !wanted("idle") {
+            plan.idle_levels.clear();
+        }
+        if !wanted("connect") {
+            plan.connect_clients = 0;
+        }
+    }
+    let fd_limit = raise_fd_limit();
+    let mut notes = Vec::new();
+    // Each idle connection costs the generator one descriptor and the server one
+    // (the servers inherit this process's limit), plus negotiate sockets for a
+    // moment; and memory on both sides.
+    let available = mem_available();
+    plan.idle_levels.retain(|&level| {
+        let fits = level as u64 + 1_000 <= fd_limit && (level as u64) * 256 * 1024 <= available;
+        if !fits {
+            notes.push(format!(
+                "idle level {} skipped: this machine allows {fd_limit} open files per process \
+                 (the hard limit; raising it needs CAP_SYS_RESOURCE), {} MiB available",
+                int(level as f64),
+                available >> 20
+            ));
+        }
+        fits
+    });
+    let sources = Sources::new(options.sources);
+    let all = server::systems(&options.layout);
+    let systems: Vec<System> = match &options.only {
+        Some(names) => all
+            .into_iter()
+            .filter(|s| names.iter().any(|n| n == s.name))
+            .collect(),
+        None => all,
+    };
+    let mut results = Results {
+        meta: Vec::new(),
+        systems: systems.iter().map(|s| s.name).collect(),
+        echo: Vec::new(),
+        broadcast: Vec::new(),
+        idle_levels: plan.idle_levels.clone(),
+        idle: Vec::new(),
+        connect_clients: plan.connect_clients,
+        connect: Vec::new(),
+    };
+
+    for &connections in &plan.echo_connections {
+        for &payload in &plan.echo_payloads {
+            let mut cells = Vec::new();
+            for system in &systems {
+                let limit = plan.echo_warmup + plan.echo_window + Duration::from_secs(90);
+                let cell = run_one(system, &options, &sources, limit, async |ep, server| {
+                    let (warmup, window) = (plan.echo_warmup, plan.echo_window);
+                    scenario::echo(ep, server, connections, payload, warmup, window).await
+                })
+                .await;
+                say(&format!(
+                    "echo {connections} × {payload} B  {:<13} {}",
+                    system.name,
+                    show(&cell, |r| format!(
+                        "{} inv/s  p50 {} ms  p99 {} ms  server CPU {:.0} %  generator CPU {:.0} %  errors {}",
+                        int(r.rate),
+                        ms(r.p50_us),
+                        ms(r.p99_us),
+                        r.cpu.server * 100.0,
+                        r.cpu.generator * 100.0,
+                        r.errors + r.failed_connects as u64
+                    ))
+                ));
+                cells.push(cell);
+                tokio::time::sleep(plan.pause).await;
+            }
+            results.echo.push(((connections, payload), cells));
+        }
+    }
+
+    for &receivers in &plan.broadcast_receivers {
+        let mut cells = Vec::new();
+        for system in &systems {
+            let limit = plan.broadcast_duration + plan.broadcast_drain + Duration::from_secs(180);
+            let cell = run_one(system, &options, &sources, limit, async |ep, server| {
+                let (interval, duration, drain) = (
+                    plan.broadcast_interval,
+                    plan.broadcast_duration,
+                    plan.broadcast_drain,
+                );
+                scenario::broadcast(ep, server, receivers, interval, duration, drain).await
+            })
+            .await;
+            say(&format!(
+                "broadcast {receivers}  {:<13} {}",
+                system.name,
+                show(&cell, |r| format!(
+                    "{} deliveries/s  p50 {} ms  p99 {} ms  missing {} of {}  server CPU {:.0} %  generator CPU {:.0} %",
+                    int(r.rate),
+                    ms(r.p50_us),
+                    ms(r.p99_us),
+                    r.missing,
+                    r.expected,
+                    r.cpu.server * 100.0,
+                    r.cpu.generator * 100.0
+                ))
+            ));
+            cells.push(cell);
+            tokio::time::sleep(plan.pause).await;
+        }
+        results.broadcast.push((receivers, cells));
+    }
+
+    if !plan.idle_levels.is_empty() {
+        for system in &systems {
+            let limit = (plan.idle_hold + Duration::from_secs(150)) * plan.idle_levels.len() as u32;
+            let levels = plan.idle_levels.clone();
+            let hold = plan.idle_hold;
+            let cell = run_one(system, &options, &sources, limit, async |ep, server| {
+                scenario::idle(ep, server, &levels, hold).await
+            })
+            .await;
+            say(&format!(
+                "idle  {:<13} {}",
+                system.name,
+                show(&cell, |r| {
+                    let levels: Vec<String> = r
+                        .levels
+                        .iter()
+                        .map(|l| {
+                            format!(
+                                "{}: {:.1} MiB, {:.1} KiB/conn",
+                                l.open,
+                                l.rss as f64 / 1048576.0,
+                                l.per_connection / 1024.0
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "none: {:.1} MiB  {}  failures {}",
+                        r.base_rss as f64 / 1048576.0,
+                        levels.join("  "),
+                        r.failures
+                    )
+                })
+            ));
+            results.idle.push(cell);
+            tokio::time::sleep(plan.pause * 4).await;
+        }
+    }
+
+    for system in systems.iter().filter(|_| plan.connect_clients > 0) {
+        let clients = plan.connect_clients;
+        let cell = run_one(
+            system,
+            &options,
+            &sources,
+            Duration::from_secs(180),
+            async |ep, server| scenario::connect(ep, server, clients).await,
+        )
+        .await;
+        say(&format!(
+            "connect {clients}  {:<13} {}",
+            system.name,
+            show(&cell, |r| format!(
+                "{} connects/s  p50 {} ms  p99 {} ms  failed {}  server CPU {:.0} %  generator CPU {:.0} %",
+                int(r.rate),
+                ms(r.p50_us),
+                ms(r.p99_us),
+                r.failed,
+                r.cpu.server * 100.0,
+                r.cpu.generator * 100.0
+            ))
+        ));
+        results.connect.push(cell);
+        tokio::time::sleep(plan.pause).await;
+    }
+
+    let cores = std::fs::read_to_string("/proc/cpuinfo").map_or(0, |c| {
+        c.lines().filter(|l| l.starts_with("processor")).count()
+    });
+    let mut meta = vec![
+        ("date".to_owned(), today()),
+        (
+            "command".to_owned(),
+            format!("`bench/run{}`", if options.smoke { " --smoke" } else { "" }),
+        ),
+        (
+            "mode".to_owned(),
+            if options.smoke {
+                "smoke (tiny sizes; the figures mean nothing)".to_owned()
+            } else {
+                "full".to_owned()
+            },
+        ),
+        (
+            "machine".to_owned(),
+            format!(
+                "{} × {}, Linux {}",
+                cores,
+                cpu_model(),
+                std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .unwrap_or_default()
+                    .trim()
+            ),
+        ),
+        (
+            "pinning".to_owned(),
+            match options.server_cpu {
+                Some(cpu) => format!(
+                    "server on CPU {cpu} (`taskset -c {cpu}`), load generator on the other (one thread)"
+                ),
+                None => "none".to_owned(),
+            },
+        ),
+        (
+            "systems".to_owned(),
+            format!(
+                "bare = tokio-tungstenite 0.29 echo/broadcast server, no protocol (`bench/peers/bare.rs`); \
+                 signal = `examples/conformance`; socketioxide 0.18.6 (`bench/peers/socketioxide.rs`); \
+                 socket.io = socket.io {} on Node {} (`bench/peers/node-socketio`)",
+                node_socketio_version(&options.layout),
+                command_output("node", &["--version"]).unwrap_or_else(|| "?".to_owned())
+            ),
+        ),
+        (
+            "generator".to_owned(),
+            format!(
+                "one thread, {} loopback source addresses (127.0.0.2 on), open-file limit {fd_limit}",
+                options.sources
+            ),
+        ),
+        (
+            "sizes".to_owned(),
+            format!(
+                "echo {:?} connections × {:?} B, {:?} warm-up + {:?} measured; broadcast {:?} receivers, \
+                 every {:?} for {:?}; idle {:?} held {:?}; connect {}",
+                plan.echo_connections,
+                plan.echo_payloads,
+                plan.echo_warmup,
+                plan.echo_window,
+                plan.broadcast_receivers,
+                plan.broadcast_interval,
+                plan.broadcast_duration,
+                plan.idle_levels,
+                plan.idle_hold,
+                plan.connect_clients
+            ),
+        ),
+    ];
+    if let Some(max) = options.quiet_wait {
+        meta.push((
+            "quiet machine".to_owned(),
+            format!(
+                "each run first waited (up to {max:?}) for other processes to use under {:.0} % of a core; \
+                 {} runs started on a busy machine all the same (see the \"other CPU\" columns)",
+                QUIET_THRESHOLD * 100.0,
+                BUSY_RUNS.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+        ));
+    }
+    for note in notes {
+        meta.push(("note".to_owned(), note));
+    }
+    meta.push((
+        "run time".to_owned(),
+        format!("{:.0} s", started.elapsed().as_secs_f64()),
+    ));
+    results.meta = meta;
+    Ok(results)
+}
+
+fn main() {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::exit(2);
+        }
+    };
+    let smoke = options.smoke;
+    let out = options.out.clone();
+    let plan = if smoke { Plan::smoke() } else { Plan::full() };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let local = tokio::task::LocalSet::new();
+    let results = match local.block_on(&runtime, run(options, plan)) {
+        Ok(results) => results,
+        Err(error) => {
+            eprintln!("signal-bench: {error}");
+            std::process::exit(1);
+        }
+    };
+    let date = today();
+    let chart = format!("{date}.svg");
+    let markdown = results.markdown(&chart);
+    let written = std::fs::create_dir_all(&out)
+        .and_then(|()| std::fs::write(out.join(format!("{date}.md")), &markdown))
+        .and_then(|()| std::fs::write(out.join(&chart), results.svg()));
+    if let Err(error) = written {
+        eprintln!("signal-bench: cannot write {}: {error}", out.display());
+        std::process::exit(1);
+    }
+    println!("{markdown}");
+    eprintln!("wrote {}", out.join(format!("{date}.md")).display());
+    let (passed, failed) = results.clean();
+    if smoke {
+        // The plain closing line CI reads; timings are never judged, only that every
+        // system ran every scenario with nothing failed or missing.
+        println!("bench: {passed} passed, {failed} failed");
+        if failed > 0 {
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,718 @@
+//! The report: a Markdown page of tables and an SVG chart, both written here with
+//! no outside tool.
+
+use std::fmt::Write as _;
+
+use crate::scenario::{BroadcastRow, ConnectRow, EchoRow, IdleRow};
+
+/// One scenario's cell: a system's row, or why there is none.
+pub(crate) type Cell<T> = Result<T, String>;
+
+/// Echo cases, `(connections, payload bytes)`, with one cell per system.
+pub(crate) type EchoCells = Vec<((usize, usize), Vec<Cell<EchoRow>>)>;
+
+/// Everything one run measured.
+pub(crate) struct Results {
+    /// Facts about the run, one `key: value` line each.
+    pub(crate) meta: Vec<(String, String)>,
+    /// The systems' names, bare first.
+    pub(crate) systems: Vec<&'static str>,
+    /// Per echo case (connections, payload): one cell per system.
+    pub(crate) echo: EchoCells,
+    /// Per receiver count: one cell per system.
+    pub(crate) broadcast: Vec<(usize, Vec<Cell<BroadcastRow>>)>,
+    /// The idle levels asked for.
+    pub(crate) idle_levels: Vec<usize>,
+    /// One cell per system.
+    pub(crate) idle: Vec<Cell<IdleRow>>,
+    /// Clients per connect batch.
+    pub(crate) connect_clients: usize,
+    /// One cell per system.
+    pub(crate) connect: Vec<Cell<ConnectRow>>,
+}
+
+/// `1234567.8` → `1,234,568`.
+pub(crate) fn int(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Microseconds as milliseconds, two decimals.
+pub(crate) fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn pct(fraction: f64) -> String {
+    format!("{:.0} %", fraction * 100.0)
+}
+
+fn kib(bytes: f64) -> String {
+    format!("{:.1} KiB", bytes / 1024.0)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn ratio(value: f64, base: Option<f64>) -> String {
+    match base {
+        Some(base) if base > 0.0 => format!("{:.2}×", value / base),
+        _ => "–".to_owned(),
+    }
+}
+
+fn per_core(rate: f64, cpu: f64) -> String {
+    if cpu > 0.01 {
+        int(rate / cpu)
+    } else {
+        "–".to_owned()
+    }
+}
+
+fn payload_name(bytes: usize) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn failure(name: &str, error: &str) -> String {
+    format!("{name}: {}", error.replace('|', "/").replace('\n', " "))
+}
+
+impl Results {
+    fn base<T>(cells: &[Cell<T>], value: impl Fn(&T) -> f64) -> Option<f64> {
+        cells.first().and_then(|c| c.as_ref().ok()).map(value)
+    }
+
+    /// The Markdown page; `chart` is the SVG file's name beside it.
+    pub(crate) fn markdown(&self, chart: &str) -> String {
+        let mut md = String::new();
+        let title = self
+            .meta
+            .iter()
+            .find(|(k, _)| k == "date")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let _ = writeln!(md, "# signal benchmark, {title}\n");
+        for (key, value) in &self.meta {
+            let _ = writeln!(md, "- {key}: {value}");
+        }
+        md.push('\n');
+        self.summary(&mut md);
+        let _ = writeln!(md, "![echo and broadcast]({chart})\n");
+        self.echo_table(&mut md);
+        self.broadcast_table(&mut md);
+        self.idle_table(&mut md);
+        self.connect_table(&mut md);
+        let _ = writeln!(
+            md,
+            "## How to read this\n\n\
+             - Each system runs alone, freshly started for each scenario, pinned to its core; the load \
+             generator runs on the other core. CPU is the share of one core used over the measured window \
+             (`/proc/PID/stat`); \"per server core\" divides the rate by the server's CPU share; \"other CPU\" is what \
+             the rest of the machine used meanwhile (`/proc/stat`): above a few percent, the row was measured \
+             on a busy machine and is noisy.\n\
+             - *echo*: every connection invokes `echo` (signal), emits `echo` with an ack (socket.io), or \
+             sends a text frame the bare server returns, and waits for the answer before the next (closed \
+             loop). Round trips are timed by the generator, after a warm-up.\n\
+             - *broadcast*: one sender asks the server every 50 ms to send a 64-character text to every \
+             connection; the text carries its send time, each receiver times its arrival. Missing = messages \
+             × receivers − deliveries (a receiver whose connection ends misses what follows).\n\
+             - *idle*: resident memory (`VmRSS`) of the server with no connection and with N idle connections \
+             (handshake done; SignalR clients ping every 15 s, socket.io clients answer the server's pings), \
+             after holding them; per connection = (RSS_N − RSS_0) / N.\n\
+             - *connect*: clients opened {} at a time, each timed from its first TCP connect to the end of the \
+             protocol handshake (signal: negotiate POST + WebSocket + handshake; socket.io: WebSocket + \
+             engine.io open + namespace connect; bare: WebSocket).",
+            crate::scenario::CONNECT_CONCURRENCY
+        );
+        let errors = self.errors();
+        if !errors.is_empty() {
+            let _ = writeln!(md, "\n## Errors seen\n");
+            for e in errors {
+                let _ = writeln!(md, "- {e}");
+            }
+        }
+        md
+    }
+
+    /// Every failure or first error, as `scenario / system: text`.
+    pub(crate) fn errors(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut note = |scenario: String, system: &str, error: Option<&str>| {
+            if let Some(error) = error {
+                out.push(failure(&format!("{scenario} / {system}"), error));
+            }
+        };
+        for ((conns, payload), cells) in &self.echo {
+            for (system, cell) in self.systems.iter().zip(cells) {
+                let scenario = format!("echo {conns} × {}", payload_name(*payload));
+                match cell {
+                    Ok(row) => note(scenario, system, row.first_error.as_deref()),
+                    Err(e) => note(scenario, system, Some(e)),
+                }
+            }
+        }
+        for (receivers, cells) in &self.broadcast {
+            for (system, cell) in self.systems.iter().zip(cells) {
+                let scenario = format!("broadcast {receivers}");
+                match cell {
+                    Ok(row) => note(scenario, system, row.first_error.as_deref()),
+                    Err(e) => note(scenario, system, Some(e)),
+                }
+            }
+        }
+        for (system, cell) in self.systems.iter().zip(&self.idle) {
+            match cell {
+                Ok(row) => note("idle".into(), system, row.first_error.as_deref()),
+                Err(e) => note("idle".into(), system, Some(e)),
+            }
+        }
+        for (system, cell) in self.systems.iter().zip(&self.connect) {
+            match cell {
+                Ok(row) => note("connect".into(), system, row.first_error.as_deref()),
+                Err(e) => note("connect".into(), system, Some(e)),
+            }
+        }
+        out
+    }
+
+    /// Whether every scenario ran for every system with nothing failed or missing.
+    pub(crate) fn clean(&self) -> (usize, usize) {
+        let mut passed = 0;
+        let mut failed = 0;
+        let mut count = |ok: bool| {
+            if ok { passed += 1 } else { failed += 1 }
+        };
+        for (_, cells) in &self.echo {
+            for cell in cells {
+                count(
+                    cell.as_ref()
+                        .is_ok_and(|r| r.errors == 0 && r.failed_connects == 0 && r.rate > 0.0),
+                );
+            }
+        }
+        for (_, cells) in &self.broadcast {
+            for cell in cells {
+                count(cell.as_ref().is_ok_and(|r| {
+                    r.missing == 0 && r.out_of_order == 0 && r.failed_connects == 0
+                }));
+            }
+        }
+        for cell in &self.idle {
+            count(cell.as_ref().is_ok_and(|r| r.failures == 0));
+        }
+        for cell in &self.connect {
+            count(cell.as_ref().is_ok_and(|r| r.failed == 0));
+        }
+        (passed, failed)
+    }
+
+    fn summary(&self, md: &mut String) {
+        let _ = writeln!(md, "## Summary\n");
+        let mut header = vec!["system".to_owned()];
+        let mut align = vec!["---"];
+        let echo_cases: Vec<_> = self
+            .echo
+            .iter()
+            .filter(|((c, _), _)| *c == self.echo.first().map(|e| e.0.0).unwrap_or(0))
+            .collect();
+        for ((conns, payload), _) in &echo_cases {
+            header.push(format!("echo {conns} × {} (inv/s)", payload_name(*payload)));
+            align.push("---:");
+        }
+        let big_broadcast = self.broadcast.last();
+        if let Some((receivers, _)) = big_broadcast {
+            header.push(format!("broadcast {} p99 (ms)", int(*receivers as f64)));
+            header.push("missing".to_owned());
+            align.push("---:");
+            align.push("---:");
+        }
+        if let Some(level) = self.idle_levels.first().filter(|_| !self.idle.is_empty()) {
+            header.push(format!(
+                "idle memory per connection ({})",
+                int(*level as f64)
+            ));
+            align.push("---:");
+        }
+        if !self.connect.is_empty() {
+            header.push(format!("connects/s ({})", int(self.connect_clients as f64)));
+            align.push("---:");
+        }
+        let _ = writeln!(md, "| {} |", header.join(" | "));
+        let _ = writeln!(md, "|{}|", align.join("|"));
+        for (i, system) in self.systems.iter().enumerate() {
+            let mut row = vec![format!("**{system}**")];
+            for (_, cells) in &echo_cases {
+                let base = Self::base(cells, |r| r.rate);
+                row.push(match &cells[i] {
+                    Ok(r) => format!("{} ({})", int(r.rate), ratio(r.rate, base)),
+                    Err(_) => "failed".to_owned(),
+                });
+            }
+            if let Some((_, cells)) = big_broadcast {
+                let base = Self::base(cells, |r| r.p99_us as f64);
+                match &cells[i] {
+                    Ok(r) => {
+                        row.push(format!(
+                            "{} ({})",
+                            ms(r.p99_us),
+                            ratio(r.p99_us as f64, base)
+                        ));
+                        row.push(format!(
+                            "{} of {}",
+                            int(r.missing as f64),
+                            int(r.expected as f64)
+                        ));
+                    }
+                    Err(_) => {
+                        row.push("failed".to_owned());
+                        row.push("–".to_owned());
+                    }
+                }
+            }
+            if !self.idle_levels.is_empty() && !self.idle.is_empty() {
+                let base = Self::base(&self.idle, |r| {
+                    r.levels.first().map_or(0.0, |l| l.per_connection)
+                });
+                row.push(match &self.idle[i] {
+                    Ok(r) => match r.levels.first() {
+                        Some(l) => format!(
+                            "{} ({})",
+                            kib(l.per_connection),
+                            ratio(l.per_connection, base)
+                        ),
+                        None => "–".to_owned(),
+                    },
+                    Err(_) => "failed".to_owned(),
+                });
+            }
+            if let Some(cell) = self.connect.get(i) {
+                let base = Self::base(&self.connect, |r| r.rate);
+                row.push(match cell {
+                    Ok(r) => format!("{} ({})", int(r.rate), ratio(r.rate, base)),
+                    Err(_) => "failed".to_owned(),
+                });
+            }
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+        }
+        let _ = writeln!(
+            md,
+            "\nIn parentheses: the ratio to the bare server (higher is better for rates, lower for \
+             latency and memory).\n"
+        );
+    }
+
+    fn echo_table(&self, md: &mut String) {
+        if self.echo.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "## Echo (closed loop)\n");
+        let _ = writeln!(
+            md,
+            "| connections | payload | system | invocations/s | × bare | p50 ms | p99 ms | server CPU | generator CPU | other CPU | inv/s per server core | errors |"
+        );
+        let _ = writeln!(
+            md,
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for ((conns, payload), cells) in &self.echo {
+            let base = Self::base(cells, |r| r.rate);
+            for (system, cell) in self.systems.iter().zip(cells) {
+                let lead = format!(
+                    "| {} | {} | {system} |",
+                    int(*conns as f64),
+                    payload_name(*payload)
+                );
+                match cell {
+                    Ok(r) => {
+                        let _ = writeln!(
+                            md,
+                            "{lead} {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                            int(r.rate),
+                            ratio(r.rate, base),
+                            ms(r.p50_us),
+                            ms(r.p99_us),
+                            pct(r.cpu.server),
+                            pct(r.cpu.generator),
+                            pct(r.cpu.others),
+                            per_core(r.rate, r.cpu.server),
+                            r.errors + r.failed_connects as u64,
+                        );
+                    }
+                    Err(_) => {
+                        let _ = writeln!(md, "{lead} failed | | | | | | | | | |");
+                    }
+                }
+            }
+        }
+        md.push('\n');
+    }
+
+    fn broadcast_table(&self, md: &mut String) {
+        if self.broadcast.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "## Broadcast (one message every 50 ms)\n");
+        let _ = writeln!(
+            md,
+            "| receivers | system | messages | deliveries/s | p50 ms | p99 ms | p99 × bare | missing | out of order | lost connections | server CPU | generator CPU | other CPU | deliveries/s per server core |"
+        );
+        let _ = writeln!(
+            md,
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for (receivers, cells) in &self.broadcast {
+            let base = Self::base(cells, |r| r.p99_us as f64);
+            for (system, cell) in self.systems.iter().zip(cells) {
+                let lead = format!("| {} | {system} |", int(*receivers as f64));
+                match cell {
+                    Ok(r) => {
+                        let _ = writeln!(
+                            md,
+                            "{lead} {} | {} | {} | {} | {} | {} of {} | {} | {} | {} | {} | {} | {} |",
+                            int(r.messages as f64),
+                            int(r.rate),
+                            ms(r.p50_us),
+                            ms(r.p99_us),
+                            ratio(r.p99_us as f64, base),
+                            int(r.missing as f64),
+                            int(r.expected as f64),
+                            r.out_of_order,
+                            r.lost_receivers + r.failed_connects as u64,
+                            pct(r.cpu.server),
+                            pct(r.cpu.generator),
+                            pct(r.cpu.others),
+                            per_core(r.rate, r.cpu.server),
+                        );
+                    }
+                    Err(_) => {
+                        let _ = writeln!(md, "{lead} failed | | | | | | | | | | | |");
+                    }
+                }
+            }
+        }
+        md.push('\n');
+    }
+
+    fn idle_table(&self, md: &mut String) {
+        if self.idle.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "## Idle memory\n");
+        let mut header = vec!["system".to_owned(), "RSS, no connection".to_owned()];
+        for level in &self.idle_levels {
+            let n = int(*level as f64);
+            header.push(format!("RSS, {n}"));
+            header.push(format!("per connection, {n}"));
+            header.push("× bare".to_owned());
+        }
+        header.push("failures".to_owned());
+        let _ = writeln!(md, "| {} |", header.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---:|".repeat(header.len() - 1));
+        for (i, (system, cell)) in self.systems.iter().zip(&self.idle).enumerate() {
+            let mut row = vec![system.to_string()];
+            match cell {
+                Ok(r) => {
+                    row.push(mib(r.base_rss));
+                    for (j, level) in self.idle_levels.iter().enumerate() {
+                        let base = Self::base(&self.idle, |b| {
+                            b.levels.get(j).map_or(0.0, |l| l.per_connection)
+                        });
+                        match r.levels.get(j) {
+                            Some(l) => {
+                                let open = if l.open < *level {
+                                    format!(" ({} open)", int(l.open as f64))
+                                } else {
+                                    String::new()
+                                };
+                                row.push(format!("{}{open}", mib(l.rss)));
+                                row.push(kib(l.per_connection));
+                                row.push(ratio(l.per_connection, base));
+                            }
+                            None => row.extend(["–".to_owned(), "–".to_owned(), "–".to_owned()]),
+                        }
+                    }
+                    row.push(r.failures.to_string());
+                }
+                Err(_) => row.push("failed".to_owned()),
+            }
+            let _ = i;
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+        }
+        md.push('\n');
+    }
+
+    fn connect_table(&self, md: &mut String) {
+        if self.connect.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "## Connect ({} clients)\n",
+            int(self.connect_clients as f64)
+        );
+        let _ = writeln!(
+            md,
+            "| system | connects/s | × bare | p50 ms | p99 ms | server CPU | generator CPU | other CPU | connects/s per server core | failed |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let base = Self::base(&self.connect, |r| r.rate);
+        for (system, cell) in self.systems.iter().zip(&self.connect) {
+            match cell {
+                Ok(r) => {
+                    let _ = writeln!(
+                        md,
+                        "| {system} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        int(r.rate),
+                        ratio(r.rate, base),
+                        ms(r.p50_us),
+                        ms(r.p99_us),
+                        pct(r.cpu.server),
+                        pct(r.cpu.generator),
+                        pct(r.cpu.others),
+                        per_core(r.rate, r.cpu.server),
+                        r.failed,
+                    );
+                }
+                Err(_) => {
+                    let _ = writeln!(md, "| {system} | failed | | | | | | | | |");
+                }
+            }
+        }
+        md.push('\n');
+    }
+
+    /// The chart: echo invocations/s per case, and broadcast p50/p99 per receiver
+    /// count, one bar per system.
+    pub(crate) fn svg(&self) -> String {
+        let echo: Vec<(String, Vec<Option<f64>>)> = self
+            .echo
+            .iter()
+            .map(|((c, p), cells)| {
+                (
+                    format!("{} conn · {}", int(*c as f64), payload_name(*p)),
+                    cells
+                        .iter()
+                        .map(|c| c.as_ref().ok().map(|r| r.rate))
+                        .collect(),
+                )
+            })
+            .collect();
+        let p99: Vec<(String, Vec<Option<f64>>)> = self
+            .broadcast
+            .iter()
+            .map(|(n, cells)| {
+                (
+                    format!("{} receivers", int(*n as f64)),
+                    cells
+                        .iter()
+                        .map(|c| c.as_ref().ok().map(|r| r.p99_us as f64 / 1000.0))
+                        .collect(),
+                )
+            })
+            .collect();
+        let p50: Vec<Vec<Option<f64>>> = self
+            .broadcast
+            .iter()
+            .map(|(_, cells)| {
+                cells
+                    .iter()
+                    .map(|c| c.as_ref().ok().map(|r| r.p50_us as f64 / 1000.0))
+                    .collect()
+            })
+            .collect();
+        let width = 980.0;
+        let panel_h = 300.0;
+        let mut svg = String::new();
+        let height = 2.0 * panel_h + 110.0;
+        let _ = writeln!(
+            svg,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"##
+        );
+        let _ = writeln!(
+            svg,
+            r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
+        );
+        // Legend.
+        for (i, system) in self.systems.iter().enumerate() {
+            let x = 70.0 + i as f64 * 150.0;
+            let _ = writeln!(
+                svg,
+                r##"<rect x="{x}" y="14" width="14" height="14" fill="{}"/><text x="{}" y="26">{}</text>"##,
+                COLORS[i % COLORS.len()],
+                x + 20.0,
+                escape(system)
+            );
+        }
+        bars(
+            &mut svg,
+            40.0,
+            panel_h,
+            width,
+            "Echo: invocations per second (higher is better)",
+            &echo,
+            None,
+            int,
+        );
+        bars(
+            &mut svg,
+            40.0 + panel_h + 50.0,
+            panel_h,
+            width,
+            "Broadcast: p99 delivery latency, ms (lower is better; tick = p50)",
+            &p99,
+            Some(&p50),
+            |v| format!("{v:.1}"),
+        );
+        svg.push_str("</svg>\n");
+        svg
+    }
+}
+
+const COLORS: [&str; 6] = [
+    "#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728",
+];
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// One grouped bar panel at `top`, `height` tall; groups of one bar per system,
+/// with an optional tick per bar (`ticks`, same shape as the groups' values).
+#[allow(clippy::too_many_arguments)]
+fn bars(
+    svg: &mut String,
+    top: f64,
+    height: f64,
+    width: f64,
+    title: &str,
+    groups: &[(String, Vec<Option<f64>>)],
+    ticks: Option<&[Vec<Option<f64>>]>,
+    label: impl Fn(f64) -> String,
+) {
+    let left = 70.0;
+    let right = width - 20.0;
+    let plot_top = top + 30.0;
+    let plot_bottom = top + height - 30.0;
+    let _ = writeln!(
+        svg,
+        r##"<text x="{left}" y="{}" font-size="14" font-weight="bold">{}</text>"##,
+        top + 18.0,
+        escape(title)
+    );
+    let max = groups
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .copied()
+        .fold(0.0_f64, f64::max);
+    let max = nice_ceiling(max);
+    // Axis and grid.
+    for i in 0..=4 {
+        let value = max * i as f64 / 4.0;
+        let y = plot_bottom - (plot_bottom - plot_top) * i as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{right}" y2="{y:.1}" stroke="#dddddd"/><text x="{}" y="{:.1}" text-anchor="end" fill="#555555">{}</text>"##,
+            left - 6.0,
+            y + 4.0,
+            label(value)
+        );
+    }
+    if groups.is_empty() || max <= 0.0 {
+        return;
+    }
+    let group_w = (right - left) / groups.len() as f64;
+    for (g, (name, values)) in groups.iter().enumerate() {
+        let x0 = left + g as f64 * group_w;
+        let n = values.len().max(1) as f64;
+        let bar_w = ((group_w * 0.8) / n).min(70.0);
+        let first_x = x0 + (group_w - bar_w * n) / 2.0;
+        for (s, value) in values.iter().enumerate() {
+            let x = first_x + s as f64 * bar_w;
+            let color = COLORS[s % COLORS.len()];
+            match value {
+                Some(v) => {
+                    let h = (plot_bottom - plot_top) * (v / max).min(1.0);
+                    let _ = writeln!(
+                        svg,
+                        r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{color}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"##,
+                        plot_bottom - h,
+                        bar_w - 2.0,
+                        x + (bar_w - 2.0) / 2.0,
+                        plot_bottom - h - 3.0,
+                        label(*v)
+                    );
+                    if let Some(Some(t)) = ticks.and_then(|t| t.get(g)).and_then(|t| t.get(s)) {
+                        let ty = plot_bottom - (plot_bottom - plot_top) * (t / max).min(1.0);
+                        let _ = writeln!(
+                            svg,
+                            r##"<line x1="{x:.1}" y1="{ty:.1}" x2="{:.1}" y2="{ty:.1}" stroke="#000000" stroke-width="2"/>"##,
+                            x + bar_w - 2.0
+                        );
+                    }
+                }
+                None => {
+                    let _ = writeln!(
+                        svg,
+                        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="#d62728">n/a</text>"##,
+                        x + bar_w / 2.0,
+                        plot_bottom - 3.0
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            x0 + group_w / 2.0,
+            plot_bottom + 18.0,
+            escape(name)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{left}" y1="{plot_bottom}" x2="{right}" y2="{plot_bottom}" stroke="#333333"/>"##
+    );
+}
+
+/// The smallest 1, 2 or 5 × 10ⁿ at or above `value`.
+fn nice_ceiling(value: f64) -> f64 {
+    if value <= 0.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(value.log10().floor());
+    for step in [1.0, 2.0, 5.0, 10.0] {
+        if step * magnitude >= value {
+            return step * magnitude;
+        }
+    }
+    10.0 * magnitude
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        assert_eq!(int(1234567.6), "1,234,568");
+        assert_eq!(int(999.0), "999");
+        assert_eq!(ms(1500), "1.50");
+        assert_eq!(nice_ceiling(130_000.0), 200_000.0);
+        assert_eq!(nice_ceiling(4.0), 5.0);
+        assert_eq!(payload_name(1024), "1 KiB");
+        assert_eq!(payload_name(32), "32 B");
+    }
+}

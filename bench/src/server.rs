@@ -1,0 +1,278 @@
+//! The systems under test: how each server is started (pinned to its core with
+//! `taskset`), when it is ready, and what it costs (CPU time and resident memory,
+//! from `/proc`).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::Error;
+use crate::client::Protocol;
+
+/// How long a server may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Linux reports CPU times in clock ticks of 1/100 s (USER_HZ) on every
+/// architecture it runs on.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// One system under test.
+#[derive(Clone, Debug)]
+pub(crate) struct System {
+    /// Short name, used in tables and the chart.
+    pub(crate) name: &'static str,
+    /// What the generator speaks to it.
+    pub(crate) protocol: Protocol,
+    /// The program and its arguments.
+    pub(crate) command: Vec<String>,
+}
+
+/// Where the programs are.
+pub(crate) struct Layout {
+    /// The folder of the built binaries (`target/release`).
+    pub(crate) bin_dir: PathBuf,
+    /// The `bench/` folder.
+    pub(crate) bench_dir: PathBuf,
+}
+
+/// The four systems, the bare server first (every ratio is to it).
+pub(crate) fn systems(layout: &Layout) -> Vec<System> {
+    let bin = |name: &str| layout.bin_dir.join(name).display().to_string();
+    vec![
+        System {
+            name: "bare",
+            protocol: Protocol::Bare,
+            command: vec![bin("bare-server")],
+        },
+        System {
+            name: "signal",
+            protocol: Protocol::SignalR,
+            command: vec![bin("examples/conformance")],
+        },
+        System {
+            name: "socketioxide",
+            protocol: Protocol::SocketIo,
+            command: vec![bin("socketioxide-server")],
+        },
+        System {
+            name: "socket.io",
+            protocol: Protocol::SocketIo,
+            command: vec![
+                "node".to_owned(),
+                layout
+                    .bench_dir
+                    .join("peers/node-socketio/server.js")
+                    .display()
+                    .to_string(),
+            ],
+        },
+    ]
+}
+
+/// A running server process, killed on drop.
+pub(crate) struct Server {
+    child: Child,
+    /// Its process id (`taskset` execs the program, so the id is the server's).
+    pub(crate) pid: u32,
+    /// The port it listens on, on 127.0.0.1.
+    pub(crate) port: u16,
+}
+
+fn free_port() -> Result<u16, Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+impl Server {
+    /// Starts `system` on a free port, pinned to `cpu` when given, and waits for
+    /// its `listening on` line.
+    pub(crate) fn start(system: &System, cpu: Option<usize>) -> Result<Server, Error> {
+        let port = free_port()?;
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).args(&system.command);
+                c
+            }
+            None => {
+                let mut c = Command::new(&system.command[0]);
+                c.args(&system.command[1..]);
+                c
+            }
+        };
+        command
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .env("NODE_ENV", "production")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", system.command.join(" ")))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        // Reads the ready line, then keeps draining stdout so the server never blocks on it.
+        std::thread::spawn(move || {
+            let mut ready = Some(ready_tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening on")
+                    && let Some(tx) = ready.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let mut server = Server { child, pid, port };
+        match ready_rx.recv_timeout(READY_TIMEOUT) {
+            Ok(()) => Ok(server),
+            Err(_) => {
+                let status = server.child.try_wait().ok().flatten();
+                Err(format!(
+                    "{} did not become ready (exit status: {status:?})",
+                    system.name
+                )
+                .into())
+            }
+        }
+    }
+
+    /// Resident memory, bytes (VmRSS of /proc/PID/status).
+    pub(crate) fn rss(&self) -> Result<u64, Error> {
+        rss_of(self.pid)
+    }
+
+    /// CPU time used so far (user + system), seconds.
+    pub(crate) fn cpu(&self) -> Result<f64, Error> {
+        cpu_of(&self.pid.to_string())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_of(pid: u32) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmRSS")?;
+    Ok(kib * 1024)
+}
+
+/// CPU seconds of a process (`self` for this one), all threads.
+fn cpu_of(pid: &str) -> Result<f64, Error> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').ok_or("bad stat")? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let utime: f64 = fields.get(11).ok_or("bad stat")?.parse()?;
+    let stime: f64 = fields.get(12).ok_or("bad stat")?.parse()?;
+    Ok((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// Waits, up to `max`, for the rest of the machine to use less than `threshold` of
+/// a core over one second (other builds or tests sharing the machine make every
+/// figure noisy). Returns whether it got quiet.
+pub(crate) async fn wait_for_quiet(max: Duration, threshold: f64) -> bool {
+    let started = Instant::now();
+    loop {
+        let (machine, own) = (machine_busy(), cpu_of("self").unwrap_or(0.0));
+        let t = Instant::now();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let wall = t.elapsed().as_secs_f64();
+        let others = ((machine_busy() - machine) - (cpu_of("self").unwrap_or(0.0) - own)) / wall;
+        if others < threshold {
+            return true;
+        }
+        if started.elapsed() >= max {
+            return false;
+        }
+    }
+}
+
+/// CPU use of the server and of the generator over a measured window.
+pub(crate) struct CpuWindow {
+    started: Instant,
+    server: f64,
+    generator: f64,
+    machine: f64,
+}
+
+/// CPU use over a window, as a fraction of one core (1.0 = one core busy).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CpuUse {
+    /// The server's.
+    pub(crate) server: f64,
+    /// The load generator's.
+    pub(crate) generator: f64,
+    /// Everything else on the machine (other processes, the kernel's own
+    /// threads): how noisy the window was.
+    pub(crate) others: f64,
+}
+
+/// CPU seconds the whole machine spent busy so far (`/proc/stat`).
+fn machine_busy() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user).
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
+    busy / TICKS_PER_SECOND
+}
+
+impl CpuWindow {
+    /// Starts measuring.
+    pub(crate) fn start(server: &Server) -> CpuWindow {
+        CpuWindow {
+            started: Instant::now(),
+            server: server.cpu().unwrap_or(0.0),
+            generator: cpu_of("self").unwrap_or(0.0),
+            machine: machine_busy(),
+        }
+    }
+
+    /// Ends the window.
+    pub(crate) fn finish(self, server: &Server) -> CpuUse {
+        let wall = self.started.elapsed().as_secs_f64().max(1e-9);
+        let server = (server.cpu().unwrap_or(0.0) - self.server) / wall;
+        let generator = (cpu_of("self").unwrap_or(0.0) - self.generator) / wall;
+        let machine = (machine_busy() - self.machine) / wall;
+        CpuUse {
+            server,
+            generator,
+            others: (machine - server - generator).max(0.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        assert!(rss_of(std::process::id()).unwrap() > 0);
+        assert!(cpu_of("self").unwrap() >= 0.0);
+    }
+}
