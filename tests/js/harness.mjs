@@ -436,7 +436,8 @@ export class Client {
  */
 export function client(server, hubPath, { transport = HttpTransportType.WebSockets, skipNegotiation = false, methods = ['message'], label = hubPath, configure } = {}) {
   let builder = new HubConnectionBuilder()
-    .withUrl(`${server.url}${hubPath}`, { transport, skipNegotiation, logger: captureLogger, logMessageContent: true })
+    // `transport: null` leaves the choice to the client's own fallback.
+    .withUrl(`${server.url}${hubPath}`, { ...(transport === null ? {} : { transport }), skipNegotiation, logger: captureLogger, logMessageContent: true })
     .configureLogging(captureLogger);
   if (configure) builder = configure(builder);
   const connection = builder.build();
