@@ -220,13 +220,18 @@ impl Model {
                     return Err(unsupported(owner, method, "client result", "a hub"));
                 }
             };
-            if method.wire_name == "constructor" {
+            let clash = match method.wire_name.as_str() {
+                "constructor" => Some("a class cannot have a method of that name"),
+                "then" => Some("`await` would take a proxy with a `then` method for a promise"),
+                _ => None,
+            };
+            if let Some(clash) = clash {
                 return Err(Error::InvalidName {
                     what: format!("the wire name of `{owner}::{}`", method.name),
                     name: method.wire_name.clone(),
-                    reason: "a class cannot have a method of that name; rename it on the wire \
-                             with `#[signal::method(name = \"…\")]`"
-                        .to_owned(),
+                    reason: format!(
+                        "{clash}; rename it on the wire with `#[signal::method(name = \"…\")]`"
+                    ),
                 });
             }
             let mut params = Vec::new();

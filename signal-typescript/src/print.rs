@@ -126,7 +126,8 @@ fn signature(
     if let Some(flat) = flat {
         let start = format!("{pad}{head}({}", flat.join(", "));
         let line = format!("{start}{}", tail(start.len()));
-        if !line.contains('\n') && line.len() <= WIDTH {
+        // The result type may break over lines itself, as long as every line fits.
+        if line.lines().all(|l| l.len() <= WIDTH) {
             return line;
         }
     }
@@ -264,6 +265,10 @@ fn client_docs(client: &Client, hub: &str) -> Docs {
 
 fn handlers_interface(client: &Client, hub: &str) -> String {
     let mut out = client_docs(client, hub).jsdoc(0);
+    if client.handlers.is_empty() {
+        let _ = writeln!(out, "export interface {} {{}}", client.interface);
+        return out;
+    }
     let _ = writeln!(out, "export interface {} {{", client.interface);
     for handler in &client.handlers {
         out.push_str(&handler.docs.jsdoc(2));
@@ -282,13 +287,16 @@ fn register(client: &Client, connection: &str, flavor: Flavor) -> String {
          a function that unregisters them. Throws a `TypeError` when a handler is missing.",
     );
     let mut out = docs.jsdoc(0);
+    // Without handlers the parameters go unused: `_` keeps `noUnusedParameters`
+    // quiet.
+    let unused = if client.handlers.is_empty() { "_" } else { "" };
     let params = [
         Param {
-            name: "connection".to_owned(),
+            name: format!("{unused}connection"),
             ty: Ty::Named(connection.to_owned()),
         },
         Param {
-            name: "handlers".to_owned(),
+            name: format!("{unused}handlers"),
             ty: Ty::Named(client.interface.clone()),
         },
     ];

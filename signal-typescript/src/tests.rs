@@ -851,3 +851,45 @@ fn generator_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn an_empty_client_contract_and_reserved_wire_names() {
+    let mut b = DescriptorBuilder::new();
+    let client = b.client("Quiet", "", Vec::new());
+    let hub = b.finish("Hub", "", Vec::new(), Some(client));
+    let out = ts(&hub);
+    assert!(out.contains("export interface QuietHandlers {}\n"), "{out}");
+    assert!(out.contains(
+        "export function registerQuiet(\n  _connection: HubConnection,\n  \
+         _handlers: QuietHandlers,\n): () => void {\n  return () => {};\n}\n"
+    ));
+
+    for wire in ["constructor", "then"] {
+        let mut m = method("m", MethodKind::Unary);
+        m.wire_name = wire.to_owned();
+        let hub = DescriptorBuilder::new().finish("Hub", "", vec![m], None);
+        let err = render_typescript(&hub, &Options::default()).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the wire name of `Hub::m` `{wire}` cannot be used"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn long_result_types_break_inside_their_brackets() {
+    let mut b = DescriptorBuilder::new();
+    let mut m = method("lookup", MethodKind::Unary);
+    m.parameters = vec![b.parameter::<String>("key", false)];
+    m.returns = Some(b.schema::<BTreeMap<String, (Tree, Option<Level>, Vec<String>, bool)>>());
+    let out = ts(&b.finish("Hub", "", vec![m], None));
+    assert!(
+        out.contains(
+            "  lookup(key: string): Promise<{\n    \
+             [key: string]: [Tree, Level | null, string[], boolean];\n  }> {\n"
+        ),
+        "{out}"
+    );
+}

@@ -382,16 +382,27 @@ impl Ty {
                 }
                 out
             }
+            // One argument hugs the brackets (`Promise<{` … `}>`); several go
+            // one a line (type arguments take no trailing comma).
+            Ty::Generic(name, args) if args.len() == 1 => {
+                let arg = &args[0];
+                let column = column + name.len() + 1;
+                let text = arg.print(indent, column, reserve + 1);
+                if text.starts_with('\n') {
+                    // A broken union: its members on lines of their own.
+                    format!("{name}<{text}\n{}>", " ".repeat(indent))
+                } else {
+                    format!("{name}<{text}>")
+                }
+            }
             Ty::Generic(name, args) => {
                 let inner = indent + 2;
                 let pad = " ".repeat(inner);
-                let mut out = format!("{name}<\n");
-                for a in args {
-                    out.push_str(&format!("{pad}{},\n", a.print(inner, inner, 1)));
-                }
-                out.push_str(&" ".repeat(indent));
-                out.push('>');
-                out
+                let printed: Vec<String> = args
+                    .iter()
+                    .map(|a| format!("{pad}{}", a.print(inner, inner, 1)))
+                    .collect();
+                format!("{name}<\n{}\n{}>", printed.join(",\n"), " ".repeat(indent))
             }
         }
     }

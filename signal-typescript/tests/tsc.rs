@@ -147,6 +147,47 @@ fn the_typescript_module_and_its_uses_compile_strictly() {
 }
 
 #[test]
+fn awkward_names_and_shapes_compile_strictly() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let module = render(&sample::edges(), &Options::default()).expect("the edges render");
+    fs::write(dir.path().join("edges.ts"), &module.typescript).unwrap();
+    fs::write(dir.path().join("edges.d.ts"), &module.declarations).unwrap();
+    fs::write(dir.path().join("edges.js"), &module.javascript).unwrap();
+    tsconfig(
+        dir.path(),
+        "tsconfig.json",
+        &["edges.ts"],
+        json!({ "isolatedDeclarations": true, "declaration": true }),
+    );
+    let (ok, output) = tsc(dir.path(), "tsconfig.json");
+    assert!(
+        ok,
+        "tsc rejected edges.ts:\n{output}\n{}",
+        module.typescript
+    );
+    // The .js, checked as JavaScript against nothing but itself.
+    tsconfig(
+        dir.path(),
+        "tsconfig.js.json",
+        &["edges.js"],
+        json!({ "allowJs": true, "checkJs": false, "outDir": "out" }),
+    );
+    let (ok, output) = tsc(dir.path(), "tsconfig.js.json");
+    assert!(
+        ok,
+        "tsc rejected edges.js:\n{output}\n{}",
+        module.javascript
+    );
+    tsconfig(dir.path(), "tsconfig.dts.json", &["edges.d.ts"], json!({}));
+    let (ok, output) = tsc(dir.path(), "tsconfig.dts.json");
+    assert!(
+        ok,
+        "tsc rejected edges.d.ts:\n{output}\n{}",
+        module.declarations
+    );
+}
+
+#[test]
 fn the_javascript_module_type_checks_through_its_declarations() {
     let dir = project();
     fs::copy(fixture("uses.js"), dir.path().join("js/uses.js")).unwrap();

@@ -204,3 +204,36 @@ pub(crate) fn chat() -> HubDescriptor {
     );
     b.finish("Chat", "The chat hub.", hub_methods, Some(client))
 }
+
+/// A type named like an import of the module.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Subject {
+    /// The subject line.
+    pub(crate) line: String,
+}
+
+/// A type whose schema name is no identifier.
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "odd-name")]
+pub(crate) struct OddName {
+    /// A field whose name is no identifier either.
+    #[serde(rename = "a b")]
+    pub(crate) a_b: Vec<Option<Vec<Subject>>>,
+}
+
+/// A hub of awkward names and shapes: a method named `connection`, reserved
+/// and duplicate-looking parameter names, a type named `Subject` beside an
+/// upload, wire names that are no identifiers, long signatures, and a client
+/// contract without methods.
+pub(crate) fn edges() -> HubDescriptor {
+    let mut b = DescriptorBuilder::new();
+    let hub_methods = vec![
+        method!(b, "connection", "connection", Unary, [] -> String, "Named like the proxy's field."),
+        method!(b, "new", "new", FireAndForget, ["new": String, "class": u8, "user_id": u32, "userId": u32], ""),
+        method!(b, "mail", "mail", Unary, ["subject": Subject, "lines": String => stream] -> OddName, ""),
+        method!(b, "odd", "odd-one", ServerStream, ["odd": OddName] -> BTreeMap<String, (Subject, Option<OddName>, HashMap<String, Vec<u64>>)>, "A wire name with a dash and a long item type that has to be broken over lines."),
+        method!(b, "many", "many", Unary, ["first_parameter_with_a_long_name": HashMap<String, Subject>, "second_parameter_with_a_long_name": Option<OddName>, "third": (u8, u16, u32, u64, i8, i16, i32, i64)] -> (), ""),
+    ];
+    let client = b.client("EdgesClient", "", Vec::new());
+    b.finish("Edges", "", hub_methods, Some(client))
+}
