@@ -190,7 +190,9 @@ fn configure(
     let limit = options.maximum_receive_message_size;
     upgrade
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        // Frames fed in one batch are written together (one syscall) up to this
+        // much; `flush` writes the rest.
+        .write_buffer_size(8 * 1024)
         .max_message_size(limit.saturating_mul(4).max(64 * 1024))
         .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
 }
