@@ -2,7 +2,8 @@
 //!
 //! Run: `npm ci && cargo run --example chat`, then open http://127.0.0.1:5000 in
 //! two tabs. The page uses the official `@microsoft/signalr` browser client,
-//! served from the npm install (never from a CDN). `?transport=LongPolling` (or
+//! served from the npm install (never from a CDN), through the typed proxy
+//! generated from the hub at build time (`examples/generated/chat.js`). `?transport=LongPolling` (or
 //! `ServerSentEvents`, `WebSockets`) forces a transport; "show log" turns on the
 //! client's logging, which names the transport it chose.
 
@@ -15,44 +16,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use signal::{ConnectionId, Context, HubError};
+use signal_examples_api::chat::{Chat, ChatClient};
 use tower_http::services::ServeFile;
-
-/// What the chat calls on its clients.
-#[signal::client]
-pub trait ChatClient {
-    /// A message in a room.
-    async fn receive_message(&self, room: String, user: String, text: String);
-    /// Someone joined a room; `members` is the room's new member list.
-    async fn user_joined(&self, room: String, user: String, members: Vec<String>);
-    /// Someone left a room; `members` is the room's new member list.
-    async fn user_left(&self, room: String, user: String, members: Vec<String>);
-    /// Everyone online, whenever it changes.
-    async fn online_users(&self, users: Vec<String>);
-}
-
-/// What chat clients may call.
-#[signal::hub(client = ChatClient)]
-pub trait Chat {
-    /// Joins `room` as `name` (leaving the current room first); returns the
-    /// room's members.
-    async fn join_room(
-        &self,
-        cx: &Context<dyn ChatClient>,
-        name: String,
-        room: String,
-    ) -> Result<Vec<String>, HubError>;
-    /// Leaves `room`.
-    async fn leave_room(&self, cx: &Context<dyn ChatClient>, room: String) -> Result<(), HubError>;
-    /// Sends `text` to everyone in `room`; the caller must be in it.
-    async fn send_message(
-        &self,
-        cx: &Context<dyn ChatClient>,
-        room: String,
-        text: String,
-    ) -> Result<(), HubError>;
-    /// Announces the departure of a user who closes the page.
-    async fn on_disconnected(&self, cx: &Context<dyn ChatClient>, error: Option<&str>);
-}
 
 #[derive(Clone)]
 struct Member {
@@ -220,7 +185,11 @@ async fn main() -> std::io::Result<()> {
         .nest("/chat", hub.router())
         .route_service("/", ServeFile::new(page.join("index.html")))
         .route_service("/chat.js", ServeFile::new(page.join("chat.js")))
-        .route_service("/signalr.js", ServeFile::new(bundle));
+        .route_service("/signalr.js", ServeFile::new(bundle))
+        .route_service(
+            "/generated/chat.js",
+            ServeFile::new(root.join("examples/generated/chat.js")),
+        );
     support::serve(
         app,
         async move { handle.shutdown(Duration::from_secs(5)).await },

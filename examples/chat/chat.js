@@ -1,8 +1,10 @@
-// The chat page: the official @microsoft/signalr browser client, served by the
-// example from its npm install. `?transport=WebSockets|ServerSentEvents|LongPolling`
-// forces a transport; "show log" turns on the client's console logging, which
-// names the transport it chose.
-"use strict";
+// The chat page: the official @microsoft/signalr browser client (the global
+// `signalR`, served by the example from its npm install), called through the
+// typed proxy generated from the Rust hub (`examples/generated/chat.js`).
+// `?transport=WebSockets|ServerSentEvents|LongPolling` forces a transport; "show
+// log" turns on the client's console logging, which names the transport it chose.
+
+import { ChatProxy, registerChatClient } from "/generated/chat.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -56,20 +58,26 @@ function list(id, names) {
   }));
 }
 
-connection.on("receiveMessage", (r, user, message) => {
-  if (r === room) add([text(user, "user"), text(message)]);
+const chat = new ChatProxy(connection);
+
+registerChatClient(connection, {
+  receiveMessage(r, user, message) {
+    if (r === room) add([text(user, "user"), text(message)]);
+  },
+  userJoined(r, user, members) {
+    if (r !== room) return;
+    add([text(`${user} joined ${r}`)], "notice");
+    list("members", members);
+  },
+  userLeft(r, user, members) {
+    if (r !== room) return;
+    add([text(`${user} left ${r}`)], "notice");
+    list("members", members);
+  },
+  onlineUsers(names) {
+    list("online", names);
+  },
 });
-connection.on("userJoined", (r, user, members) => {
-  if (r !== room) return;
-  add([text(`${user} joined ${r}`)], "notice");
-  list("members", members);
-});
-connection.on("userLeft", (r, user, members) => {
-  if (r !== room) return;
-  add([text(`${user} left ${r}`)], "notice");
-  list("members", members);
-});
-connection.on("onlineUsers", (names) => list("online", names));
 
 function setJoined(joined) {
   $("join").disabled = joined;
@@ -85,7 +93,7 @@ async function join() {
   const wanted = $("room").value.trim();
   if (!name || !wanted) return;
   try {
-    const members = await connection.invoke("joinRoom", name, wanted);
+    const members = await chat.joinRoom(name, wanted);
     room = wanted;
     list("members", members);
     setJoined(true);
@@ -97,7 +105,7 @@ async function join() {
 
 async function leave() {
   if (!room) return;
-  await connection.invoke("leaveRoom", room);
+  await chat.leaveRoom(room);
   add([text(`you left ${room}`)], "notice");
   room = null;
   list("members", []);
@@ -112,7 +120,7 @@ $("send").addEventListener("submit", async (event) => {
   if (!message || !room) return;
   $("text").value = "";
   try {
-    await connection.invoke("sendMessage", room, message);
+    await chat.sendMessage(room, message);
   } catch (e) {
     add([text(e.message)], "notice");
   }

@@ -1,0 +1,7 @@
+//! The contracts of signal's example hubs, in their own crate as a project would
+//! keep them: the servers implement these traits, and a build script
+//! (`examples/codegen`) renders TypeScript and JavaScript proxies from their
+//! descriptors.
+
+pub mod chat;
+pub mod conformance;
