@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use signal_core::{ArgumentError, Arguments, HubDescriptor};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::upload::{UploadItem, UploadStream};
 
@@ -156,3 +157,44 @@ pub trait HubDispatch: Send + Sync + 'static {
 /// What a server-streaming hub method returns: items, or an error that ends the
 /// stream. Build one with `Box::pin(stream)`.
 pub type HubStream<T> = BoxStream<'static, Result<T, HubError>>;
+
+/// A server stream whose producer is told when the stream ends: `make` gets a
+/// token that is cancelled when the runtime drops the stream — the client
+/// cancelled it, the connection ended, or it completed. For producers that run
+/// work outside the stream itself (spawned tasks, subscriptions).
+///
+/// ```
+/// # use signal_server::{HubStream, cancellable_stream};
+/// fn prices() -> HubStream<f64> {
+///     cancellable_stream(|cancelled| {
+///         let (tx, rx) = tokio::sync::mpsc::channel(16);
+///         tokio::spawn(async move {
+///             let mut price = 100.0;
+///             loop {
+///                 tokio::select! {
+///                     _ = cancelled.cancelled() => break,
+///                     sent = tx.send(Ok(price)) => if sent.is_err() { break },
+///                 }
+///                 price += 0.5;
+///             }
+///         });
+///         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
+///     })
+/// }
+/// ```
+pub fn cancellable_stream<T, S>(make: impl FnOnce(CancellationToken) -> S) -> HubStream<T>
+where
+    T: 'static,
+    S: futures_util::Stream<Item = Result<T, HubError>> + Send + 'static,
+{
+    use futures_util::StreamExt;
+
+    let token = CancellationToken::new();
+    let guard = token.clone().drop_guard();
+    let stream = make(token);
+    Box::pin(stream.map(move |item| {
+        // The guard lives as long as the stream; dropping it cancels the token.
+        let _ = &guard;
+        item
+    }))
+}

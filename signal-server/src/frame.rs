@@ -1,7 +1,10 @@
 //! Encoded messages on their way to a transport.
 
+use std::sync::Arc;
+
 use axum::extract::ws::Utf8Bytes;
 use signal_core::{HubMessage, JsonHubProtocol};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// One encoded record, shared (not copied) by every connection it goes to.
 #[derive(Debug, Clone)]
@@ -9,6 +12,9 @@ pub(crate) struct Frame {
     payload: Utf8Bytes,
     /// Whether the message counts in stateful reconnect's sequence (types 1–5).
     sequenced: bool,
+    /// A server stream's window slot, freed once the frame has been handed to
+    /// the transport: it bounds how far a producer runs ahead of its client.
+    _slot: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl Frame {
@@ -20,7 +26,14 @@ impl Frame {
                 .expect("JSON records are UTF-8")
                 .into(),
             sequenced: (1..=5).contains(&message.message_type()),
+            _slot: None,
         }
+    }
+
+    /// The frame, holding `slot` until it is written (and dropped).
+    pub(crate) fn holding(mut self, slot: OwnedSemaphorePermit) -> Frame {
+        self._slot = Some(Arc::new(slot));
+        self
     }
 
     /// A record outside the hub protocol's sequence (the handshake answer).
@@ -30,6 +43,7 @@ impl Frame {
                 .expect("JSON records are UTF-8")
                 .into(),
             sequenced: false,
+            _slot: None,
         }
     }
 

@@ -179,7 +179,7 @@ impl<D: HubDispatch> Hub<D> {
         InProcess::new(self.into_runtime())
     }
 
-    fn into_runtime(self) -> Arc<HubRuntime<D>> {
+    pub(crate) fn into_runtime(self) -> Arc<HubRuntime<D>> {
         Arc::new(HubRuntime {
             dispatch: self.dispatch,
             negotiations: Negotiations::new(self.options.negotiate_timeout),

@@ -16,18 +16,21 @@ mod link;
 mod negotiate;
 mod options;
 mod session;
+#[cfg(test)]
+mod tests;
 mod upload;
 mod websocket;
 
 pub use clients::{CallerClients, ClientContract, Clients, MultiClient, SingleClient, Target};
 pub use context::{Context, Groups, HubHandle, Items};
-pub use dispatch::{BoxFuture, Call, HubDispatch, HubStream, Output};
+pub use dispatch::{BoxFuture, Call, HubDispatch, HubStream, Output, cancellable_stream};
 pub use error::{ClientResultError, HubError, InvocationError, SendError};
 pub use hub::{Hub, UserIdFn};
 pub use in_process::{InProcess, InProcessConnection};
 pub use lifetime::ConnectionId;
 pub use options::HubOptions;
 pub use signal_core::TransportType;
+pub use tokio_util::sync::CancellationToken;
 pub use upload::UploadStream;
 
 impl From<SendError> for HubError {

@@ -9,6 +9,7 @@
 //! Duplicates are dropped on receipt.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -34,15 +35,19 @@ where
             state.unacked_bytes += frame.len();
             state.unacked.push_back((state.sent, frame.clone()));
         }
-        self.outgoing.feed(frame).await
+        tokio::time::timeout(self.write_timeout, self.outgoing.feed(frame))
+            .await
+            .unwrap_or(Err(TransportClosed))
     }
 
     async fn flush(&mut self) -> Result<(), TransportClosed> {
-        self.outgoing.flush().await
+        tokio::time::timeout(self.write_timeout, self.outgoing.flush())
+            .await
+            .unwrap_or(Err(TransportClosed))
     }
 
     async fn close(&mut self) {
-        self.outgoing.close().await;
+        let _ = tokio::time::timeout(self.write_timeout, self.outgoing.close()).await;
     }
 }
 
@@ -53,6 +58,9 @@ pub(crate) struct Link<I, O> {
     incoming: I,
     outgoing: O,
     stateful: Option<Stateful>,
+    /// How long one write may take: a client that stops reading must not hold
+    /// its connection (and the session's task) forever.
+    write_timeout: Duration,
 }
 
 struct Stateful {
@@ -70,11 +78,12 @@ where
     I: Stream<Item = Bytes> + Unpin + Send,
     O: Outgoing,
 {
-    pub(crate) fn new(incoming: I, outgoing: O) -> Self {
+    pub(crate) fn new(incoming: I, outgoing: O, write_timeout: Duration) -> Self {
         Link {
             incoming,
             outgoing,
             stateful: None,
+            write_timeout,
         }
     }
 
@@ -169,7 +178,7 @@ where
         &mut self,
         (incoming, outgoing): Attachment<I, O>,
     ) -> Result<(), TransportClosed> {
-        self.outgoing.close().await;
+        self.close().await;
         self.incoming = incoming;
         self.outgoing = outgoing;
         let Some(state) = &self.stateful else {
@@ -177,13 +186,18 @@ where
         };
         let first = state.unacked.front().map_or(state.sent + 1, |(id, _)| *id);
         let replay: Vec<Frame> = state.unacked.iter().map(|(_, f)| f.clone()).collect();
-        self.outgoing
-            .feed(Frame::encode(&HubMessage::Sequence { sequence_id: first }))
-            .await?;
-        for frame in replay {
-            self.outgoing.feed(frame).await?;
-        }
-        self.outgoing.flush().await
+        let resend = async {
+            self.outgoing
+                .feed(Frame::encode(&HubMessage::Sequence { sequence_id: first }))
+                .await?;
+            for frame in replay {
+                self.outgoing.feed(frame).await?;
+            }
+            self.outgoing.flush().await
+        };
+        tokio::time::timeout(self.write_timeout, resend)
+            .await
+            .unwrap_or(Err(TransportClosed))
     }
 }
 

@@ -27,8 +27,10 @@ pub struct HubOptions {
     /// How many invocations of one connection may wait for their turn (1024);
     /// a client that sends more while they run is closed.
     pub pending_invocation_capacity: usize,
-    /// How many items of one upload stream may wait for the hub method to take
-    /// them (10); past it the server stops reading from the client until it does.
+    /// How many items of one stream may be under way (10): a server stream's
+    /// items between its producer and the transport (past it the producer is
+    /// not polled until the client takes some), an upload stream's items waiting
+    /// for the hub method (past it the server stops reading from the client).
     pub stream_buffer_capacity: usize,
     /// How long a client result may take (30 s).
     pub client_result_timeout: Duration,

@@ -15,7 +15,7 @@ use signal_core::{
     Close, Completion, CompletionOutcome, HandshakeRequest, HandshakeResponse, HubMessage,
     JsonHubProtocol, RecordError, RecordReader, StreamItem, TransportType,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -142,9 +142,10 @@ async fn run_inner<D, I, O>(
         }
         Ok(Err(Some(error))) => {
             tracing::debug!(%error, "handshake refused");
-            let _ = write_now(
+            let _ = write_handshake(
                 &mut outgoing,
                 handshake_frame(&HandshakeResponse::error(error)),
+                options.handshake_timeout,
             )
             .await;
             finish_transport(&runtime, &start, &mut outgoing).await;
@@ -152,15 +153,19 @@ async fn run_inner<D, I, O>(
         }
         Ok(Ok(accepted)) => accepted,
     };
-    if write_now(&mut outgoing, handshake_frame(&HandshakeResponse::ok()))
-        .await
-        .is_err()
+    if write_handshake(
+        &mut outgoing,
+        handshake_frame(&HandshakeResponse::ok()),
+        options.handshake_timeout,
+    )
+    .await
+    .is_err()
     {
         finish_transport(&runtime, &start, &mut outgoing).await;
         return;
     }
     let (version, leftover) = leftover;
-    let mut link = Link::new(incoming, outgoing);
+    let mut link = Link::new(incoming, outgoing, options.client_timeout);
     let mut attachments = attachments.filter(|_| version >= 2);
     if attachments.is_some() {
         link.make_stateful(options.stateful_reconnect_buffer_size);
@@ -321,7 +326,13 @@ async fn run_inner<D, I, O>(
                 if let Some((invocation_id, stream)) = done.stream {
                     let token = CancellationToken::new();
                     calls.stream_tokens.insert(invocation_id.clone(), token.clone());
-                    streams.push(Box::pin(pump(handle.clone(), invocation_id, stream, token)));
+                    streams.push(Box::pin(pump(
+                        handle.clone(),
+                        invocation_id,
+                        stream,
+                        token,
+                        options.stream_buffer_capacity,
+                    )));
                 }
             }
             Some(finished) = streams.next() => {
@@ -467,6 +478,18 @@ fn handshake_frame(response: &HandshakeResponse) -> Frame {
 async fn write_now<O: Outgoing>(outgoing: &mut O, frame: Frame) -> Result<(), TransportClosed> {
     outgoing.feed(frame).await?;
     outgoing.flush().await
+}
+
+/// A write before the link exists (the handshake answer), bounded like the
+/// handshake itself.
+async fn write_handshake<O: Outgoing>(
+    outgoing: &mut O,
+    frame: Frame,
+    timeout: std::time::Duration,
+) -> Result<(), TransportClosed> {
+    tokio::time::timeout(timeout, write_now(outgoing, frame))
+        .await
+        .unwrap_or(Err(TransportClosed))
 }
 
 /// Writes `first` and whatever else is already queued, then flushes once.
@@ -671,9 +694,17 @@ async fn pump(
         Result<Box<serde_json::value::RawValue>, crate::HubError>,
     >,
     cancelled: CancellationToken,
+    window: usize,
 ) -> String {
     let mut stream = AssertUnwindSafe(stream).catch_unwind();
+    // At most `window` items between the producer and the transport: a slow
+    // client slows the producer down instead of filling memory.
+    let window = Arc::new(Semaphore::new(window.max(1)));
     let outcome = loop {
+        let slot = tokio::select! {
+            _ = cancelled.cancelled() => break CompletionOutcome::Void,
+            slot = window.clone().acquire_owned() => slot.expect("the window is never closed"),
+        };
         let next = tokio::select! {
             _ = cancelled.cancelled() => break CompletionOutcome::Void,
             next = stream.next() => next,
@@ -685,7 +716,12 @@ async fn pump(
                     item,
                     headers: Default::default(),
                 });
-                if !handle.send(Frame::encode(&message)).await {
+                let frame = Frame::encode(&message).holding(slot);
+                let sent = tokio::select! {
+                    _ = cancelled.cancelled() => break CompletionOutcome::Void,
+                    sent = handle.send(frame) => sent,
+                };
+                if !sent {
                     return invocation_id;
                 }
             }
