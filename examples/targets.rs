@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use signal::{Context, HubError, HubStream};
+use futures_util::StreamExt;
+use signal::{Context, HubError, HubStream, UploadStream};
 
 /// What the fixture calls on its clients.
 #[signal::client]
@@ -132,6 +133,24 @@ pub trait Targets {
     /// How many `ticker` streams the server is still producing.
     async fn active_tickers(&self) -> usize;
     /// Asks connection `id` its `ask(question)` and returns the answer.
+    async fn concat(
+        &self,
+        first: UploadStream<String>,
+        separator: String,
+        second: UploadStream<String>,
+    ) -> Result<String, HubError> {
+        // Both at once: the client may interleave their items.
+        let (first, second) =
+            futures_util::join!(first.collect::<Vec<_>>(), second.collect::<Vec<_>>());
+        let first = first.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let second = second.into_iter().collect::<Result<Vec<_>, _>>()?;
+        Ok(format!(
+            "{}|{}",
+            first.join(&separator),
+            second.join(&separator)
+        ))
+    }
+
     async fn ask_client(
         &self,
         cx: &Context<dyn TargetsClient>,

@@ -239,6 +239,17 @@ test('streamIds on a method without stream parameters: error completion (as ASP.
   assert.deepEqual(await socket.nextRecord(), { type: 3, invocationId: '2', result: 'still open' });
 }));
 
+test('stream items and completions for unknown streams are ignored', logged(async () => {
+  const socket = await h.rawConnect(server, HUB);
+  await socket.sendRecords(
+    { type: 2, invocationId: 'no-such-stream', item: 1 },
+    { type: 3, invocationId: 'no-such-stream' },
+  );
+  await socket.sendRecords(invocation(1, 'echo', 'still open'));
+  assert.deepEqual(await socket.nextRecord(), { type: 3, invocationId: '1', result: 'still open' });
+  assert.equal(socket.closeInfo, undefined);
+}));
+
 test('arguments that are not an array, or a missing target, close with an error', logged(async () => {
   const socket = await h.rawConnect(server, HUB);
   await socket.sendRecords({ type: 1, invocationId: '1', target: 'echo', arguments: 'nope' });

@@ -115,6 +115,21 @@ for (const mode of h.clientModes({ skipNegotiation: false })) {
       await c.stop();
     }));
 
+    test('several uploads in one call', h.logged(() => targets, async () => {
+      const c = await h.connect(targets, TARGETS, { ...options, label: 'two uploads' });
+      const first = new h.Subject();
+      const second = new h.Subject();
+      const result = c.invoke('concat', first, ',', second);
+      first.next('a');
+      second.next('c');
+      first.next('b');
+      second.next('d');
+      second.complete();
+      first.complete();
+      assert.equal(await h.withTimeout(result, 5000, 'concat'), 'a,b|c,d');
+      await c.stop();
+    }));
+
     test('a server shutdown asks clients to reconnect', h.logged(() => targets, async () => {
       // Its own server: this test stops it.
       const server = await h.startServer('targets');
