@@ -33,7 +33,7 @@ fn value_of(invocation: &Invocation) -> u32 {
     invocation.arguments.get(0, "value").unwrap()
 }
 
-async fn next(connection: &mut signal::InProcessConnection) -> Option<Invocation> {
+async fn next(connection: &signal::InProcessConnection) -> Option<Invocation> {
     tokio::time::timeout(Duration::from_secs(5), connection.next_invocation())
         .await
         .expect("the hub answered in time")
@@ -43,8 +43,8 @@ async fn next(connection: &mut signal::InProcessConnection) -> Option<Invocation
 async fn a_background_task_reaches_a_group_and_everyone() {
     let hub = FeedHub.into_hub().in_process();
     let handle = hub.handle();
-    let mut subscriber = hub.connect().await.unwrap();
-    let mut bystander = hub.connect().await.unwrap();
+    let subscriber = hub.connect().await.unwrap();
+    let bystander = hub.connect().await.unwrap();
     let proxy = FeedProxy::new(&subscriber);
     proxy.subscribe().await.unwrap();
     assert_eq!(handle.connection_count(), 2);
@@ -62,10 +62,10 @@ async fn a_background_task_reaches_a_group_and_everyone() {
     publisher.await.unwrap();
 
     for expected in [1, 2, 3, 100] {
-        assert_eq!(value_of(&next(&mut subscriber).await.unwrap()), expected);
+        assert_eq!(value_of(&next(&subscriber).await.unwrap()), expected);
     }
     // The bystander is not in the group: the broadcast is the first it gets.
-    assert_eq!(value_of(&next(&mut bystander).await.unwrap()), 100);
+    assert_eq!(value_of(&next(&bystander).await.unwrap()), 100);
 
     // Group membership ends with the connection.
     subscriber.close().await;
@@ -90,10 +90,52 @@ async fn shutdown_closes_every_connection_and_waits_for_them() {
     assert_eq!(handle.connection_count(), 3);
     handle.shutdown(Duration::from_secs(5)).await;
     assert_eq!(handle.connection_count(), 0);
-    for connection in &mut connections {
+    for connection in &connections {
         assert!(
             next(connection).await.is_none(),
             "the connection was closed"
         );
     }
+}
+
+/// A client that is asked a question.
+#[signal::client]
+pub trait AskedClient {
+    /// The question; the answer is a client result.
+    async fn question(&self, text: String) -> String;
+}
+
+/// Asks the caller.
+#[signal::hub(client = AskedClient)]
+pub trait Asker {
+    /// Asks the caller's `question` and returns the answer.
+    async fn ask(&self, cx: &Context<dyn AskedClient>) -> Result<String, HubError>;
+}
+
+struct AskerHub;
+
+impl Asker for AskerHub {
+    async fn ask(&self, cx: &Context<dyn AskedClient>) -> Result<String, HubError> {
+        Ok(cx.clients().caller().question("ready?".into()).await?)
+    }
+}
+
+#[tokio::test]
+async fn a_client_result_that_never_comes_times_out() {
+    let hub = AskerHub
+        .into_hub()
+        .configure(|o| o.client_result_timeout = Duration::from_millis(200))
+        .in_process();
+    let connection = hub.connect().await.unwrap();
+    let proxy = AskerProxy::new(&connection);
+    let started = std::time::Instant::now();
+    let (answer, question) = tokio::join!(proxy.ask(), next(&connection));
+    // The question arrived, went unanswered, and the hub method got an error in time.
+    assert_eq!(question.unwrap().target, "question");
+    let error = answer.unwrap_err().to_string();
+    assert!(error.contains("did not answer within 200ms"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The connection goes on.
+    let (again, question) = tokio::join!(proxy.ask(), next(&connection));
+    assert!(again.is_err() && question.is_some());
 }

@@ -300,7 +300,7 @@ async fn streaming_and_non_streaming_methods_check_the_invocation_kind() {
 #[tokio::test]
 async fn client_methods_are_sent_typed() {
     let (_, hub) = hub();
-    let mut connection = hub.connect().await.unwrap();
+    let connection = hub.connect().await.unwrap();
     connection
         .invoke("notifyCaller", args(&[json!("hello")]))
         .await
@@ -315,7 +315,7 @@ async fn client_methods_are_sent_typed() {
 async fn client_results_round_trip() {
     let (_, hub) = hub();
     let asker = TestHubProxy::new(hub.connect().await.unwrap());
-    let mut answerer = hub.connect().await.unwrap();
+    let answerer = hub.connect().await.unwrap();
     let id = answerer.connection_id().to_string();
     let answering = tokio::spawn(async move {
         let invocation = answerer.next_invocation().await.unwrap();
@@ -341,7 +341,7 @@ async fn client_results_round_trip() {
 async fn a_client_error_becomes_a_hub_error() {
     let (_, hub) = hub();
     let asker = TestHubProxy::new(hub.connect().await.unwrap());
-    let mut answerer = hub.connect().await.unwrap();
+    let answerer = hub.connect().await.unwrap();
     let id = answerer.connection_id().to_string();
     tokio::spawn(async move {
         let invocation = answerer.next_invocation().await.unwrap();

@@ -389,3 +389,111 @@ async fn the_schema_endpoint_is_opt_in() {
     assert_eq!(document["name"], "Probe");
     assert!(document["methods"].is_array());
 }
+
+#[tokio::test]
+async fn a_second_post_while_one_is_in_flight_is_409() {
+    use tokio::io::AsyncWriteExt;
+
+    let (addr, _events) = serve(HubOptions::default()).await;
+    let client = reqwest::Client::new();
+    let token = negotiate(&client, addr).await;
+    let url = format!("http://{addr}/hub?id={token}");
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    // A POST whose body has not finished arriving.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        format!("POST /hub?id={token} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\n{{")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = client.post(&url).body("{}\u{1e}").send().await.unwrap();
+    assert_eq!(second.status(), 409);
+}
+
+async fn negotiate_stateful(client: &reqwest::Client, addr: SocketAddr) -> String {
+    let body = client
+        .post(format!(
+            "http://{addr}/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(value["useStatefulReconnect"], true, "{body}");
+    value["connectionToken"].as_str().unwrap().to_owned()
+}
+
+async fn open_token(addr: SocketAddr, token: &str) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/hub?id={token}"))
+        .await
+        .unwrap();
+    socket
+}
+
+#[tokio::test]
+async fn stateful_reconnect_replays_what_was_not_acknowledged() {
+    let (addr, mut events) = serve(options(|o| {
+        o.stateful_reconnect = true;
+        o.disconnect_timeout = Duration::from_millis(500);
+    }))
+    .await;
+    let client = reqwest::Client::new();
+    let token = negotiate_stateful(&client, addr).await;
+
+    let mut socket = open_token(addr, &token).await;
+    socket
+        .send(Message::text("{\"protocol\":\"json\",\"version\":2}\u{1e}"))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut socket).await.as_deref(), Some("{}\u{1e}"));
+    assert_eq!(next_event(&mut events).await, "connected WebSockets");
+    socket
+        .send(Message::text(
+            "{\"type\":1,\"invocationId\":\"1\",\"target\":\"echo\",\"arguments\":[\"a\"]}\u{1e}",
+        ))
+        .await
+        .unwrap();
+    let completion = "{\"type\":3,\"invocationId\":\"1\",\"result\":\"a\"}\u{1e}";
+    assert_eq!(next_text(&mut socket).await.as_deref(), Some(completion));
+    // The socket drops before the client acknowledged anything.
+    drop(socket);
+
+    let mut socket = open_token(addr, &token).await;
+    // No handshake on the new socket: the server announces its first
+    // unacknowledged message and sends it again.
+    assert_eq!(
+        next_text(&mut socket).await.as_deref(),
+        Some("{\"type\":9,\"sequenceId\":1}\u{1e}")
+    );
+    assert_eq!(next_text(&mut socket).await.as_deref(), Some(completion));
+    // The client received none of ours after the first: it resends from 2. A
+    // repeated invocation 1 would be a duplicate and is dropped.
+    socket
+        .send(Message::text(
+            "{\"type\":9,\"sequenceId\":1}\u{1e}{\"type\":1,\"invocationId\":\"1\",\"target\":\"echo\",\"arguments\":[\"a\"]}\u{1e}{\"type\":1,\"invocationId\":\"2\",\"target\":\"echo\",\"arguments\":[\"b\"]}\u{1e}",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut socket).await.as_deref(),
+        Some("{\"type\":3,\"invocationId\":\"2\",\"result\":\"b\"}\u{1e}")
+    );
+    // The server acknowledges what it processed.
+    assert_eq!(
+        next_text(&mut socket).await.as_deref(),
+        Some("{\"type\":8,\"sequenceId\":2}\u{1e}")
+    );
+    assert!(
+        events.try_recv().is_err(),
+        "the connection survived the drop"
+    );
+
+    // Gone for longer than the disconnect timeout: the connection ends.
+    drop(socket);
+    assert_eq!(next_event(&mut events).await, "disconnected ");
+}

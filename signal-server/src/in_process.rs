@@ -106,7 +106,7 @@ impl<D: HubDispatch> InProcess<D> {
             id,
             to_server,
             shared,
-            invocations,
+            invocations: tokio::sync::Mutex::new(invocations),
         })
     }
 }
@@ -142,7 +142,7 @@ pub struct InProcessConnection {
     id: ConnectionId,
     to_server: mpsc::Sender<Bytes>,
     shared: Arc<Shared>,
-    invocations: mpsc::UnboundedReceiver<Invocation>,
+    invocations: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
 }
 
 impl InProcessConnection {
@@ -152,8 +152,9 @@ impl InProcessConnection {
     }
 
     /// The next server → client invocation; `None` once the connection closed.
-    pub async fn next_invocation(&mut self) -> Option<Invocation> {
-        self.invocations.recv().await
+    /// Takes `&self`, so a test can wait for one while a call is under way.
+    pub async fn next_invocation(&self) -> Option<Invocation> {
+        self.invocations.lock().await.recv().await
     }
 
     /// Answers a client-result invocation.
