@@ -133,29 +133,21 @@ pub trait Targets {
     /// How many `ticker` streams the server is still producing.
     async fn active_tickers(&self) -> usize;
     /// Asks connection `id` its `ask(question)` and returns the answer.
-    async fn concat(
-        &self,
-        first: UploadStream<String>,
-        separator: String,
-        second: UploadStream<String>,
-    ) -> Result<String, HubError> {
-        // Both at once: the client may interleave their items.
-        let (first, second) =
-            futures_util::join!(first.collect::<Vec<_>>(), second.collect::<Vec<_>>());
-        let first = first.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let second = second.into_iter().collect::<Result<Vec<_>, _>>()?;
-        Ok(format!(
-            "{}|{}",
-            first.join(&separator),
-            second.join(&separator)
-        ))
-    }
-
     async fn ask_client(
         &self,
         cx: &Context<dyn TargetsClient>,
         id: String,
         question: String,
+    ) -> Result<String, HubError>;
+    /// Two uploads in one call: `first`'s items joined by `separator`, then
+    /// `second`'s, as `a,b|c,d`. (The official JS client skips an upload that
+    /// directly follows another in the argument list, hence the separator
+    /// between them.)
+    async fn concat(
+        &self,
+        first: UploadStream<String>,
+        separator: String,
+        second: UploadStream<String>,
     ) -> Result<String, HubError>;
 }
 
@@ -339,6 +331,24 @@ impl Targets for TargetsHub {
         question: String,
     ) -> Result<String, HubError> {
         Ok(cx.clients().client(id).ask(question).await?)
+    }
+
+    async fn concat(
+        &self,
+        first: UploadStream<String>,
+        separator: String,
+        second: UploadStream<String>,
+    ) -> Result<String, HubError> {
+        // Both at once: the client may interleave their items.
+        let (first, second) =
+            futures_util::join!(first.collect::<Vec<_>>(), second.collect::<Vec<_>>());
+        let first = first.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let second = second.into_iter().collect::<Result<Vec<_>, _>>()?;
+        Ok(format!(
+            "{}|{}",
+            first.join(&separator),
+            second.join(&separator)
+        ))
     }
 }
 
