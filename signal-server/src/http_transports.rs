@@ -337,56 +337,67 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The HTTP-transport connection a POST or DELETE names.
+fn named_connection<D: HubDispatch>(
+    runtime: &HubRuntime<D>,
+    parts: &http::request::Parts,
+) -> Result<Arc<HttpConnection>, Refusal> {
+    let query = transport_query(parts)?;
+    let token = query.id.as_deref().ok_or(Refusal::MissingId)?;
+    runtime.http.get(token).ok_or(Refusal::Unknown)
+}
+
 /// `POST {hub}?id=…`: one or more whole records from the client.
 pub(crate) async fn post<D: HubDispatch>(
     State(runtime): State<Arc<HubRuntime<D>>>,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let query = match transport_query(&parts) {
-        Ok(q) => q,
+    let connection = match named_connection(&runtime, &parts) {
+        Ok(connection) => connection,
         Err(refusal) => return refusal.into_response(),
     };
-    let Some(token) = query.id.as_deref() else {
-        return Refusal::MissingId.into_response();
-    };
-    let Some(connection) = runtime.http.get(token) else {
-        return Refusal::Unknown.into_response();
-    };
-    if connection.posting.swap(true, Ordering::SeqCst) {
+    let Some(_posting) = Posting::begin(&connection) else {
         return (
             StatusCode::CONFLICT,
             "Another POST of this connection is in progress.",
         )
             .into_response();
-    }
-    let response = async {
-        let limit = post_limit(runtime.options.maximum_receive_message_size);
-        let bytes = match axum::body::to_bytes(body, limit).await {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                return (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("The request body exceeds {limit} bytes."),
-                )
-                    .into_response();
-            }
-        };
-        let sender = connection.incoming.lock().expect("incoming lock").clone();
-        match sender {
-            Some(sender) if !connection.ended.is_cancelled() => {
-                if sender.send(bytes).await.is_ok() {
-                    StatusCode::OK.into_response()
-                } else {
-                    Refusal::Unknown.into_response()
-                }
-            }
-            _ => Refusal::Unknown.into_response(),
+    };
+    let limit = post_limit(runtime.options.maximum_receive_message_size);
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("The request body exceeds {limit} bytes."),
+            )
+                .into_response();
         }
+    };
+    let sender = connection.incoming.lock().expect("incoming lock").clone();
+    match sender {
+        Some(sender) if !connection.ended.is_cancelled() && sender.send(bytes).await.is_ok() => {
+            StatusCode::OK.into_response()
+        }
+        _ => Refusal::Unknown.into_response(),
     }
-    .await;
-    connection.posting.store(false, Ordering::SeqCst);
-    response
+}
+
+/// Marks a POST in flight until it ends, however it ends (the client may go
+/// away mid-body and the request be dropped).
+struct Posting<'a>(&'a HttpConnection);
+
+impl<'a> Posting<'a> {
+    fn begin(connection: &'a HttpConnection) -> Option<Self> {
+        (!connection.posting.swap(true, Ordering::SeqCst)).then_some(Posting(connection))
+    }
+}
+
+impl Drop for Posting<'_> {
+    fn drop(&mut self) {
+        self.0.posting.store(false, Ordering::SeqCst);
+    }
 }
 
 /// A POST body may batch many records; each is still held to the message size
@@ -401,15 +412,9 @@ pub(crate) async fn delete<D: HubDispatch>(
     request: Request,
 ) -> Response {
     let (parts, _body) = request.into_parts();
-    let query = match transport_query(&parts) {
-        Ok(q) => q,
+    let connection = match named_connection(&runtime, &parts) {
+        Ok(connection) => connection,
         Err(refusal) => return refusal.into_response(),
-    };
-    let Some(token) = query.id.as_deref() else {
-        return Refusal::MissingId.into_response();
-    };
-    let Some(connection) = runtime.http.get(token) else {
-        return Refusal::Unknown.into_response();
     };
     tracing::debug!(transport = %connection.transport, "client ended the connection");
     connection.incoming.lock().expect("incoming lock").take();
