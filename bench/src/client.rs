@@ -183,6 +183,9 @@ pub(crate) struct Endpoint<'a> {
     pub(crate) port: u16,
     /// The source addresses to bind.
     pub(crate) sources: &'a Sources,
+    /// SignalR only: connect as a client with `skipNegotiation` does (WebSocket
+    /// straight away, no negotiate request).
+    pub(crate) skip_negotiate: bool,
 }
 
 /// One open connection, handshake done.
@@ -223,6 +226,7 @@ async fn connect_inner(endpoint: &Endpoint<'_>) -> Result<Conn, Error> {
     let path = match endpoint.protocol {
         Protocol::Bare => "/".to_owned(),
         // Connection tokens are base64url: nothing to escape.
+        Protocol::SignalR if endpoint.skip_negotiate => "/conformance".to_owned(),
         Protocol::SignalR => format!("/conformance?id={}", negotiate(source, port).await?),
         Protocol::SocketIo => "/socket.io/?EIO=4&transport=websocket".to_owned(),
     };

@@ -41,6 +41,9 @@ struct Plan {
     connect_clients: usize,
     /// Pause between two runs, for the kernel to finish closing sockets.
     pause: Duration,
+    /// Time a fresh server gets before measuring (memory, connects), and
+    /// connections before the first broadcast.
+    settle: Duration,
 }
 
 impl Plan {
@@ -59,6 +62,7 @@ impl Plan {
             idle_hold: Duration::from_secs(16),
             connect_clients: 5_000,
             pause: Duration::from_millis(500),
+            settle: Duration::from_secs(1),
         }
     }
 
@@ -76,6 +80,7 @@ impl Plan {
             idle_hold: Duration::from_millis(300),
             connect_clients: 50,
             pause: Duration::ZERO,
+            settle: Duration::from_millis(100),
         }
     }
 }
@@ -90,10 +95,14 @@ struct Options {
     sources: u8,
     /// How long to wait for a quiet machine before each run (`None`: do not).
     quiet_wait: Option<Duration>,
+    skip_negotiate: bool,
+    /// A command each server runs under (a profiler), split on spaces.
+    server_wrap: Vec<String>,
+    idle_levels: Option<Vec<usize>>,
 }
 
 const USAGE: &str = "usage: signal-bench run [--smoke] [--out DIR] [--server-cpu N | --no-pin] \
-[--systems bare,signal,socketioxide,socket.io] [--scenarios echo,broadcast,idle,connect] [--bin-dir DIR] [--bench-dir DIR] [--sources N] [--no-wait]";
+[--systems bare,signal,socketioxide,socket.io] [--scenarios echo,broadcast,idle,connect] [--bin-dir DIR] [--bench-dir DIR] [--sources N] [--no-wait] [--skip-negotiate] [--idle-levels N,N] [--server-wrap 'valgrind --tool=massif']";
 
 fn parse_args() -> Result<Options, Error> {
     let exe_dir = std::env::current_exe()?
@@ -113,6 +122,9 @@ fn parse_args() -> Result<Options, Error> {
         },
         sources: 32,
         quiet_wait: Some(Duration::from_secs(120)),
+        skip_negotiate: false,
+        server_wrap: Vec::new(),
+        idle_levels: None,
     };
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("run") {
@@ -126,6 +138,14 @@ fn parse_args() -> Result<Options, Error> {
                 options.quiet_wait = None;
             }
             "--no-wait" => options.quiet_wait = None,
+            "--skip-negotiate" => options.skip_negotiate = true,
+            "--idle-levels" => {
+                let levels: Result<Vec<usize>, _> = value()?.split(',').map(str::parse).collect();
+                options.idle_levels = Some(levels?);
+            }
+            "--server-wrap" => {
+                options.server_wrap = value()?.split_whitespace().map(str::to_owned).collect();
+            }
             "--out" => options.out = value()?.into(),
             "--server-cpu" => options.server_cpu = Some(value()?.parse()?),
             "--no-pin" => options.server_cpu = None,
@@ -241,11 +261,13 @@ async fn run_one<T>(
             system.name
         ));
     }
-    let server = Server::start(system, options.server_cpu).map_err(|e| e.to_string())?;
+    let server = Server::start(system, options.server_cpu, &options.server_wrap)
+        .map_err(|e| e.to_string())?;
     let endpoint = Endpoint {
         protocol: system.protocol,
         port: server.port,
         sources,
+        skip_negotiate: options.skip_negotiate,
     };
     let result = tokio::time::timeout(limit, scenario(&endpoint, &server)).await;
     drop(server);
@@ -269,6 +291,9 @@ fn show<T>(cell: &Result<T, String>, line: impl Fn(&T) -> String) -> String {
 
 async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
     let started = Instant::now();
+    if let Some(levels) = &options.idle_levels {
+        plan.idle_levels = levels.clone();
+    }
     if let Some(scenarios) = &options.scenarios {
         let wanted = |name: &str| scenarios.iter().any(|s| s == name);
         if !wanted("echo") {
@@ -336,10 +361,14 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
                     "echo {connections} × {payload} B  {:<13} {}",
                     system.name,
                     show(&cell, |r| format!(
-                        "{} inv/s  p50 {} ms  p99 {} ms  server CPU {:.0} %  generator CPU {:.0} %  errors {}",
+                        "{} inv/s  p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  per connection {}..{}  server CPU {:.0} %  generator CPU {:.0} %  errors {}",
                         int(r.rate),
                         ms(r.p50_us),
                         ms(r.p99_us),
+                        ms(r.p999_us),
+                        ms(r.max_us),
+                        r.per_connection.0,
+                        r.per_connection.1,
                         r.cpu.server * 100.0,
                         r.cpu.generator * 100.0,
                         r.errors + r.failed_connects as u64
@@ -362,7 +391,16 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
                     plan.broadcast_duration,
                     plan.broadcast_drain,
                 );
-                scenario::broadcast(ep, server, receivers, interval, duration, drain).await
+                scenario::broadcast(
+                    ep,
+                    server,
+                    receivers,
+                    interval,
+                    duration,
+                    drain,
+                    plan.settle,
+                )
+                .await
             })
             .await;
             say(&format!(
@@ -391,7 +429,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
             let levels = plan.idle_levels.clone();
             let hold = plan.idle_hold;
             let cell = run_one(system, &options, &sources, limit, async |ep, server| {
-                scenario::idle(ep, server, &levels, hold).await
+                scenario::idle(ep, server, &levels, hold, plan.settle).await
             })
             .await;
             say(&format!(
@@ -430,7 +468,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
             &options,
             &sources,
             Duration::from_secs(180),
-            async |ep, server| scenario::connect(ep, server, clients).await,
+            async |ep, server| scenario::connect(ep, server, clients, plan.settle).await,
         )
         .await;
         say(&format!(
@@ -531,6 +569,13 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
                 QUIET_THRESHOLD * 100.0,
                 BUSY_RUNS.load(std::sync::atomic::Ordering::Relaxed)
             ),
+        ));
+    }
+    if options.skip_negotiate {
+        meta.push((
+            "note".to_owned(),
+            "signal clients skipped negotiation (`--skip-negotiate`): WebSocket straight away"
+                .to_owned(),
         ));
     }
     for note in notes {

@@ -155,6 +155,13 @@ pub(crate) struct EchoRow {
     pub(crate) p50_us: u64,
     /// Round trip, microseconds.
     pub(crate) p99_us: u64,
+    /// Round trip, microseconds.
+    pub(crate) p999_us: u64,
+    /// Round trip, microseconds.
+    pub(crate) max_us: u64,
+    /// The fewest and the most round trips one connection completed in the window:
+    /// far apart when some connections are starved.
+    pub(crate) per_connection: (u64, u64),
     /// CPU over the window.
     pub(crate) cpu: CpuUse,
     /// Connections that failed while running, and the first error.
@@ -165,6 +172,7 @@ pub(crate) struct EchoRow {
 
 struct EchoShared {
     measuring: Cell<bool>,
+    per_connection: RefCell<Vec<Rc<Cell<u64>>>>,
     count: Cell<u64>,
     rtt: RefCell<Histogram<u64>>,
     failures: Failures,
@@ -194,10 +202,13 @@ pub(crate) async fn echo(
         count: Cell::new(0),
         rtt: RefCell::new(histogram()),
         failures: Failures::default(),
+        per_connection: RefCell::default(),
     });
     let mut tasks = JoinSet::new();
     for conn in conns {
-        tasks.spawn_local(echo_loop(conn, payload.clone(), shared.clone()));
+        let count = Rc::new(Cell::new(0));
+        shared.per_connection.borrow_mut().push(count.clone());
+        tasks.spawn_local(echo_loop(conn, payload.clone(), shared.clone(), count));
     }
     tokio::time::sleep(warmup).await;
     let cpu = CpuWindow::start(server);
@@ -210,7 +221,14 @@ pub(crate) async fn echo(
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     let (p50_us, p99_us) = percentiles(&shared.rtt.borrow());
+    let counts = shared.per_connection.borrow();
     Ok(EchoRow {
+        p999_us: shared.rtt.borrow().value_at_quantile(0.999),
+        max_us: shared.rtt.borrow().max(),
+        per_connection: (
+            counts.iter().map(|c| c.get()).min().unwrap_or(0),
+            counts.iter().map(|c| c.get()).max().unwrap_or(0),
+        ),
         failed_connects: opened.failed,
         rate: shared.count.get() as f64 / elapsed.as_secs_f64(),
         p50_us,
@@ -221,14 +239,24 @@ pub(crate) async fn echo(
     })
 }
 
-async fn echo_loop(mut conn: Conn, payload: Rc<str>, shared: Rc<EchoShared>) {
-    if let Err(error) = echo_loop_inner(&mut conn, &payload, &shared).await {
+async fn echo_loop(mut conn: Conn, payload: Rc<str>, shared: Rc<EchoShared>, count: Rc<Cell<u64>>) {
+    if let Err(error) = echo_loop_inner(&mut conn, &payload, &shared, &count).await {
         shared.failures.note(error);
     }
 }
 
-async fn echo_loop_inner(conn: &mut Conn, payload: &str, shared: &EchoShared) -> Result<(), Error> {
+async fn echo_loop_inner(
+    conn: &mut Conn,
+    payload: &str,
+    shared: &EchoShared,
+    count: &Cell<u64>,
+) -> Result<(), Error> {
     let request = Utf8Bytes::from(conn.protocol.echo_request(payload));
+    // The request never changes (same payload, same id), so neither does a right
+    // reply: the first is checked for the payload, the others compared to it
+    // (a memcmp; searching a 1 KiB payload in every reply would cost the
+    // generator more than the server spends on the call).
+    let mut expected: Option<String> = None;
     loop {
         let sent = Instant::now();
         conn.send(request.clone()).await?;
@@ -236,18 +264,26 @@ async fn echo_loop_inner(conn: &mut Conn, payload: &str, shared: &EchoShared) ->
         while answer.is_none() {
             read_events(conn, |message, is_reply| {
                 if is_reply {
-                    answer = Some(message.contains(payload));
+                    answer = Some(match &expected {
+                        Some(reply) => message == reply,
+                        None if message.contains(payload) => {
+                            expected = Some(message.to_owned());
+                            true
+                        }
+                        None => false,
+                    });
                 }
             })
             .await?;
         }
         if answer != Some(true) {
-            return Err("an echo reply without the payload".into());
+            return Err("an echo reply without the payload, or unlike the first one".into());
         }
         if shared.measuring.get() {
             let rtt = sent.elapsed().as_micros().max(1) as u64;
             shared.rtt.borrow_mut().saturating_record(rtt);
             shared.count.set(shared.count.get() + 1);
+            count.set(count.get() + 1);
         }
     }
 }
@@ -363,7 +399,8 @@ async fn send_loop(
 }
 
 /// One sender, `receivers` receivers, a message every `interval` for `duration`;
-/// waits up to `drain` after the last send for the deliveries to arrive.
+/// waits up to `drain` after the last send for the deliveries to arrive. `settle`
+/// is the pause between opening the connections and the first send.
 pub(crate) async fn broadcast(
     endpoint: &Endpoint<'_>,
     server: &Server,
@@ -371,6 +408,7 @@ pub(crate) async fn broadcast(
     interval: Duration,
     duration: Duration,
     drain: Duration,
+    settle: Duration,
 ) -> Result<BroadcastRow, Error> {
     let shared = Rc::new(BroadcastShared::default());
     let mut tasks = JoinSet::new();
@@ -386,7 +424,7 @@ pub(crate) async fn broadcast(
     }
     let sender = client::connect(endpoint).await?;
     // Let the last connections settle (on_connected, registration) before timing.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(settle).await;
     let messages = (duration.as_micros() / interval.as_micros().max(1)).max(1) as u64;
     let sent = Rc::new(Cell::new(0));
     *shared.latency.borrow_mut() = Some(histogram());
@@ -476,14 +514,16 @@ pub(crate) struct IdleRow {
 }
 
 /// Server memory with no connection, then with each of `levels` idle connections
-/// (handshake done, pings flowing), each held for `hold` before reading it.
+/// (handshake done, pings flowing), each held for `hold` before reading it;
+/// the server first gets `settle` to finish starting.
 pub(crate) async fn idle(
     endpoint: &Endpoint<'_>,
     server: &Server,
     levels: &[usize],
     hold: Duration,
+    settle: Duration,
 ) -> Result<IdleRow, Error> {
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(settle).await;
     let base_rss = server.rss()?;
     let shared = Rc::new(BroadcastShared::default());
     let mut tasks = JoinSet::new();
@@ -538,13 +578,14 @@ pub(crate) struct ConnectRow {
 }
 
 /// `clients` clients connect, `CONNECT_CONCURRENCY` at a time, and stay
-/// connected until all have.
+/// connected until all have; the server first gets `settle` to finish starting.
 pub(crate) async fn connect(
     endpoint: &Endpoint<'_>,
     server: &Server,
     clients: usize,
+    settle: Duration,
 ) -> Result<ConnectRow, Error> {
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(settle).await;
     let shared = Rc::new(BroadcastShared::default());
     let mut tasks = JoinSet::new();
     let cpu = CpuWindow::start(server);

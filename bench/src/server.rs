@@ -73,6 +73,9 @@ pub(crate) fn systems(layout: &Layout) -> Vec<System> {
 /// A running server process, killed on drop.
 pub(crate) struct Server {
     child: Child,
+    /// Ask it to stop (SIGTERM) and wait before killing it: wrapped servers
+    /// (a profiler) write their output at exit.
+    gentle: bool,
     /// Its process id (`taskset` execs the program, so the id is the server's).
     pub(crate) pid: u32,
     /// The port it listens on, on 127.0.0.1.
@@ -87,17 +90,22 @@ fn free_port() -> Result<u16, Error> {
 impl Server {
     /// Starts `system` on a free port, pinned to `cpu` when given, and waits for
     /// its `listening on` line.
-    pub(crate) fn start(system: &System, cpu: Option<usize>) -> Result<Server, Error> {
+    pub(crate) fn start(
+        system: &System,
+        cpu: Option<usize>,
+        wrap: &[String],
+    ) -> Result<Server, Error> {
         let port = free_port()?;
+        let program: Vec<&String> = wrap.iter().chain(&system.command).collect();
         let mut command = match cpu {
             Some(cpu) => {
                 let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpu.to_string()).args(&system.command);
+                c.arg("-c").arg(cpu.to_string()).args(&program);
                 c
             }
             None => {
-                let mut c = Command::new(&system.command[0]);
-                c.args(&system.command[1..]);
+                let mut c = Command::new(program[0]);
+                c.args(&program[1..]);
                 c
             }
         };
@@ -126,7 +134,12 @@ impl Server {
                 }
             }
         });
-        let mut server = Server { child, pid, port };
+        let mut server = Server {
+            child,
+            gentle: !wrap.is_empty(),
+            pid,
+            port,
+        };
         match ready_rx.recv_timeout(READY_TIMEOUT) {
             Ok(()) => Ok(server),
             Err(_) => {
@@ -153,6 +166,15 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.gentle {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
