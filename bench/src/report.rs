@@ -123,7 +123,8 @@ impl Results {
              on a busy machine and is noisy.\n\
              - *echo*: every connection invokes `echo` (signal), emits `echo` with an ack (socket.io), or \
              sends a text frame the bare server returns, and waits for the answer before the next (closed \
-             loop). Round trips are timed by the generator, after a warm-up.\n\
+             loop). Round trips are timed by the generator, after a warm-up. \
+             \"Calls per connection\" shows how evenly the server served its connections over the window.\n\
              - *broadcast*: one sender asks the server every 50 ms to send a 64-character text to every \
              connection; the text carries its send time, each receiver times its arrival. Missing = messages \
              × receivers − deliveries (a receiver whose connection ends misses what follows).\n\
@@ -319,11 +320,11 @@ impl Results {
         let _ = writeln!(md, "## Echo (closed loop)\n");
         let _ = writeln!(
             md,
-            "| connections | payload | system | invocations/s | × bare | p50 ms | p99 ms | server CPU | generator CPU | other CPU | inv/s per server core | errors |"
+            "| connections | payload | system | invocations/s | × bare | p50 ms | p99 ms | p99.9 ms | calls per connection, min–max | server CPU | generator CPU | other CPU | inv/s per server core | errors |"
         );
         let _ = writeln!(
             md,
-            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for ((conns, payload), cells) in &self.echo {
             let base = Self::base(cells, |r| r.rate);
@@ -337,11 +338,14 @@ impl Results {
                     Ok(r) => {
                         let _ = writeln!(
                             md,
-                            "{lead} {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                            "{lead} {} | {} | {} | {} | {} | {}–{} | {} | {} | {} | {} | {} |",
                             int(r.rate),
                             ratio(r.rate, base),
                             ms(r.p50_us),
                             ms(r.p99_us),
+                            ms(r.p999_us),
+                            int(r.per_connection.0 as f64),
+                            int(r.per_connection.1 as f64),
                             pct(r.cpu.server),
                             pct(r.cpu.generator),
                             pct(r.cpu.others),
@@ -350,7 +354,7 @@ impl Results {
                         );
                     }
                     Err(_) => {
-                        let _ = writeln!(md, "{lead} failed | | | | | | | | | |");
+                        let _ = writeln!(md, "{lead} failed | | | | | | | | | | | |");
                     }
                 }
             }
