@@ -27,7 +27,7 @@ use crate::frame::Frame;
 use crate::hub::HubRuntime;
 use crate::lifetime::ConnectionToken;
 use crate::session::{self, Outgoing, TransportClosed};
-use crate::websocket::{Refusal, start_for, transport_query};
+use crate::transport::{Refusal, start_for, transport_query};
 
 /// A connection on an HTTP transport, as its POSTs, polls and DELETE find it.
 pub(crate) struct HttpConnection {

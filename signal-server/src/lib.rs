@@ -18,6 +18,7 @@ mod options;
 mod session;
 #[cfg(test)]
 mod tests;
+mod transport;
 mod upload;
 mod websocket;
 

@@ -3,11 +3,9 @@
 
 use std::collections::HashMap;
 use std::future::ready;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -15,98 +13,18 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use futures_util::Stream;
 use futures_util::stream::{SplitSink, StreamExt};
-use http::StatusCode;
-use http::request::Parts;
-use serde::Deserialize;
 use signal_core::TransportType;
+
+use tokio::sync::mpsc;
 
 use crate::dispatch::HubDispatch;
 use crate::frame::Frame;
 use crate::http_transports;
 use crate::hub::HubRuntime;
-use crate::lifetime::{ConnectionId, ConnectionToken};
-use crate::negotiate::TokenError;
+use crate::lifetime::ConnectionToken;
 use crate::options::HubOptions;
 use crate::session::{self, Outgoing, Start, TransportClosed};
-use tokio::sync::mpsc;
-
-#[derive(Deserialize)]
-pub(crate) struct TransportQuery {
-    pub(crate) id: Option<String>,
-}
-
-/// Why a transport request was refused; the text is the response body.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Refusal {
-    #[error("The {0} transport is not enabled for this hub.")]
-    Disabled(TransportType),
-    #[error("Connection ID required")]
-    MissingId,
-    #[error("No Connection with that ID")]
-    Unknown,
-    #[error("Another transport is already active for this connection.")]
-    InUse,
-    #[error("Expected a WebSocket upgrade: {0}")]
-    NotUpgrade(String),
-    #[error("Invalid query string: {0}")]
-    Query(String),
-    #[error("WebSocket connections from this origin are not allowed.")]
-    Origin,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let status = match self {
-            Refusal::Unknown => StatusCode::NOT_FOUND,
-            Refusal::InUse => StatusCode::CONFLICT,
-            Refusal::Origin => StatusCode::FORBIDDEN,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        (status, self.to_string()).into_response()
-    }
-}
-
-/// What a transport request that names a connection resolves to.
-pub(crate) fn start_for<D: HubDispatch>(
-    runtime: &HubRuntime<D>,
-    parts: &Parts,
-    transport: TransportType,
-    id: Option<&str>,
-) -> Result<Start, Refusal> {
-    if !runtime.options.transports.contains(&transport) {
-        return Err(Refusal::Disabled(transport));
-    }
-    let (id, token, stateful) = match id {
-        // skipNegotiation: the connection starts with the upgrade.
-        None if transport == TransportType::WebSockets => (ConnectionId::random(), None, false),
-        None => return Err(Refusal::MissingId),
-        Some(token) => match runtime.negotiations.start(token) {
-            // Stateful reconnect is for WebSockets only.
-            Ok(started) => (
-                started.id,
-                Some(started.token),
-                started.stateful && transport == TransportType::WebSockets,
-            ),
-            Err(TokenError::Unknown) => return Err(Refusal::Unknown),
-            Err(TokenError::InUse) => return Err(Refusal::InUse),
-        },
-    };
-    Ok(Start {
-        id,
-        token,
-        user: runtime
-            .user_id
-            .as_ref()
-            .and_then(|f| f(parts))
-            .map(Arc::from),
-        transport,
-        remote: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0),
-        stateful,
-    })
-}
+use crate::transport::{Refusal, start_for, transport_query};
 
 /// The incoming half of a WebSocket: text and binary payloads until Close.
 type WebSocketIncoming = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
@@ -209,12 +127,6 @@ fn split(socket: WebSocket) -> Reattachment {
             })
         });
     (Box::pin(incoming), WebSocketOutgoing(sink))
-}
-
-pub(crate) fn transport_query(parts: &Parts) -> Result<TransportQuery, Refusal> {
-    axum::extract::Query::<TransportQuery>::try_from_uri(&parts.uri)
-        .map(|q| q.0)
-        .map_err(|e| Refusal::Query(e.body_text()))
 }
 
 async fn serve<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, socket: WebSocket) {

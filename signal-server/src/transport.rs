@@ -1,0 +1,103 @@
+//! What every transport request shares: the `id` query parameter, the refusals
+//! (400/403/404/409) and how a request becomes a connection's [`Start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::connect_info::ConnectInfo;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+use serde::Deserialize;
+use signal_core::TransportType;
+
+use crate::dispatch::HubDispatch;
+use crate::hub::HubRuntime;
+use crate::lifetime::ConnectionId;
+use crate::negotiate::TokenError;
+use crate::session::Start;
+
+#[derive(Deserialize)]
+pub(crate) struct TransportQuery {
+    pub(crate) id: Option<String>,
+}
+
+/// Why a transport request was refused; the text is the response body.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("The {0} transport is not enabled for this hub.")]
+    Disabled(TransportType),
+    #[error("Connection ID required")]
+    MissingId,
+    #[error("No Connection with that ID")]
+    Unknown,
+    #[error("Another transport is already active for this connection.")]
+    InUse,
+    #[error("Expected a WebSocket upgrade: {0}")]
+    NotUpgrade(String),
+    #[error("Invalid query string: {0}")]
+    Query(String),
+    #[error("WebSocket connections from this origin are not allowed.")]
+    Origin,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Refusal::Unknown => StatusCode::NOT_FOUND,
+            Refusal::InUse => StatusCode::CONFLICT,
+            Refusal::Origin => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        (status, self.to_string()).into_response()
+    }
+}
+
+/// What a transport request that names a connection resolves to.
+pub(crate) fn start_for<D: HubDispatch>(
+    runtime: &HubRuntime<D>,
+    parts: &Parts,
+    transport: TransportType,
+    id: Option<&str>,
+) -> Result<Start, Refusal> {
+    if !runtime.options.transports.contains(&transport) {
+        return Err(Refusal::Disabled(transport));
+    }
+    let (id, token, stateful) = match id {
+        // skipNegotiation: the connection starts with the upgrade.
+        None if transport == TransportType::WebSockets => (ConnectionId::random(), None, false),
+        None => return Err(Refusal::MissingId),
+        Some(token) => match runtime.negotiations.start(token) {
+            // Stateful reconnect is for WebSockets only.
+            Ok(started) => (
+                started.id,
+                Some(started.token),
+                started.stateful && transport == TransportType::WebSockets,
+            ),
+            Err(TokenError::Unknown) => return Err(Refusal::Unknown),
+            Err(TokenError::InUse) => return Err(Refusal::InUse),
+        },
+    };
+    Ok(Start {
+        id,
+        token,
+        user: runtime
+            .user_id
+            .as_ref()
+            .and_then(|f| f(parts))
+            .map(Arc::from),
+        transport,
+        remote: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+        stateful,
+    })
+}
+
+/// The query of a transport request.
+pub(crate) fn transport_query(parts: &Parts) -> Result<TransportQuery, Refusal> {
+    axum::extract::Query::<TransportQuery>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .map_err(|e| Refusal::Query(e.body_text()))
+}
