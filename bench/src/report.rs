@@ -566,6 +566,7 @@ impl Results {
             "Echo: invocations per second (higher is better)",
             &echo,
             None,
+            false,
             int,
         );
         bars(
@@ -573,10 +574,17 @@ impl Results {
             40.0 + panel_h + 50.0,
             panel_h,
             width,
-            "Broadcast: p99 delivery latency, ms (lower is better; tick = p50)",
+            "Broadcast: p99 delivery latency, ms, log scale (lower is better; tick = p50)",
             &p99,
             Some(&p50),
-            |v| format!("{v:.1}"),
+            true,
+            |v| {
+                if v >= 100.0 {
+                    int(v)
+                } else {
+                    format!("{v:.1}")
+                }
+            },
         );
         svg.push_str("</svg>\n");
         svg
@@ -593,6 +601,57 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// How values map to bar heights.
+enum Scale {
+    /// 0 to `max`.
+    Linear { max: f64 },
+    /// 10^`lo` to 10^`hi`: latencies from 1 ms to seconds side by side.
+    Log { lo: f64, hi: f64 },
+}
+
+impl Scale {
+    fn for_values(values: impl Iterator<Item = f64> + Clone, log: bool) -> Scale {
+        let max = values.clone().fold(0.0_f64, f64::max);
+        if !log {
+            return Scale::Linear {
+                max: nice_ceiling(max),
+            };
+        }
+        let min = values.filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+        let lo = if min.is_finite() {
+            min.log10().floor()
+        } else {
+            0.0
+        };
+        let hi = max.log10().ceil().max(lo + 1.0);
+        Scale::Log { lo, hi }
+    }
+
+    /// Where `v` sits between the bottom (0) and the top (1).
+    fn fraction(&self, v: f64) -> f64 {
+        let f = match self {
+            Scale::Linear { max } => v / max,
+            Scale::Log { lo, hi } => (v.max(1e-9).log10() - lo) / (hi - lo),
+        };
+        f.clamp(0.0, 1.0)
+    }
+
+    /// The gridlines: (fraction, value).
+    fn grid(&self) -> Vec<(f64, f64)> {
+        match self {
+            Scale::Linear { max } => (0..=4)
+                .map(|i| (i as f64 / 4.0, max * i as f64 / 4.0))
+                .collect(),
+            Scale::Log { lo, hi } => {
+                let decades = (hi - lo).round() as i32;
+                (0..=decades)
+                    .map(|i| (i as f64 / decades as f64, 10f64.powf(lo + i as f64)))
+                    .collect()
+            }
+        }
+    }
+}
+
 /// One grouped bar panel at `top`, `height` tall; groups of one bar per system,
 /// with an optional tick per bar (`ticks`, same shape as the groups' values).
 #[allow(clippy::too_many_arguments)]
@@ -604,6 +663,7 @@ fn bars(
     title: &str,
     groups: &[(String, Vec<Option<f64>>)],
     ticks: Option<&[Vec<Option<f64>>]>,
+    log: bool,
     label: impl Fn(f64) -> String,
 ) {
     let left = 70.0;
@@ -616,16 +676,12 @@ fn bars(
         top + 18.0,
         escape(title)
     );
-    let max = groups
-        .iter()
-        .flat_map(|(_, v)| v.iter().flatten())
-        .copied()
-        .fold(0.0_f64, f64::max);
-    let max = nice_ceiling(max);
+    let values = groups.iter().flat_map(|(_, v)| v.iter().flatten()).copied();
+    let any = values.clone().any(|v| v > 0.0);
+    let scale = Scale::for_values(values, log);
     // Axis and grid.
-    for i in 0..=4 {
-        let value = max * i as f64 / 4.0;
-        let y = plot_bottom - (plot_bottom - plot_top) * i as f64 / 4.0;
+    for (fraction, value) in scale.grid() {
+        let y = plot_bottom - (plot_bottom - plot_top) * fraction;
         let _ = writeln!(
             svg,
             r##"<line x1="{left}" y1="{y:.1}" x2="{right}" y2="{y:.1}" stroke="#dddddd"/><text x="{}" y="{:.1}" text-anchor="end" fill="#555555">{}</text>"##,
@@ -634,7 +690,7 @@ fn bars(
             label(value)
         );
     }
-    if groups.is_empty() || max <= 0.0 {
+    if groups.is_empty() || !any {
         return;
     }
     let group_w = (right - left) / groups.len() as f64;
@@ -648,7 +704,7 @@ fn bars(
             let color = COLORS[s % COLORS.len()];
             match value {
                 Some(v) => {
-                    let h = (plot_bottom - plot_top) * (v / max).min(1.0);
+                    let h = (plot_bottom - plot_top) * scale.fraction(*v);
                     let _ = writeln!(
                         svg,
                         r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{color}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"##,
@@ -659,7 +715,7 @@ fn bars(
                         label(*v)
                     );
                     if let Some(Some(t)) = ticks.and_then(|t| t.get(g)).and_then(|t| t.get(s)) {
-                        let ty = plot_bottom - (plot_bottom - plot_top) * (t / max).min(1.0);
+                        let ty = plot_bottom - (plot_bottom - plot_top) * scale.fraction(*t);
                         let _ = writeln!(
                             svg,
                             r##"<line x1="{x:.1}" y1="{ty:.1}" x2="{:.1}" y2="{ty:.1}" stroke="#000000" stroke-width="2"/>"##,
@@ -718,5 +774,8 @@ mod tests {
         assert_eq!(nice_ceiling(4.0), 5.0);
         assert_eq!(payload_name(1024), "1 KiB");
         assert_eq!(payload_name(32), "32 B");
+        let log = Scale::for_values([9.0, 6434.0].into_iter(), true);
+        assert!(matches!(log, Scale::Log { lo: 0.0, hi: 4.0 }));
+        assert_eq!(log.fraction(100.0), 0.5);
     }
 }
