@@ -204,10 +204,29 @@ impl JsonHubProtocol {
 
     /// Encodes `message` as one record.
     pub fn to_record(&self, message: &HubMessage) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
+        let mut out = Vec::with_capacity(estimated_size(message));
         self.write(message, &mut out);
         out
     }
+}
+
+/// Room for the message's raw JSON payloads plus its fields, so that a large
+/// result or argument is not copied through several reallocations.
+fn estimated_size(message: &HubMessage) -> usize {
+    let payload = match message {
+        HubMessage::Invocation(m) => m.arguments.as_slice().iter().map(|a| a.get().len()).sum(),
+        HubMessage::StreamInvocation(m) => {
+            m.arguments.as_slice().iter().map(|a| a.get().len()).sum()
+        }
+        HubMessage::StreamItem(m) => m.item.get().len(),
+        HubMessage::Completion(m) => match &m.outcome {
+            CompletionOutcome::Result(r) => r.get().len(),
+            CompletionOutcome::Error(e) => e.len(),
+            CompletionOutcome::Void => 0,
+        },
+        _ => 0,
+    };
+    payload + 96
 }
 
 fn null() -> Box<RawValue> {

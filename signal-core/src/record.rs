@@ -43,26 +43,30 @@ impl RecordReader {
     /// Adds a chunk and returns every record it completes, without separators.
     /// Bytes after the last separator stay buffered for the next chunk.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, RecordError> {
+        self.push_bytes(Bytes::copy_from_slice(chunk))
+    }
+
+    /// Like [`push`](Self::push) for a chunk already in a [`Bytes`]: records
+    /// that lie whole inside it are slices of it, not copies.
+    pub fn push_bytes(&mut self, chunk: Bytes) -> Result<Vec<Bytes>, RecordError> {
         let mut records = Vec::new();
-        let mut rest = chunk;
-        // Common case: nothing buffered, whole records in the chunk; split them
-        // without copying into the buffer first.
-        while let Some(end) = rest.iter().position(|&b| b == RECORD_SEPARATOR) {
-            let (head, tail) = rest.split_at(end);
-            let size = self.buffer.len() + head.len();
-            if size > self.max_record_size {
+        let mut start = 0;
+        while let Some(offset) = memchr::memchr(RECORD_SEPARATOR, &chunk[start..]) {
+            let end = start + offset;
+            if self.buffer.len() + offset > self.max_record_size {
                 return Err(RecordError::TooLarge {
                     limit: self.max_record_size,
                 });
             }
             if self.buffer.is_empty() {
-                records.push(Bytes::copy_from_slice(head));
+                records.push(chunk.slice(start..end));
             } else {
-                self.buffer.extend_from_slice(head);
+                self.buffer.extend_from_slice(&chunk[start..end]);
                 records.push(self.buffer.split().freeze());
             }
-            rest = &tail[1..];
+            start = end + 1;
         }
+        let rest = &chunk[start..];
         if self.buffer.len() + rest.len() > self.max_record_size {
             return Err(RecordError::TooLarge {
                 limit: self.max_record_size,

@@ -78,6 +78,8 @@ struct Done {
     ordered: bool,
     /// A server stream to send, with its invocation id.
     stream: Option<(String, ItemStream)>,
+    /// The Completion to write, after whatever the call queued before it.
+    completion: Option<Frame>,
 }
 
 type Work = BoxFuture<'static, Done>;
@@ -211,6 +213,7 @@ async fn run_inner<D, I, O>(
             Done {
                 ordered: true,
                 stream: None,
+                completion: None,
             }
         }));
     }
@@ -218,6 +221,7 @@ async fn run_inner<D, I, O>(
     let keep_alive = !start.inherent_keep_alive();
     let stateful = link.is_stateful();
     let mut connected = true;
+    let mut transport_failed = false;
     let mut last_read = Instant::now();
     let mut last_write = Instant::now();
     let ping_sleep = sleep_until(last_write + options.keep_alive_interval);
@@ -225,6 +229,10 @@ async fn run_inner<D, I, O>(
     let reconnect_sleep = sleep_until(Instant::now());
     let mut ack_interval = tokio::time::interval(ACK_INTERVAL);
     tokio::pin!(ping_sleep, timeout_sleep, reconnect_sleep);
+
+    // One registration for the whole session, not one per loop turn.
+    let closing = handle.closing().clone().cancelled_owned();
+    tokio::pin!(closing);
 
     let mut pending_records = leftover;
     let end = 'session: loop {
@@ -267,7 +275,7 @@ async fn run_inner<D, I, O>(
         }
 
         tokio::select! {
-            _ = handle.closing().cancelled() => break End::ServerClose(handle.close_error()),
+            _ = &mut closing => break End::ServerClose(handle.close_error()),
             chunk = link.recv(), if connected => {
                 let Some(chunk) = chunk else {
                     if !stateful {
@@ -279,7 +287,7 @@ async fn run_inner<D, I, O>(
                     continue;
                 };
                 last_read = Instant::now();
-                match reader.push(&chunk) {
+                match reader.push_bytes(chunk) {
                     Ok(records) => pending_records = records,
                     Err(RecordError::TooLarge { .. }) => {
                         let error = RecordError::TooLarge { limit: options.maximum_receive_message_size };
@@ -288,15 +296,11 @@ async fn run_inner<D, I, O>(
                 }
             }
             Some(frame) = rx.recv(), if connected && link.can_send() => {
-                if write_batch(&mut link, &mut rx, frame).await.is_err() {
-                    if !stateful {
-                        break End::ClientLeft(None);
-                    }
-                    connected = false;
-                    reconnect_sleep.as_mut().reset(Instant::now() + options.disconnect_timeout);
-                    continue;
+                if write_batch(&mut link, &mut rx, frame).await.is_ok() {
+                    last_write = Instant::now();
+                } else {
+                    transport_failed = true;
                 }
-                last_write = Instant::now();
             }
             attachment = next_attachment(&mut attachments) => {
                 connected = link.attach(attachment).await.is_ok();
@@ -322,6 +326,16 @@ async fn run_inner<D, I, O>(
             Some(done) = running.next() => {
                 if done.ordered {
                     ordered_running -= 1;
+                }
+                if let Some(completion) = done.completion {
+                    if !connected {
+                        // Sequenced and sent once the client is back.
+                        handle.try_send(&completion);
+                    } else if write_completion(&mut link, &mut rx, completion).await.is_ok() {
+                        last_write = Instant::now();
+                    } else {
+                        transport_failed = true;
+                    }
                 }
                 if let Some((invocation_id, stream)) = done.stream {
                     let token = CancellationToken::new();
@@ -358,6 +372,15 @@ async fn run_inner<D, I, O>(
                 timeout_sleep.as_mut().reset(due);
             }
         }
+        if std::mem::take(&mut transport_failed) {
+            if !stateful {
+                break End::ClientLeft(None);
+            }
+            connected = false;
+            reconnect_sleep
+                .as_mut()
+                .reset(Instant::now() + options.disconnect_timeout);
+        }
         if calls.queue.len() > options.pending_invocation_capacity {
             break End::ServerClose(Some(format!(
                 "Connection closed with an error: more than {} invocations were waiting to run.",
@@ -374,7 +397,13 @@ async fn run_inner<D, I, O>(
             let drain = async {
                 while !running.is_empty() {
                     tokio::select! {
-                        Some(_) = running.next() => {}
+                        Some(done) = running.next() => {
+                            if let Some(completion) = done.completion
+                                && write_completion(&mut link, &mut rx, completion).await.is_err()
+                            {
+                                return;
+                            }
+                        }
                         Some(frame) = rx.recv() => {
                             if write_batch(&mut link, &mut rx, frame).await.is_err() {
                                 return;
@@ -449,7 +478,7 @@ where
 {
     loop {
         let chunk = incoming.next().await.ok_or(None)?;
-        let mut records = reader.push(&chunk).map_err(|e| Some(e.to_string()))?;
+        let mut records = reader.push_bytes(chunk).map_err(|e| Some(e.to_string()))?;
         if records.is_empty() {
             continue;
         }
@@ -490,6 +519,20 @@ async fn write_handshake<O: Outgoing>(
     tokio::time::timeout(timeout, write_now(outgoing, frame))
         .await
         .unwrap_or(Err(TransportClosed))
+}
+
+/// Writes what is already queued, then a call's Completion, then flushes: the
+/// call's own sends (queued before it finished) arrive before its result.
+async fn write_completion<O: Outgoing>(
+    outgoing: &mut O,
+    rx: &mut mpsc::Receiver<Frame>,
+    completion: Frame,
+) -> Result<(), TransportClosed> {
+    while let Ok(frame) = rx.try_recv() {
+        outgoing.feed(frame).await?;
+    }
+    outgoing.feed(completion).await?;
+    outgoing.flush().await
 }
 
 /// Writes `first` and whatever else is already queued, then flushes once.
@@ -594,7 +637,6 @@ impl<D: HubDispatch> Calls<D> {
         let work = invoke(
             self.runtime.clone(),
             self.cx.clone(),
-            self.handle.clone(),
             invocation_id,
             call.with_streams(streams),
             ordered,
@@ -611,7 +653,6 @@ impl<D: HubDispatch> Calls<D> {
 fn invoke<D: HubDispatch>(
     runtime: Arc<HubRuntime<D>>,
     cx: Context<D::Client>,
-    handle: Arc<ConnectionHandle>,
     invocation_id: Option<String>,
     call: Call,
     ordered: bool,
@@ -630,6 +671,7 @@ fn invoke<D: HubDispatch>(
                 return Done {
                     ordered,
                     stream: invocation_id.map(|id| (id, stream)),
+                    completion: None,
                 };
             }
             Ok(Ok(Output::Stream(_))) => CompletionOutcome::Error(
@@ -668,19 +710,17 @@ fn invoke<D: HubDispatch>(
                 ))
             }
         };
-        if let Some(invocation_id) = invocation_id {
-            let completion = Completion {
+        let completion = invocation_id.map(|invocation_id| {
+            Frame::encode(&HubMessage::Completion(Completion {
                 invocation_id,
                 outcome,
                 headers: Default::default(),
-            };
-            handle
-                .send(Frame::encode(&HubMessage::Completion(completion)))
-                .await;
-        }
+            }))
+        });
         Done {
             ordered,
             stream: None,
+            completion,
         }
     })
 }
@@ -716,7 +756,7 @@ async fn pump(
                     item,
                     headers: Default::default(),
                 });
-                let frame = Frame::encode(&message).holding(slot);
+                let frame = Frame::stream_item(&message, slot);
                 let sent = tokio::select! {
                     _ = cancelled.cancelled() => break CompletionOutcome::Void,
                     sent = handle.send(frame) => sent,
