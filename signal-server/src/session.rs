@@ -431,10 +431,7 @@ async fn run_inner<D, I, O>(
         End::ServerClose(error) => error,
     };
     drop(rx);
-    link.close().await;
-    if let Some(token) = &start.token {
-        runtime.negotiations.end(token);
-    }
+    finish_transport(&runtime, &start, &mut link).await;
 
     for token in calls.stream_tokens.values() {
         token.cancel();
