@@ -5,7 +5,11 @@
 //! `SIGNAL_TRANSPORTS` restricts the transports (comma list of `WebSockets`,
 //! `ServerSentEvents`, `LongPolling`, in the order negotiate offers them);
 //! `SIGNAL_CORS_ORIGINS` lists the origins allowed across origins (unset:
-//! same-origin only).
+//! same-origin only). Timeouts in milliseconds, so that suites can watch them
+//! act in seconds: `SIGNAL_KEEP_ALIVE_MS`, `SIGNAL_CLIENT_TIMEOUT_MS`,
+//! `SIGNAL_HANDSHAKE_TIMEOUT_MS`, `SIGNAL_LONG_POLL_TIMEOUT_MS` (how long a poll
+//! is held), `SIGNAL_LONG_POLL_DISCONNECT_MS` (how long without a poll ends the
+//! connection). `SIGNAL_DETAILED_ERRORS=1` turns on detailed errors.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -137,6 +141,11 @@ impl Conformance for ConformanceHub {
     ) -> Result<String, HubError> {
         Ok(cx.clients().caller().ask(question).await?)
     }
+
+    async fn delay(&self, ms: u64, tag: String) -> String {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        tag
+    }
 }
 
 #[tokio::main]
@@ -153,6 +162,21 @@ async fn main() -> std::io::Result<()> {
             .map_err(std::io::Error::other)?;
         hub = hub.configure(|o| o.transports = transports);
     }
+    let keep_alive = support::env_millis("SIGNAL_KEEP_ALIVE_MS")?;
+    let client_timeout = support::env_millis("SIGNAL_CLIENT_TIMEOUT_MS")?;
+    let handshake_timeout = support::env_millis("SIGNAL_HANDSHAKE_TIMEOUT_MS")?;
+    let long_poll = support::env_millis("SIGNAL_LONG_POLL_TIMEOUT_MS")?;
+    let long_poll_disconnect = support::env_millis("SIGNAL_LONG_POLL_DISCONNECT_MS")?;
+    let detailed = std::env::var("SIGNAL_DETAILED_ERRORS").is_ok_and(|v| v == "1");
+    hub = hub.configure(|o| {
+        o.keep_alive_interval = keep_alive.unwrap_or(o.keep_alive_interval);
+        o.client_timeout = client_timeout.unwrap_or(o.client_timeout);
+        o.handshake_timeout = handshake_timeout.unwrap_or(o.handshake_timeout);
+        o.long_polling_timeout = long_poll.unwrap_or(o.long_polling_timeout);
+        o.long_polling_disconnect_timeout =
+            long_poll_disconnect.unwrap_or(o.long_polling_disconnect_timeout);
+        o.enable_detailed_errors = detailed;
+    });
     if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
         hub = hub.allow_origins(origins).map_err(std::io::Error::other)?;
     }

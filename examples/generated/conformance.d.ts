@@ -64,6 +64,11 @@ export declare class ConformanceProxy {
   sum(numbers: Subject<number>): Promise<number>;
   /** Asks the caller's `ask(question)` and returns its answer. */
   askCaller(question: string): Promise<string>;
+  /**
+   * Waits `ms` milliseconds, then returns `tag`: shows that one connection's
+   * invocations complete in order.
+   */
+  delay(ms: number, tag: string): Promise<string>;
 }
 
 /** What the conformance hub calls on its clients. */

@@ -97,6 +97,14 @@ export class ConformanceProxy {
   askCaller(question) {
     return this.connection.invoke("askCaller", question);
   }
+
+  /**
+   * Waits `ms` milliseconds, then returns `tag`: shows that one connection's
+   * invocations complete in order.
+   */
+  delay(ms, tag) {
+    return this.connection.invoke("delay", ms, tag);
+  }
 }
 
 /**

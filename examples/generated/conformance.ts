@@ -118,6 +118,14 @@ export class ConformanceProxy {
   askCaller(question: string): Promise<string> {
     return this.connection.invoke("askCaller", question);
   }
+
+  /**
+   * Waits `ms` milliseconds, then returns `tag`: shows that one connection's
+   * invocations complete in order.
+   */
+  delay(ms: number, tag: string): Promise<string> {
+    return this.connection.invoke("delay", ms, tag);
+  }
 }
 
 /** What the conformance hub calls on its clients. */

@@ -54,6 +54,20 @@ pub(crate) fn env_list(name: &str) -> Option<Vec<String>> {
     (!items.is_empty()).then_some(items)
 }
 
+/// An environment variable in milliseconds; `None` when unset, an error when
+/// it is not a whole number.
+#[allow(dead_code)] // not every example reads one
+pub(crate) fn env_millis(name: &str) -> std::io::Result<Option<std::time::Duration>> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(value) => value
+            .trim()
+            .parse::<u64>()
+            .map(|ms| Some(std::time::Duration::from_millis(ms)))
+            .map_err(|e| std::io::Error::other(format!("{name}={value:?}: {e}"))),
+    }
+}
+
 /// Ctrl-C, or SIGTERM where there is one (how service managers stop a server).
 async fn stop_requested() {
     #[cfg(unix)]

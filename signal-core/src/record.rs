@@ -14,8 +14,9 @@ pub const RECORD_SEPARATOR: u8 = 0x1E;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
     /// A record grew past the maximum message size before its separator arrived.
+    /// The text is ASP.NET Core's, but for where the limit is set.
     #[error(
-        "a message exceeded the maximum message size of {limit} bytes; raise the limit in the hub options if such messages are expected"
+        "The maximum message size of {limit}B was exceeded. The message size can be configured in HubOptions."
     )]
     TooLarge {
         /// The configured limit in bytes.
@@ -74,6 +75,11 @@ impl RecordReader {
         }
         self.buffer.extend_from_slice(rest);
         Ok(records)
+    }
+
+    /// The largest record this reader accepts, in bytes.
+    pub fn max_record_size(&self) -> usize {
+        self.max_record_size
     }
 
     /// How many bytes wait for their separator.

@@ -31,16 +31,20 @@ impl HubError {
 }
 
 /// Why an invocation failed before or while a hub method ran. The runtime turns
-/// each into the Completion error text ASP.NET Core SignalR sends for it.
+/// each into the Completion error text ASP.NET Core SignalR sends for it
+/// ([`completion_text`](Self::completion_text)); every text is listed, with its
+/// ASP.NET Core source, in [`texts`](crate::texts).
 #[derive(Debug, thiserror::Error)]
 pub enum InvocationError {
-    /// No method of that name (compared without case).
-    #[error("Unknown hub method '{0}'")]
-    UnknownMethod(String),
-    /// The arguments did not fit the method's parameters.
+    /// No method of that name (compared without case). ASP.NET Core's binder
+    /// raises `HubException("Method does not exist.")` for it.
     #[error(
-        "Failed to invoke '{method}' due to an error on the server. InvalidDataException: {source}"
+        "Failed to invoke '{0}' due to an error on the server. HubException: Method does not exist."
     )]
+    UnknownMethod(String),
+    /// The arguments did not fit the method's parameters. The details reach the
+    /// caller only with detailed errors on; they are logged either way.
+    #[error("Failed to invoke '{method}' due to an error on the server.")]
     Arguments {
         /// The method's wire name.
         method: String,
@@ -79,8 +83,9 @@ pub enum InvocationError {
         #[source]
         source: serde_json::Error,
     },
-    /// The method was invoked the wrong way (a streaming method by Invocation, say).
-    #[error("Failed to invoke '{method}' due to an error on the server. {reason}")]
+    /// The method was invoked the wrong way (a streaming method by Invocation,
+    /// say): ASP.NET Core sends the bare sentence.
+    #[error("{reason}")]
     Kind {
         /// The method's wire name.
         method: String,
@@ -107,6 +112,29 @@ impl InvocationError {
             source,
         }
     }
+
+    /// The Completion error text the caller receives; `detailed` is
+    /// [`HubOptions::enable_detailed_errors`](crate::HubOptions::enable_detailed_errors),
+    /// which adds what ASP.NET Core adds with detailed errors on.
+    pub fn completion_text(&self, detailed: bool) -> String {
+        match self {
+            InvocationError::Arguments { source, .. } if detailed => {
+                let detail = match source {
+                    ArgumentError::Invalid { .. } => {
+                        "Error binding arguments. Make sure that the types of the provided \
+                         values match the types of the hub method being invoked."
+                            .to_owned()
+                    }
+                    other => other.to_string(),
+                };
+                format!("{self} InvalidDataException: {detail}")
+            }
+            InvocationError::Result { source, .. } if detailed => {
+                format!("{self} SerializationException: {source}")
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 /// A message could not be sent to a client.
@@ -131,8 +159,9 @@ pub enum ClientResultError {
     /// The invocation could not be sent.
     #[error(transparent)]
     Send(#[from] SendError),
-    /// The client answered with an error (for instance, no handler for the method).
-    #[error("the client answered with an error: {0}")]
+    /// The client answered with an error (for instance, no handler for the
+    /// method); its text, unchanged, as ASP.NET Core passes it on.
+    #[error("{0}")]
     Client(String),
     /// The client's answer did not have the expected type.
     #[error("the client's result could not be read as the expected type: {0}")]

@@ -26,14 +26,14 @@ use crate::dispatch::HubDispatch;
 use crate::frame::Frame;
 use crate::hub::HubRuntime;
 use crate::lifetime::ConnectionToken;
-use crate::session::{self, Outgoing, TransportClosed};
+use crate::session::{self, Inbound, Outgoing, Oversized, TransportClosed};
 use crate::transport::{Refusal, start_for, transport_query};
 
 /// A connection on an HTTP transport, as its POSTs, polls and DELETE find it.
 pub(crate) struct HttpConnection {
     transport: TransportType,
     /// POST bodies to the session; `None` once the client ended the connection.
-    incoming: Mutex<Option<mpsc::Sender<Bytes>>>,
+    incoming: Mutex<Option<mpsc::Sender<Inbound>>>,
     posting: AtomicBool,
     /// Ends the transport: the client left, or went too long without a poll.
     abort: CancellationToken,
@@ -141,7 +141,7 @@ pub(crate) async fn get<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, request: Re
         .expect("negotiated connections have a token");
     let capacity = runtime.options.outgoing_queue_capacity.max(1);
     let (frames_tx, frames_rx) = mpsc::channel(capacity);
-    let (incoming_tx, incoming_rx) = mpsc::channel::<Bytes>(16);
+    let (incoming_tx, incoming_rx) = mpsc::channel::<Inbound>(16);
     let abort = CancellationToken::new();
     let (poll, events) = if transport == TransportType::LongPolling {
         let poll = PollState {
@@ -365,9 +365,19 @@ pub(crate) async fn post<D: HubDispatch>(
             .into_response();
     };
     let limit = post_limit(runtime.options.maximum_receive_message_size);
+    let sender = connection.incoming.lock().expect("incoming lock").clone();
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
-        Err(_) => {
+        Err(error) => {
+            tracing::debug!(%error, "POST body refused");
+            // The connection ends with the size-limit Close, as over WebSockets;
+            // a body that failed for another reason (the client went away) is
+            // just dropped.
+            if is_length_limit(&error)
+                && let Some(sender) = sender
+            {
+                let _ = sender.send(Err(Oversized)).await;
+            }
             return (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("The request body exceeds {limit} bytes."),
@@ -375,9 +385,10 @@ pub(crate) async fn post<D: HubDispatch>(
                 .into_response();
         }
     };
-    let sender = connection.incoming.lock().expect("incoming lock").clone();
     match sender {
-        Some(sender) if !connection.ended.is_cancelled() && sender.send(bytes).await.is_ok() => {
+        Some(sender)
+            if !connection.ended.is_cancelled() && sender.send(Ok(bytes)).await.is_ok() =>
+        {
             StatusCode::OK.into_response()
         }
         _ => Refusal::Unknown.into_response(),
@@ -398,6 +409,19 @@ impl Drop for Posting<'_> {
     fn drop(&mut self) {
         self.0.posting.store(false, Ordering::SeqCst);
     }
+}
+
+/// Whether reading a body failed on its length limit (not on the client going away).
+fn is_length_limit(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// A POST body may batch many records; each is still held to the message size

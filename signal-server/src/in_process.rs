@@ -60,7 +60,7 @@ impl<D: HubDispatch> InProcess<D> {
         };
         let incoming = Box::pin(futures_util::stream::unfold(
             from_client,
-            |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) },
+            |mut rx| async move { rx.recv().await.map(|chunk| (Ok(chunk), rx)) },
         ));
         tokio::spawn(session::run(
             self.runtime.clone(),

@@ -22,6 +22,11 @@ mod transport;
 mod upload;
 mod websocket;
 
+/// Every text the server sends (Completion errors, Close errors, handshake
+/// refusals), each with its ASP.NET Core source.
+#[doc = include_str!("docs/texts.md")]
+pub mod texts {}
+
 pub use clients::{CallerClients, ClientContract, Clients, MultiClient, SingleClient, Target};
 pub use context::{Context, Groups, HubHandle, Items};
 pub use dispatch::{BoxFuture, Call, HubDispatch, HubStream, Output, cancellable_stream};

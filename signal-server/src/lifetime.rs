@@ -154,10 +154,10 @@ impl ConnectionHandle {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(connection = %self.id, "outgoing queue full; closing the connection as too slow");
-                self.close(Some(
-                    "Connection closed with an error: the client did not keep up with the messages sent to it."
-                        .to_owned(),
-                ));
+                self.close(Some(format!(
+                    "Connection closed with an error. The client did not keep up: {} messages were waiting to be sent to it.",
+                    self.outgoing.max_capacity()
+                )));
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }

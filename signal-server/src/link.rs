@@ -11,18 +11,17 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use signal_core::HubMessage;
 
 use tokio::sync::mpsc;
 
 use crate::frame::Frame;
-use crate::session::{Outgoing, TransportClosed};
+use crate::session::{Inbound, Outgoing, TransportClosed};
 
 impl<I, O> Outgoing for Link<I, O>
 where
-    I: Stream<Item = Bytes> + Unpin + Send,
+    I: Stream<Item = Inbound> + Unpin + Send,
     O: Outgoing,
 {
     /// Buffers a frame for the transport; a sequenced frame is also kept until
@@ -75,7 +74,7 @@ struct Stateful {
 
 impl<I, O> Link<I, O>
 where
-    I: Stream<Item = Bytes> + Unpin + Send,
+    I: Stream<Item = Inbound> + Unpin + Send,
     O: Outgoing,
 {
     pub(crate) fn new(incoming: I, outgoing: O, write_timeout: Duration) -> Self {
@@ -105,7 +104,7 @@ where
         self.stateful.is_some()
     }
 
-    pub(crate) async fn recv(&mut self) -> Option<Bytes> {
+    pub(crate) async fn recv(&mut self) -> Option<Inbound> {
         self.incoming.next().await
     }
 
@@ -139,8 +138,9 @@ where
             }
             HubMessage::Sequence { sequence_id } => {
                 if *sequence_id > state.next_receiving {
+                    // ASP.NET Core's `MessageBuffer.ResetSequence` text.
                     return Err(
-                        "Connection closed with an error: the client's Sequence id is greater than the number of messages the server received."
+                        "Connection closed with an error. InvalidOperationException: Sequence ID greater than amount of messages we've received."
                             .to_owned(),
                     );
                 }

@@ -58,6 +58,11 @@ pub struct HubOptions {
     /// How long a long-polling connection may go without a poll before it is
     /// ended (15 s).
     pub long_polling_disconnect_timeout: Duration,
+    /// Whether invocation errors carry their details, as ASP.NET Core's
+    /// `EnableDetailedErrors` (off): with it, an argument that fails to bind is
+    /// named in the caller's error text (see [`texts`](crate::texts)). Details are
+    /// logged either way.
+    pub enable_detailed_errors: bool,
     /// How long a negotiated connection may wait for its first transport
     /// request before its token expires (30 s).
     pub negotiate_timeout: Duration,
@@ -84,6 +89,7 @@ impl Default for HubOptions {
             long_polling_timeout: Duration::from_secs(90),
             long_polling_disconnect_timeout: Duration::from_secs(15),
             negotiate_timeout: Duration::from_secs(30),
+            enable_detailed_errors: false,
         }
     }
 }

@@ -36,6 +36,24 @@ const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct TransportClosed;
 
+/// The client sent a message larger than its transport will buffer (a WebSocket
+/// frame past its cap, a POST body past its limit): the connection ends with
+/// the size-limit Close, as for a record over the hub's limit.
+#[derive(Debug)]
+pub(crate) struct Oversized;
+
+/// What a transport's incoming half yields: a chunk of what the client sent, or
+/// word that it sent too much at once.
+pub(crate) type Inbound = Result<Bytes, Oversized>;
+
+/// The Close error for a message over `limit` bytes, whatever its transport.
+pub(crate) fn too_large_error(limit: usize) -> String {
+    format!(
+        "Connection closed with an error. InvalidDataException: {}",
+        RecordError::TooLarge { limit }
+    )
+}
+
 /// The sending half of a transport.
 pub(crate) trait Outgoing: Send {
     /// Buffers one frame.
@@ -103,7 +121,7 @@ pub(crate) async fn run<D, I, O>(
     attachments: Option<mpsc::Receiver<Attachment<I, O>>>,
 ) where
     D: HubDispatch,
-    I: Stream<Item = Bytes> + Unpin + Send,
+    I: Stream<Item = Inbound> + Unpin + Send,
     O: Outgoing,
 {
     let span = tracing::debug_span!("connection", id = %start.id, transport = %start.transport);
@@ -121,7 +139,7 @@ async fn run_inner<D, I, O>(
     attachments: Option<mpsc::Receiver<Attachment<I, O>>>,
 ) where
     D: HubDispatch,
-    I: Stream<Item = Bytes> + Unpin + Send,
+    I: Stream<Item = Inbound> + Unpin + Send,
     O: Outgoing,
 {
     let options = &runtime.options;
@@ -246,7 +264,7 @@ async fn run_inner<D, I, O>(
                 }
                 Err(error) => {
                     break 'session End::ServerClose(Some(format!(
-                        "Connection closed with an error: {error}"
+                        "Connection closed with an error. InvalidDataException: {error}"
                     )));
                 }
             };
@@ -287,11 +305,10 @@ async fn run_inner<D, I, O>(
                     continue;
                 };
                 last_read = Instant::now();
-                match reader.push_bytes(chunk) {
-                    Ok(records) => pending_records = records,
-                    Err(RecordError::TooLarge { .. }) => {
-                        let error = RecordError::TooLarge { limit: options.maximum_receive_message_size };
-                        break End::ServerClose(Some(format!("Connection closed with an error: {error}")));
+                match chunk.map(|chunk| reader.push_bytes(chunk)) {
+                    Ok(Ok(records)) => pending_records = records,
+                    Ok(Err(RecordError::TooLarge { .. })) | Err(Oversized) => {
+                        break End::ServerClose(Some(too_large_error(options.maximum_receive_message_size)));
                     }
                 }
             }
@@ -365,7 +382,7 @@ async fn run_inner<D, I, O>(
                 let due = last_read + options.client_timeout;
                 if Instant::now() >= due {
                     break End::ServerClose(Some(format!(
-                        "Connection closed with an error: no message was received from the client within the client timeout ({:?}).",
+                        "Connection closed with an error. No message was received from the client within the client timeout ({:?}).",
                         options.client_timeout
                     )));
                 }
@@ -383,7 +400,7 @@ async fn run_inner<D, I, O>(
         }
         if calls.queue.len() > options.pending_invocation_capacity {
             break End::ServerClose(Some(format!(
-                "Connection closed with an error: more than {} invocations were waiting to run.",
+                "Connection closed with an error. More than {} invocations were waiting to run.",
                 options.pending_invocation_capacity
             )));
         }
@@ -471,10 +488,17 @@ async fn read_handshake<I>(
     reader: &mut RecordReader,
 ) -> Result<(u32, Vec<Bytes>), Option<String>>
 where
-    I: Stream<Item = Bytes> + Unpin,
+    I: Stream<Item = Inbound> + Unpin,
 {
     loop {
-        let chunk = incoming.next().await.ok_or(None)?;
+        let chunk = incoming.next().await.ok_or(None)?.map_err(|Oversized| {
+            Some(
+                RecordError::TooLarge {
+                    limit: reader.max_record_size(),
+                }
+                .to_string(),
+            )
+        })?;
         let mut records = reader.push_bytes(chunk).map_err(|e| Some(e.to_string()))?;
         if records.is_empty() {
             continue;
@@ -487,7 +511,9 @@ where
                 request.protocol
             )));
         }
-        if request.version == 0 || request.version > JsonHubProtocol::MAX_VERSION {
+        // Version 0 is accepted as ASP.NET Core accepts it: some third-party
+        // clients send the negotiate version there.
+        if request.version > JsonHubProtocol::MAX_VERSION {
             return Err(Some(format!(
                 "The server does not support version {} of the 'json' protocol.",
                 request.version
@@ -623,7 +649,7 @@ impl<D: HubDispatch> Calls<D> {
         for id in stream_ids {
             if self.uploads.contains_key(&id) {
                 return Err(format!(
-                    "Connection closed with an error: the stream id '{id}' is already in use."
+                    "Connection closed with an error. InvalidDataException: The stream id '{id}' is already in use."
                 ));
             }
             let (tx, rx) = mpsc::channel(self.runtime.options.stream_buffer_capacity.max(1));
@@ -671,24 +697,13 @@ fn invoke<D: HubDispatch>(
                     completion: None,
                 };
             }
-            Ok(Ok(Output::Stream(_))) => CompletionOutcome::Error(
-                InvocationError::Kind {
-                    method: target.clone(),
-                    reason: format!(
-                        "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
-                    ),
-                }
-                .to_string(),
-            ),
-            Ok(Ok(_)) if streaming => CompletionOutcome::Error(
-                InvocationError::Kind {
-                    method: target.clone(),
-                    reason: format!(
-                        "The client attempted to invoke the non-streaming '{target}' method with a streaming invocation."
-                    ),
-                }
-                .to_string(),
-            ),
+            // ASP.NET Core's texts, bare (`ValidateInvocationMode`).
+            Ok(Ok(Output::Stream(_))) => CompletionOutcome::Error(format!(
+                "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
+            )),
+            Ok(Ok(_)) if streaming => CompletionOutcome::Error(format!(
+                "The client attempted to invoke the non-streaming '{target}' method with a streaming invocation."
+            )),
             Ok(Ok(Output::Void)) => CompletionOutcome::Void,
             Ok(Ok(Output::Value(value))) => CompletionOutcome::Result(value),
             Ok(Err(error)) => {
@@ -696,9 +711,14 @@ fn invoke<D: HubDispatch>(
                     InvocationError::Result { source, .. } => {
                         tracing::error!(parent: &span, %source, "the result could not be serialized")
                     }
+                    InvocationError::Arguments { source, .. } => {
+                        tracing::debug!(parent: &span, %source, "the arguments did not bind")
+                    }
                     other => tracing::debug!(parent: &span, error = %other, "invocation failed"),
                 }
-                CompletionOutcome::Error(error.to_string())
+                CompletionOutcome::Error(
+                    error.completion_text(runtime.options.enable_detailed_errors),
+                )
             }
             Err(panic) => {
                 tracing::error!(parent: &span, panic = panic_message(&panic), "hub method panicked");

@@ -102,7 +102,7 @@ async fn stall(
     let (to_server, from_client) = mpsc::channel::<Bytes>(8);
     let incoming = Box::pin(futures_util::stream::unfold(
         from_client,
-        |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) },
+        |mut rx| async move { rx.recv().await.map(|chunk| (Ok(chunk), rx)) },
     ));
     let start = Start {
         id: ConnectionId::from("stalled"),

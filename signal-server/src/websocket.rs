@@ -23,11 +23,11 @@ use crate::http_transports;
 use crate::hub::HubRuntime;
 use crate::lifetime::ConnectionToken;
 use crate::options::HubOptions;
-use crate::session::{self, Outgoing, Start, TransportClosed};
+use crate::session::{self, Inbound, Outgoing, Oversized, Start, TransportClosed};
 use crate::transport::{Refusal, start_for, transport_query};
 
 /// The incoming half of a WebSocket: text and binary payloads until Close.
-type WebSocketIncoming = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+type WebSocketIncoming = Pin<Box<dyn Stream<Item = Inbound> + Send>>;
 
 /// A reconnected WebSocket on its way to its stateful connection's session.
 type Reattachment = (WebSocketIncoming, WebSocketOutgoing);
@@ -119,16 +119,43 @@ fn configure(
 
 fn split(socket: WebSocket) -> Reattachment {
     let (sink, stream) = socket.split();
+    // Payloads until Close or an error; a message past the frame cap ends the
+    // stream with `Oversized`, so the session can say why it closes.
     let incoming = stream
-        .take_while(|message| ready(matches!(message, Ok(m) if !matches!(m, Message::Close(_)))))
-        .filter_map(|message| {
+        .scan(false, |ended, message| {
+            if *ended {
+                return ready(None);
+            }
             ready(match message {
-                Ok(Message::Text(text)) => Some(Bytes::from(text)),
-                Ok(Message::Binary(bytes)) => Some(bytes),
-                _ => None,
+                Ok(Message::Text(text)) => Some(Some(Ok(Bytes::from(text)))),
+                Ok(Message::Binary(bytes)) => Some(Some(Ok(bytes))),
+                Ok(Message::Close(_)) => None,
+                Ok(_) => Some(None),
+                Err(error) if is_oversized(&error) => {
+                    *ended = true;
+                    Some(Some(Err(Oversized)))
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "WebSocket read failed");
+                    None
+                }
             })
-        });
+        })
+        .filter_map(ready);
     (Box::pin(incoming), WebSocketOutgoing(sink))
+}
+
+/// Whether a read failed because the client's message passed the frame cap.
+fn is_oversized(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(error) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = error.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 async fn serve<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, socket: WebSocket) {

@@ -107,4 +107,7 @@ pub trait Conformance {
         cx: &Context<dyn ConformanceClient>,
         question: String,
     ) -> Result<String, HubError>;
+    /// Waits `ms` milliseconds, then returns `tag`: shows that one connection's
+    /// invocations complete in order.
+    async fn delay(&self, ms: u64, tag: String) -> String;
 }
