@@ -8,13 +8,16 @@ use bytes::Bytes;
 use signal_core::{Arguments, HubDescriptor, HubMessage, JsonHubProtocol, StreamInvocation};
 use tokio::sync::mpsc;
 
-use crate::context::Context;
-use crate::dispatch::{BoxFuture, Call, HubDispatch, Output};
-use crate::error::InvocationError;
+use crate::connection::{
+    ChannelOutgoing, ConnectionId, Duplex, Incoming, Message, Start, TransportSink,
+};
 use crate::frame::Frame;
 use crate::hub::Hub;
-use crate::lifetime::ConnectionId;
-use crate::session::{self, Outgoing, Start, TransportClosed};
+use crate::hub::context::Context;
+use crate::hub::dispatch::{BoxFuture, Call, HubDispatch, Output};
+use crate::hub::error::InvocationError;
+use crate::hub::session;
+use tokio_util::sync::CancellationToken;
 
 /// A hub whose `numbers` stream never ends, counting what it produced.
 struct Producer {
@@ -58,41 +61,27 @@ impl HubDispatch for Producer {
     }
 }
 
-/// A transport that takes `capacity` frames and then stalls, like a client that
-/// stopped reading.
-struct Stalled {
-    taken: Arc<AtomicUsize>,
-    capacity: usize,
-}
-
-impl Outgoing for Stalled {
-    async fn feed(&mut self, _frame: Frame) -> Result<(), TransportClosed> {
-        if self.taken.load(Ordering::SeqCst) >= self.capacity {
-            std::future::pending::<()>().await;
-        }
-        self.taken.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), TransportClosed> {
-        Ok(())
-    }
-
-    async fn close(&mut self) {}
-}
-
 fn record(message: &HubMessage) -> Bytes {
     Bytes::from(JsonHubProtocol.to_record(message))
+}
+
+/// Frames a stalled transport took: it takes `capacity`, then stalls like a
+/// client that stopped reading.
+struct Taken(mpsc::Receiver<Frame>);
+
+impl Taken {
+    fn load(&self, _: Ordering) -> usize {
+        self.0.len()
+    }
 }
 
 /// Runs a `numbers` stream into a transport that takes `capacity` frames.
 async fn stall(
     capacity: usize,
     configure: impl FnOnce(&mut crate::HubOptions),
-) -> (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+) -> (Arc<AtomicUsize>, Taken, Arc<AtomicUsize>) {
     let produced = Arc::new(AtomicUsize::new(0));
     let disconnected = Arc::new(AtomicUsize::new(0));
-    let taken = Arc::new(AtomicUsize::new(0));
     let hub = Hub::new(Producer {
         produced: produced.clone(),
         disconnected: disconnected.clone(),
@@ -100,9 +89,13 @@ async fn stall(
     .configure(configure);
     let runtime = hub.into_runtime();
     let (to_server, from_client) = mpsc::channel::<Bytes>(8);
-    let incoming = Box::pin(futures_util::stream::unfold(
+    let incoming: Incoming = Box::pin(futures_util::stream::unfold(
         from_client,
-        |mut rx| async move { rx.recv().await.map(|chunk| (Ok(chunk), rx)) },
+        |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|chunk| (Ok(Message::Binary(chunk)), rx))
+        },
     ));
     let start = Start {
         id: ConnectionId::from("stalled"),
@@ -111,12 +104,13 @@ async fn stall(
         transport: signal_core::TransportType::WebSockets,
         remote: None,
         stateful: false,
+        early: Vec::new(),
     };
-    let outgoing = Stalled {
-        taken: taken.clone(),
-        capacity,
-    };
-    tokio::spawn(session::run(runtime, start, incoming, outgoing, None));
+    let (frames, taken) = mpsc::channel(capacity);
+    let outgoing = TransportSink::Channel(ChannelOutgoing::new(frames, CancellationToken::new()));
+    let duplex = Duplex::new(incoming, outgoing, runtime.options.client_timeout);
+    tokio::spawn(session::run(runtime, start, duplex));
+    let taken = Taken(taken);
     to_server
         .send(Bytes::from_static(
             b"{\"protocol\":\"json\",\"version\":1}\x1e",
@@ -158,7 +152,7 @@ async fn a_stalled_client_stops_the_producer_at_the_stream_window() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped_after_the_client_timeout() {
-    let (_, _, disconnected) = stall(3, |o| o.client_timeout = Duration::from_millis(200)).await;
+    let (_, _taken, disconnected) = stall(3, |o| o.client_timeout = Duration::from_millis(200)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(disconnected.load(Ordering::SeqCst), 0);
     for _ in 0..50 {
