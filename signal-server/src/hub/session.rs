@@ -265,7 +265,20 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                 }
             },
             Some(frame) = rx.recv(), if link.is_attached() && link.can_send() => {
-                if write_batch(&mut link, &mut rx, frame).await.is_ok() {
+                let write = write_batch(&mut link, &mut rx, frame);
+                tokio::pin!(write);
+                let written = tokio::select! {
+                    biased;
+                    written = &mut write => written,
+                    // A connection closed for falling behind is stuck in this
+                    // very write: end it now, with its reason. A shutdown lets
+                    // the write finish.
+                    _ = handle.closing().cancelled() => match handle.close_error() {
+                        Some(error) => break 'session End::ServerClose(Some(error)),
+                        None => write.await,
+                    },
+                };
+                if written.is_ok() {
                     last_write = Instant::now();
                 } else {
                     transport_failed = true;
@@ -328,6 +341,11 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
             }
         }
         if std::mem::take(&mut transport_failed) {
+            // A write that failed because the server is closing the connection
+            // (it fell behind) ends it with that reason, not as a client gone.
+            if handle.closing().is_cancelled() {
+                break End::ServerClose(handle.close_error());
+            }
             if !stateful {
                 break End::ClientLeft(None);
             }
