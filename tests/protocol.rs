@@ -526,6 +526,44 @@ async fn long_polling_without_polls_ends_the_connection() {
     );
 }
 
+#[tokio::test]
+async fn long_polling_may_post_its_handshake_before_the_first_poll() {
+    // ASP.NET Core accepts this order; some clients send the handshake first.
+    let mut server = serve(HubOptions::default()).await;
+    let client = reqwest::Client::new();
+    let token = negotiate(&client, server.addr, false).await.token;
+    let handshake = record("{\"protocol\":\"json\",\"version\":1}");
+    let echo = invocation("1", "echo", "\"early\"");
+    assert_eq!(post(&client, server.addr, &token, handshake).await, 200);
+    assert_eq!(post(&client, server.addr, &token, echo).await, 200);
+    // The first poll starts the connection, as ever.
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, String::new())
+    );
+    assert_eq!(server.events.next().await, "connected LongPolling");
+    let mut body = String::new();
+    while body.matches(RS).count() < 2 {
+        let (status, text) = poll(&client, server.addr, &token).await;
+        assert_eq!(status, 200);
+        body.push_str(&text);
+    }
+    assert_eq!(
+        body,
+        "{}\u{1e}{\"type\":3,\"invocationId\":\"1\",\"result\":\"early\"}\u{1e}"
+    );
+}
+
+#[tokio::test]
+async fn a_post_for_a_token_never_negotiated_is_404() {
+    let server = serve(HubOptions::default()).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        post(&client, server.addr, "no-such-token", record("{}")).await,
+        404
+    );
+}
+
 /// Negotiates a long-polling connection, starts it, and completes its handshake.
 async fn long_polling(client: &reqwest::Client, server: &mut Server) -> String {
     let token = negotiate(client, server.addr, false).await.token;
