@@ -47,6 +47,10 @@ pub trait TestHub {
     async fn swap(&self, a: Point, b: Point) -> (Point, Point);
     /// Fails with `why`.
     async fn fail(&self, why: String) -> Result<u8, HubError>;
+    /// Fails with `why` as a .NET hub's `InvalidOperationException` would.
+    async fn refuse(&self, why: String) -> Result<(), HubError>;
+    /// Panics with `why` (a value-returning method, so the proxy waits for its Completion).
+    async fn explode(&self, why: String) -> u8;
     /// Counts to `n`.
     async fn count(&self, n: u32) -> HubStream<u32>;
     /// Sends `notify(text)` to the caller.
@@ -101,6 +105,14 @@ impl TestHub for Impl {
 
     async fn fail(&self, why: String) -> Result<u8, HubError> {
         Err(HubError::new(why))
+    }
+
+    async fn refuse(&self, why: String) -> Result<(), HubError> {
+        Err(HubError::new(why).with_kind("InvalidOperationException"))
+    }
+
+    async fn explode(&self, why: String) -> u8 {
+        panic!("{why}");
     }
 
     async fn count(&self, n: u32) -> HubStream<u32> {
@@ -202,6 +214,53 @@ async fn hub_errors_reach_the_caller() {
     let (_, hub) = hub();
     let proxy = TestHubProxy::new(hub.connect().await.unwrap());
     match proxy.fail("no such room".into()).await {
+        Err(InvokeError::Hub(message)) => assert_eq!(
+            message,
+            "An unexpected error occurred invoking 'fail' on the server. HubException: no such room"
+        ),
+        other => panic!("expected a hub error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn errors_of_another_kind_and_panics_carry_details_only_when_detailed_errors_are_on() {
+    // ASP.NET Core's rule (ErrorMessageHelper): a HubException's message always
+    // reaches the caller, any other exception's only with detailed errors.
+    let (_, hub) = hub();
+    let plain = TestHubProxy::new(hub.connect().await.unwrap());
+    let detailed = TestHubProxy::new(detailed_hub().connect().await.unwrap());
+    for (proxy, expected) in [
+        (
+            &plain,
+            "An unexpected error occurred invoking 'refuse' on the server.",
+        ),
+        (
+            &detailed,
+            "An unexpected error occurred invoking 'refuse' on the server. InvalidOperationException: the room is closed",
+        ),
+    ] {
+        match proxy.refuse("the room is closed".into()).await {
+            Err(InvokeError::Hub(message)) => assert_eq!(message, expected),
+            other => panic!("expected a hub error, got {other:?}"),
+        }
+    }
+    for (proxy, expected) in [
+        (
+            &plain,
+            "An unexpected error occurred invoking 'explode' on the server.",
+        ),
+        (
+            &detailed,
+            "An unexpected error occurred invoking 'explode' on the server. Exception: out of cheese",
+        ),
+    ] {
+        match proxy.explode("out of cheese".into()).await {
+            Err(InvokeError::Hub(message)) => assert_eq!(message, expected),
+            other => panic!("expected a hub error, got {other:?}"),
+        }
+    }
+    // A HubException reads the same either way.
+    match detailed.fail("no such room".into()).await {
         Err(InvokeError::Hub(message)) => assert_eq!(
             message,
             "An unexpected error occurred invoking 'fail' on the server. HubException: no such room"
@@ -447,6 +506,8 @@ fn the_descriptor_shares_named_types_between_hub_and_client() {
             "mirror",
             "swap",
             "fail",
+            "refuse",
+            "explode",
             "count",
             "notifyCaller",
             "askClient",
@@ -486,6 +547,8 @@ fn the_descriptor_shares_named_types_between_hub_and_client() {
             Unary,
             Unary,
             Unary,
+            Unary,
+            Unary,
             ServerStream,
             Unary,
             Unary,
@@ -493,11 +556,11 @@ fn the_descriptor_shares_named_types_between_hub_and_client() {
             Unary
         ]
     );
-    assert_eq!(value["methods"][4]["returns"]["type"], "integer");
+    assert_eq!(value["methods"][6]["returns"]["type"], "integer");
+    assert!(value["methods"][9].get("returns").is_none());
     assert!(value["methods"][7].get("returns").is_none());
-    assert!(value["methods"][5].get("returns").is_none());
     assert_eq!(
-        value["methods"][5]["parameters"].as_array().unwrap().len(),
+        value["methods"][7]["parameters"].as_array().unwrap().len(),
         1
     );
 

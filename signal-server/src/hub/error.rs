@@ -1,5 +1,7 @@
 //! Errors of the hub runtime.
 
+use std::borrow::Cow;
+
 use signal_core::ArgumentError;
 
 /// The error a hub method returns on purpose; its message reaches the caller.
@@ -14,19 +16,52 @@ use signal_core::ArgumentError;
 #[error("{message}")]
 pub struct HubError {
     message: String,
+    kind: Option<Cow<'static, str>>,
 }
 
+/// The kind ASP.NET Core names an error a hub raises on purpose.
+const HUB_EXCEPTION: &str = "HubException";
+
 impl HubError {
-    /// An error whose `message` is sent to the caller as it is.
+    /// An error whose `message` is sent to the caller as it is (ASP.NET Core's
+    /// `HubException`).
     pub fn new(message: impl Into<String>) -> Self {
         HubError {
             message: message.into(),
+            kind: None,
         }
+    }
+
+    /// Names the error's kind as a .NET hub would throw it
+    /// (`InvalidOperationException`, say), for clients ported from .NET that
+    /// match on it. As in ASP.NET Core, only a `HubException` reaches the caller
+    /// with its message by default; another kind does only with
+    /// [`HubOptions::enable_detailed_errors`](crate::HubOptions::enable_detailed_errors),
+    /// and the caller otherwise reads the generic text.
+    #[must_use]
+    pub fn with_kind(mut self, kind: impl Into<Cow<'static, str>>) -> Self {
+        self.kind = Some(kind.into());
+        self
     }
 
     /// The message the caller receives.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The error's kind: `HubException` unless [`with_kind`](Self::with_kind) named another.
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or(HUB_EXCEPTION)
+    }
+
+    /// ASP.NET Core's `ErrorMessageHelper.BuildErrorMessage`: `prefix`, then the
+    /// kind and message when the error is a `HubException` or details are on.
+    pub(crate) fn text(&self, prefix: &str, detailed: bool) -> String {
+        if detailed || self.kind() == HUB_EXCEPTION {
+            format!("{prefix} {}: {}", self.kind(), self.message)
+        } else {
+            prefix.to_owned()
+        }
     }
 }
 
@@ -132,6 +167,10 @@ impl InvocationError {
             InvocationError::Result { source, .. } if detailed => {
                 format!("{self} SerializationException: {source}")
             }
+            InvocationError::Hub { method, source } => source.text(
+                &format!("An unexpected error occurred invoking '{method}' on the server."),
+                detailed,
+            ),
             other => other.to_string(),
         }
     }

@@ -61,9 +61,10 @@ pub struct HubOptions {
     /// ended (15 s).
     pub long_polling_disconnect_timeout: Duration,
     /// Whether invocation errors carry their details, as ASP.NET Core's
-    /// `EnableDetailedErrors` (off): with it, an argument that fails to bind is
-    /// named in the caller's error text (see [`texts`](crate::texts)). Details are
-    /// logged either way.
+    /// `EnableDetailedErrors` (off): with it, why arguments failed to bind, a
+    /// panic's message and the message of a [`HubError`](crate::HubError) of
+    /// another kind than `HubException` reach the caller (see
+    /// [`texts`](crate::texts)). Details are logged either way.
     pub enable_detailed_errors: bool,
     /// How long a negotiated connection may wait for its first transport
     /// request before its token expires (30 s).

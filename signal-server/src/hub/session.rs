@@ -314,6 +314,7 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                         stream,
                         token,
                         options.stream_buffer_capacity,
+                        options.enable_detailed_errors,
                     )));
                 }
             }
@@ -666,9 +667,15 @@ fn invoke<D: HubDispatch>(
             }
             Err(panic) => {
                 tracing::error!(parent: &span, panic = panic_message(&panic), "hub method panicked");
-                CompletionOutcome::Error(format!(
-                    "An unexpected error occurred invoking '{target}' on the server."
-                ))
+                let text =
+                    format!("An unexpected error occurred invoking '{target}' on the server.");
+                CompletionOutcome::Error(if runtime.options.enable_detailed_errors {
+                    // A panic is Rust's unexpected exception; its message is a
+                    // detail like any other.
+                    format!("{text} Exception: {}", panic_message(&panic))
+                } else {
+                    text
+                })
             }
         };
         let completion = invocation_id.map(|invocation_id| {
@@ -696,6 +703,7 @@ async fn pump(
     >,
     cancelled: CancellationToken,
     window: usize,
+    detailed: bool,
 ) -> String {
     let mut stream = AssertUnwindSafe(stream).catch_unwind();
     // At most `window` items between the producer and the transport: a slow
@@ -727,8 +735,9 @@ async fn pump(
                 }
             }
             Some(Ok(Err(error))) => {
-                break CompletionOutcome::Error(format!(
-                    "An error occurred on the server while streaming results. HubException: {error}"
+                break CompletionOutcome::Error(error.text(
+                    "An error occurred on the server while streaming results.",
+                    detailed,
                 ));
             }
             Some(Err(panic)) => {
