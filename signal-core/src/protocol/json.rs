@@ -430,4 +430,72 @@ mod tests {
             "Invocation provides 1 argument(s) but target expects 2."
         );
     }
+
+    #[test]
+    fn payloads_of_any_encoding_are_written_as_json() {
+        let item = |payload| to_record(&HubMessage::StreamItem(StreamItem::new("1", payload)));
+        let expected = b"{\"type\":2,\"invocationId\":\"1\",\"item\":{\"a\":[1,true,null]}}\x1e";
+        assert_eq!(item(raw("{\"a\":[1,true,null]}")), expected);
+        assert_eq!(
+            item(Payload::value(serde_json::json!({"a": [1, true, null]}))),
+            expected
+        );
+        // MessagePack from a client (a client result passed on, say), transcoded.
+        assert_eq!(
+            item(Payload::messagepack(&b"\x81\xa1a\x93\x01\xc3\xc0"[..]).unwrap()),
+            expected
+        );
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_json_is_an_error_and_writes_nothing() {
+        let mut map = std::collections::HashMap::new();
+        map.insert((1, 2), "tuple keys are not JSON");
+        let message = HubMessage::Completion(Completion::result("7", Payload::value(map)));
+        let mut out = BytesMut::from(&b"before"[..]);
+        let err = JsonHubProtocol.write(&message, &mut out).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a value could not be serialized for the 'json' protocol: key must be a string"
+        );
+        assert_eq!(&out[..], b"before");
+        // The same value is fine in MessagePack, whose map keys may be anything.
+        assert!(
+            crate::protocol::MessagePackHubProtocol
+                .to_bytes(&message)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn no_prefix_or_corruption_of_valid_records_panics() {
+        let records: [&[u8]; 5] = [
+            b"{\"type\":1,\"invocationId\":\"1\",\"target\":\"a\",\"arguments\":[1,\"x\",{\"b\":[]}],\"streamIds\":[\"2\"]}",
+            b"{\"type\":2,\"invocationId\":\"1\",\"item\":[1.5,null]}",
+            b"{\"type\":3,\"invocationId\":\"1\",\"result\":{\"k\":\"v\"},\"headers\":{\"a\":\"b\"}}",
+            b"{\"type\":7,\"error\":\"x\",\"allowReconnect\":true}",
+            b"{\"type\":8,\"sequenceId\":12}",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for record in records {
+            for end in 0..=record.len() {
+                let _ = parse(&record[..end]);
+            }
+            for _ in 0..1_000 {
+                let mut input = record.to_vec();
+                let at = (next() as usize) % input.len();
+                input[at] = next() as u8;
+                if let Ok(Some(message)) = parse(&input) {
+                    let _ = JsonHubProtocol.to_bytes(&message);
+                    let _ = crate::protocol::MessagePackHubProtocol.to_bytes(&message);
+                }
+            }
+        }
+    }
 }

@@ -570,7 +570,7 @@ fn unexpected(
     }
 }
 
-fn describe(marker: Marker) -> &'static str {
+pub(crate) fn describe(marker: Marker) -> &'static str {
     match marker {
         Marker::FixPos(_)
         | Marker::FixNeg(_)
@@ -762,4 +762,563 @@ fn estimated_size(message: &HubMessage) -> usize {
         _ => 0,
     };
     payload + 48
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::framing::{RecordError, write_length_prefixed};
+
+    /// The protocol's bytes for a message body: its VarInt length, then the body.
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        write_length_prefixed(&mut out, body);
+        out.to_vec()
+    }
+
+    fn parse(body: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
+        MessagePackHubProtocol.parse(&Bytes::copy_from_slice(body))
+    }
+
+    fn write(message: &HubMessage) -> Vec<u8> {
+        MessagePackHubProtocol.to_bytes(message).unwrap().to_vec()
+    }
+
+    fn error(body: &[u8]) -> MessagePackError {
+        match parse(body) {
+            Err(ProtocolError::MessagePack(error)) => error,
+            other => panic!("expected a MessagePack error for {body:x?}, got {other:?}"),
+        }
+    }
+
+    /// One MessagePack value, as a payload.
+    fn mp(bytes: &'static [u8]) -> Payload {
+        Payload::MessagePack(Bytes::from_static(bytes))
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// Parsing `body` gives `message`, and writing `message` gives exactly `body`,
+    /// framed.
+    fn both_ways(body: &[u8], message: HubMessage) {
+        assert_eq!(
+            parse(body).unwrap(),
+            Some(message.clone()),
+            "parsing {body:x?}"
+        );
+        assert_eq!(write(&message), framed(body), "writing {message:?}");
+    }
+
+    fn invocation(id: Option<&str>, arguments: Vec<Payload>, stream_ids: &[&str]) -> Invocation {
+        Invocation {
+            invocation_id: id.map(str::to_owned),
+            target: "method".into(),
+            arguments: Arguments::new(arguments),
+            stream_ids: stream_ids.iter().map(|s| (*s).to_owned()).collect(),
+            headers: Headers::new(),
+        }
+    }
+
+    // The byte examples of HubProtocol.md, "MessagePack (MsgPack) encoding".
+
+    #[test]
+    fn invocation_example() {
+        both_ways(
+            b"\x96\x01\x80\xa3xyz\xa6method\x91\x2a\x90",
+            HubMessage::Invocation(invocation(Some("xyz"), vec![mp(b"\x2a")], &[])),
+        );
+    }
+
+    #[test]
+    fn non_blocking_invocation() {
+        both_ways(
+            b"\x96\x01\x80\xc0\xa6method\x91\x2a\x90",
+            HubMessage::Invocation(invocation(None, vec![mp(b"\x2a")], &[])),
+        );
+        // An empty id means the same, as in ASP.NET Core.
+        assert_eq!(
+            parse(b"\x96\x01\x80\xa0\xa6method\x91\x2a\x90").unwrap(),
+            Some(HubMessage::Invocation(invocation(
+                None,
+                vec![mp(b"\x2a")],
+                &[]
+            )))
+        );
+    }
+
+    #[test]
+    fn invocation_with_headers() {
+        let mut message = invocation(Some("xyz"), vec![mp(b"\x2a")], &[]);
+        message.headers = headers(&[("x", "y"), ("z", "z")]);
+        both_ways(
+            b"\x96\x01\x82\xa1x\xa1y\xa1z\xa1z\xa3xyz\xa6method\x91\x2a\x90",
+            HubMessage::Invocation(message),
+        );
+    }
+
+    #[test]
+    fn invocation_with_stream_ids() {
+        both_ways(
+            b"\x96\x01\x80\xa3xyz\xa6method\x90\x92\xa11\xa12",
+            HubMessage::Invocation(invocation(Some("xyz"), vec![], &["1", "2"])),
+        );
+    }
+
+    #[test]
+    fn invocation_of_five_elements_as_the_javascript_client_sends_it() {
+        assert_eq!(
+            parse(b"\x95\x01\x80\xc0\xa6method\x92\x2a\xa2hi").unwrap(),
+            Some(HubMessage::Invocation(invocation(
+                None,
+                vec![mp(b"\x2a"), mp(b"\xa2hi")],
+                &[]
+            )))
+        );
+        // nil stream ids read as none.
+        assert_eq!(
+            parse(b"\x96\x01\x80\xc0\xa6method\x90\xc0").unwrap(),
+            Some(HubMessage::Invocation(invocation(None, vec![], &[])))
+        );
+        // Elements a later version may append are skipped.
+        assert_eq!(
+            parse(b"\x97\x01\x80\xc0\xa6method\x90\x90\xa5extra").unwrap(),
+            Some(HubMessage::Invocation(invocation(None, vec![], &[])))
+        );
+    }
+
+    #[test]
+    fn stream_invocation() {
+        both_ways(
+            b"\x96\x04\x80\xa3xyz\xa6method\x91\x2a\x90",
+            HubMessage::StreamInvocation(StreamInvocation {
+                invocation_id: "xyz".into(),
+                target: "method".into(),
+                arguments: Arguments::new(vec![mp(b"\x2a")]),
+                stream_ids: vec![],
+                headers: Headers::new(),
+            }),
+        );
+        assert!(matches!(
+            parse(b"\x95\x04\x80\xa3xyz\xa6method\x91\x2a").unwrap(),
+            Some(HubMessage::StreamInvocation(_))
+        ));
+    }
+
+    #[test]
+    fn stream_item() {
+        both_ways(
+            b"\x94\x02\x80\xa3xyz\x2a",
+            HubMessage::StreamItem(StreamItem::new("xyz", mp(b"\x2a"))),
+        );
+        // A structured item is sliced whole.
+        let mut item = StreamItem::new("xyz", mp(b"\x82\xa1a\x91\xc3\xa1b\xc0"));
+        item.headers = headers(&[("k", "v")]);
+        both_ways(
+            b"\x94\x02\x81\xa1k\xa1v\xa3xyz\x82\xa1a\x91\xc3\xa1b\xc0",
+            HubMessage::StreamItem(item),
+        );
+    }
+
+    #[test]
+    fn completion_with_an_error() {
+        both_ways(
+            b"\x95\x03\x80\xa3xyz\x01\xa5Error",
+            HubMessage::Completion(Completion::error("xyz", "Error")),
+        );
+    }
+
+    #[test]
+    fn completion_without_a_result() {
+        both_ways(
+            b"\x94\x03\x80\xa3xyz\x02",
+            HubMessage::Completion(Completion::void("xyz")),
+        );
+    }
+
+    #[test]
+    fn completion_with_a_result() {
+        both_ways(
+            b"\x95\x03\x80\xa3xyz\x03\x2a",
+            HubMessage::Completion(Completion::result("xyz", mp(b"\x2a"))),
+        );
+        // A nil result is a result (a method returning null), not void.
+        both_ways(
+            b"\x95\x03\x80\xa3xyz\x03\xc0",
+            HubMessage::Completion(Completion::result("xyz", mp(b"\xc0"))),
+        );
+    }
+
+    #[test]
+    fn cancel_invocation() {
+        both_ways(
+            b"\x93\x05\x80\xa3xyz",
+            HubMessage::CancelInvocation(CancelInvocation {
+                invocation_id: "xyz".into(),
+                headers: Headers::new(),
+            }),
+        );
+    }
+
+    #[test]
+    fn ping_is_always_the_same_two_bytes() {
+        both_ways(b"\x91\x06", HubMessage::Ping);
+        assert_eq!(write(&HubMessage::Ping), [0x02, 0x91, 0x06]);
+        // Whatever follows the type in a Ping is ignored.
+        assert_eq!(parse(b"\x92\x06\x80").unwrap(), Some(HubMessage::Ping));
+    }
+
+    #[test]
+    fn close() {
+        // The two-element form of the spec's example (and of older peers) is read;
+        // the writer always adds allowReconnect, as ASP.NET Core.
+        let close = HubMessage::Close(Close {
+            error: Some("xyz".into()),
+            allow_reconnect: false,
+        });
+        assert_eq!(parse(b"\x92\x07\xa3xyz").unwrap(), Some(close.clone()));
+        both_ways(b"\x93\x07\xa3xyz\xc2", close);
+        both_ways(
+            b"\x93\x07\xa3xyz\xc3",
+            HubMessage::Close(Close {
+                error: Some("xyz".into()),
+                allow_reconnect: true,
+            }),
+        );
+        both_ways(b"\x93\x07\xc0\xc2", HubMessage::Close(Close::default()));
+        // What the JavaScript client sends.
+        assert_eq!(
+            parse(b"\x92\x07\xc0").unwrap(),
+            Some(HubMessage::Close(Close::default()))
+        );
+    }
+
+    #[test]
+    fn ack_and_sequence() {
+        // The spec's examples use a uint8 (any integer width is fine); the writer
+        // uses the shortest.
+        assert_eq!(
+            parse(b"\x92\x08\xcc\x24").unwrap(),
+            Some(HubMessage::Ack { sequence_id: 36 })
+        );
+        both_ways(b"\x92\x08\x24", HubMessage::Ack { sequence_id: 36 });
+        assert_eq!(
+            parse(b"\x92\x09\xcc\x13").unwrap(),
+            Some(HubMessage::Sequence { sequence_id: 19 })
+        );
+        both_ways(b"\x92\x09\x13", HubMessage::Sequence { sequence_id: 19 });
+        both_ways(
+            b"\x92\x09\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
+            HubMessage::Sequence {
+                sequence_id: u64::MAX,
+            },
+        );
+        both_ways(
+            b"\x92\x08\xcd\x01\x00",
+            HubMessage::Ack { sequence_id: 256 },
+        );
+    }
+
+    #[test]
+    fn unknown_message_types_are_ignored() {
+        assert_eq!(parse(b"\x91\x0a").unwrap(), None);
+        assert_eq!(parse(b"\x93\x63\x80\xa3xyz").unwrap(), None);
+        assert_eq!(parse(b"\x91\xcd\x01\x01").unwrap(), None);
+        assert_eq!(parse(b"\x91\xff").unwrap(), None);
+    }
+
+    #[test]
+    fn values_are_encoded_by_the_protocol_that_writes_them() {
+        let expected = framed(b"\x96\x01\x80\xa3xyz\xa6method\x92\x2a\xa2hi\x90");
+        // A deferred value, serialized by rmp-serde.
+        let values = invocation(
+            Some("xyz"),
+            vec![Payload::value(42), Payload::value("hi")],
+            &[],
+        );
+        assert_eq!(write(&HubMessage::Invocation(values)), expected);
+        // JSON text, transcoded.
+        let json = invocation(
+            Some("xyz"),
+            vec![
+                Payload::json("42").unwrap(),
+                Payload::json("\"hi\"").unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(write(&HubMessage::Invocation(json)), expected);
+
+        #[derive(serde::Serialize)]
+        struct Point {
+            x: i32,
+            y: Option<i32>,
+        }
+        let item = StreamItem::new("1", Payload::value(Point { x: -1, y: None }));
+        assert_eq!(
+            write(&HubMessage::StreamItem(item)),
+            framed(b"\x94\x02\x80\xa11\x82\xa1x\xff\xa1y\xc0")
+        );
+    }
+
+    #[test]
+    fn arguments_decode_straight_into_their_types() {
+        let Some(HubMessage::Invocation(message)) =
+            parse(b"\x95\x01\x80\xc0\xa3add\x93\x28\x02\x92\xa1a\xc3").unwrap()
+        else {
+            panic!("not an invocation");
+        };
+        let arguments = &message.arguments;
+        assert_eq!(arguments.get::<i32>(0, "a").unwrap(), 40);
+        assert_eq!(arguments.get::<u8>(1, "b").unwrap(), 2);
+        assert_eq!(
+            arguments.get::<(String, bool)>(2, "c").unwrap(),
+            ("a".to_owned(), true)
+        );
+        assert_eq!(
+            arguments.get::<String>(0, "a").unwrap_err().to_string(),
+            "Error binding argument 'a' (position 0): invalid type: integer `40`, expected a string."
+        );
+        assert_eq!(
+            arguments.get::<i32>(3, "d").unwrap_err().to_string(),
+            "Invocation provides 3 argument(s) but target expects 4."
+        );
+    }
+
+    #[test]
+    fn several_messages_in_one_chunk() {
+        let bodies: [&[u8]; 4] = [
+            b"\x96\x01\x80\xa3xyz\xa6method\x91\x2a\x90",
+            b"\x91\x06",
+            b"\x94\x03\x80\xa3xyz\x02",
+            b"\x92\x08\x24",
+        ];
+        let chunk: Vec<u8> = bodies.iter().flat_map(|b| framed(b)).collect();
+        let mut reader = MessagePackHubProtocol.reader(32 * 1024);
+        let messages = reader.push(&chunk).unwrap();
+        assert_eq!(messages.len(), 4);
+        let parsed: Vec<_> = messages
+            .iter()
+            .map(|m| MessagePackHubProtocol.parse(m).unwrap().unwrap())
+            .collect();
+        assert_eq!(parsed[1], HubMessage::Ping);
+        assert_eq!(parsed[3], HubMessage::Ack { sequence_id: 36 });
+
+        // Split at every byte boundary, the same messages come out.
+        for split in 0..=chunk.len() {
+            let mut reader = MessagePackHubProtocol.reader(32 * 1024);
+            let mut out = reader.push(&chunk[..split]).unwrap();
+            out.extend(reader.push(&chunk[split..]).unwrap());
+            assert_eq!(out, messages, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_refused_by_its_prefix() {
+        let mut reader = MessagePackHubProtocol.reader(32 * 1024);
+        let err = reader.push(&[0x80, 0x80, 0x80, 0x80, 0x10]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "The maximum message size of 32768B was exceeded. The message size can be configured in HubOptions."
+        );
+        let mut reader = MessagePackHubProtocol.reader(32 * 1024);
+        assert_eq!(
+            reader.push(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            Err(RecordError::LengthPrefixTooLong)
+        );
+    }
+
+    #[test]
+    fn malformed_messages_name_the_problem() {
+        use MessagePackError as E;
+        assert_eq!(error(b""), E::Empty);
+        assert_eq!(error(b"\x90"), E::EmptyArray);
+        assert_eq!(
+            error(b"\x2a").to_string(),
+            "expected an array for 'message' at byte 0, found an integer"
+        );
+        assert_eq!(
+            error(b"\x92\xa1x\x01").to_string(),
+            "expected an integer for 'messageType' at byte 1, found a string"
+        );
+        assert_eq!(
+            error(b"\x92\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\x01").to_string(),
+            "expected an integer for 'messageType' at byte 1, found a float"
+        );
+        assert_eq!(
+            error(b"\x96\x01\x80\xa3x").to_string(),
+            "the message ends after 5 bytes, in the middle of 'invocationId'"
+        );
+        assert_eq!(
+            error(b"\x96\x01\x80\xc0\x2a\x91\x2a\x90").to_string(),
+            "expected a string for 'target' at byte 4, found an integer"
+        );
+        assert_eq!(
+            error(b"\x96\x01\x80\xc0\xa1m\x2a\x90").to_string(),
+            "expected an array for 'arguments' at byte 6, found an integer"
+        );
+        assert_eq!(
+            error(b"\x94\x02\x91\xa3xyz\x2a").to_string(),
+            "expected a map for 'headers' at byte 2, found an array"
+        );
+        assert_eq!(
+            error(b"\x94\x02\x81\xa1k\x01\xa3xyz\x2a").to_string(),
+            "expected a string for 'headers' at byte 5, found an integer"
+        );
+        assert_eq!(
+            error(b"\x95\x01\x80\xc0\xa2\xff\xfe\x90").to_string(),
+            "'target' at byte 4 is not valid UTF-8"
+        );
+        assert_eq!(
+            error(b"\x95\x01\x80\xc0\xa0\x90").to_string(),
+            "'target' must not be empty"
+        );
+        assert_eq!(
+            error(b"\x93\x01\x80\xc0").to_string(),
+            "an Invocation message has at least 5 elements, this one has 3"
+        );
+        assert_eq!(
+            error(b"\x92\x02\x80").to_string(),
+            "a StreamItem message has at least 4 elements, this one has 2"
+        );
+        assert_eq!(
+            error(b"\x94\x03\x80\xa3xyz\x07").to_string(),
+            "invalid completion result kind 7; expected 1 (error), 2 (void) or 3 (result)"
+        );
+        assert_eq!(
+            error(b"\x94\x03\x80\xa3xyz\x03").to_string(),
+            "a Completion with a result message has at least 5 elements, this one has 4"
+        );
+        assert_eq!(
+            error(b"\x95\x03\x80\xa3xyz\x01\xc0").to_string(),
+            "expected a string for 'error' at byte 8, found nil"
+        );
+        assert_eq!(
+            error(b"\x94\x02\x80\xc0\x2a").to_string(),
+            "expected a string for 'invocationId' at byte 3, found nil"
+        );
+        assert_eq!(
+            error(b"\x92\x08\xff").to_string(),
+            "'sequenceId' is -1, outside 0 to 2^64 - 1"
+        );
+        assert_eq!(
+            error(b"\x93\x07\xc0\x01").to_string(),
+            "expected a boolean for 'allowReconnect' at byte 3, found an integer"
+        );
+        // An array announcing more elements than there are bytes fails at once.
+        assert_eq!(
+            error(b"\x96\x01\x80\xc0\xa1m\xdd\xff\xff\xff\xff\x01").to_string(),
+            "the message ends after 12 bytes, in the middle of 'arguments'"
+        );
+        assert_eq!(
+            error(b"\x94\x02\x80\xa1x\x91\xdf\xff\xff\xff\xff").to_string(),
+            "the message ends after 11 bytes, in the middle of 'item'"
+        );
+        assert_eq!(
+            error(b"\x94\x02\x80\xa1x\xc1").to_string(),
+            "expected a MessagePack value for 'item' at byte 5, found the reserved byte 0xc1"
+        );
+        assert_eq!(
+            error(b"\x94\x02\x80\xa1x\xa5abc").to_string(),
+            "the message ends after 9 bytes, in the middle of 'item'"
+        );
+        // As the connection's Close error reads it.
+        assert_eq!(
+            parse(b"\x90").unwrap_err().to_string(),
+            "malformed MessagePack message: the message is an empty array; its first element must be the message type"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_exhausting_the_stack() {
+        let mut body = b"\x94\x02\x80\xa1x".to_vec();
+        body.extend(std::iter::repeat_n(0x91, 100_000));
+        body.push(0x01);
+        let Some(HubMessage::StreamItem(item)) = parse(&body).unwrap() else {
+            panic!("not a stream item");
+        };
+        let err = item.item.decode::<serde_json::Value>().unwrap_err();
+        assert_eq!(err.to_string(), "depth limit exceeded");
+    }
+
+    /// A small deterministic generator, so that failures reproduce.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Reads `input` as a client's bytes, as a session would, and exercises
+    /// whatever parses: no input may panic.
+    fn read_everything(input: &[u8]) {
+        let mut reader = MessagePackHubProtocol.reader(64 * 1024);
+        let Ok(messages) = reader.push(input) else {
+            return;
+        };
+        for message in messages {
+            let Ok(Some(message)) = MessagePackHubProtocol.parse(&message) else {
+                continue;
+            };
+            let payloads: Vec<&Payload> = match &message {
+                HubMessage::Invocation(m) => m.arguments.iter().collect(),
+                HubMessage::StreamInvocation(m) => m.arguments.iter().collect(),
+                HubMessage::StreamItem(m) => vec![&m.item],
+                HubMessage::Completion(Completion {
+                    outcome: CompletionOutcome::Result(r),
+                    ..
+                }) => vec![r],
+                _ => vec![],
+            };
+            for payload in payloads {
+                let _ = payload.decode::<serde_json::Value>();
+                let _ = payload.decode::<(i64, String)>();
+            }
+            let _ = MessagePackHubProtocol.to_bytes(&message);
+            let _ = super::super::JsonHubProtocol.to_bytes(&message);
+        }
+    }
+
+    #[test]
+    fn no_prefix_or_corruption_of_valid_messages_panics() {
+        let bodies: [&[u8]; 12] = [
+            b"\x96\x01\x82\xa1x\xa1y\xa1z\xa1z\xa3xyz\xa6method\x91\x2a\x90",
+            b"\x96\x01\x80\xc0\xa6method\x93\x2a\x82\xa1a\x91\xc3\xa1b\xc0\xc4\x02\x01\x02\x91\xa11",
+            b"\x96\x04\x80\xa3xyz\xa6method\x91\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\x90",
+            b"\x94\x02\x80\xa3xyz\x92\xd9\x03abc\xd4\x01\x02",
+            b"\x95\x03\x80\xa3xyz\x01\xa5Error",
+            b"\x94\x03\x80\xa3xyz\x02",
+            b"\x95\x03\x80\xa3xyz\x03\x81\xa1k\x93\x01\xd0\x80\xcd\x01\x00",
+            b"\x93\x05\x80\xa3xyz",
+            b"\x91\x06",
+            b"\x93\x07\xa3xyz\xc3",
+            b"\x92\x08\xcc\x24",
+            b"\x92\x09\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
+        ];
+        let stream: Vec<u8> = bodies.iter().flat_map(|b| framed(b)).collect();
+        for end in 0..=stream.len() {
+            read_everything(&stream[..end]);
+        }
+        let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
+        for body in bodies {
+            let original = framed(body);
+            for _ in 0..2_000 {
+                let mut input = original.clone();
+                for _ in 0..=random.next() % 3 {
+                    let at = (random.next() as usize) % input.len();
+                    input[at] = random.next() as u8;
+                }
+                read_everything(&input);
+                // The body alone, without its prefix, straight to the parser.
+                let _ = MessagePackHubProtocol.parse(&Bytes::copy_from_slice(&input[1..]));
+            }
+        }
+    }
 }
