@@ -27,7 +27,9 @@ struct WireMessage {
     target: Option<String>,
     arguments: Option<Vec<Box<RawValue>>>,
     stream_ids: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     item: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
     result: Option<Box<RawValue>>,
     error: Option<String>,
     allow_reconnect: Option<bool>,
@@ -43,6 +45,14 @@ impl JsonHubProtocol {
     /// The highest protocol version understood (2 adds stateful reconnect's Ack and
     /// Sequence).
     pub const MAX_VERSION: u32 = 2;
+}
+
+/// A property that is present, `null` included: `"result": null` is a result (a
+/// method that returned null), not a void completion, as in ASP.NET Core.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(deserializer).map(Some)
 }
 
 fn arguments(raw: Vec<Box<RawValue>>) -> Arguments {
@@ -336,6 +346,7 @@ mod tests {
         round_trip(HubMessage::Completion(Completion::void("3")));
         round_trip(HubMessage::Completion(Completion::result("3", raw("[1]"))));
         round_trip(HubMessage::Completion(Completion::error("3", "boom")));
+        round_trip(HubMessage::Completion(Completion::result("3", raw("null"))));
         round_trip(HubMessage::StreamInvocation(StreamInvocation {
             invocation_id: "4".into(),
             target: "counter".into(),
@@ -413,6 +424,9 @@ mod tests {
         assert!(err.to_string().contains("'target'"), "{err}");
         let err =
             parse(b"{\"type\":3,\"invocationId\":\"1\",\"result\":1,\"error\":\"x\"}").unwrap_err();
+        assert!(matches!(err, ProtocolError::ResultAndError));
+        let err = parse(b"{\"type\":3,\"invocationId\":\"1\",\"result\":null,\"error\":\"x\"}")
+            .unwrap_err();
         assert!(matches!(err, ProtocolError::ResultAndError));
         assert!(parse(b"[1,2]").is_err());
     }

@@ -619,9 +619,10 @@ fn write_body(message: &HubMessage, w: &mut Out<'_>) -> Result<(), WriteError> {
             put_array_len(w, 6)?;
             put_uint(w, 1)?;
             put_headers(w, &m.headers)?;
-            match &m.invocation_id {
-                Some(id) => put_str(w, id)?,
-                None => rmp::encode::write_nil(w).map_err(write_failed)?,
+            // As ASP.NET Core: no id and an empty one are both nil.
+            match m.invocation_id.as_deref() {
+                Some(id) if !id.is_empty() => put_str(w, id)?,
+                _ => rmp::encode::write_nil(w).map_err(write_failed)?,
             }
             put_str(w, &m.target)?;
             put_arguments(w, &m.arguments)?;
@@ -840,7 +841,13 @@ mod tests {
             b"\x96\x01\x80\xc0\xa6method\x91\x2a\x90",
             HubMessage::Invocation(invocation(None, vec![mp(b"\x2a")], &[])),
         );
-        // An empty id means the same, as in ASP.NET Core.
+        // An empty id means the same, as in ASP.NET Core, both ways.
+        let mut empty = invocation(None, vec![mp(b"\x2a")], &[]);
+        empty.invocation_id = Some(String::new());
+        assert_eq!(
+            write(&HubMessage::Invocation(empty)),
+            framed(b"\x96\x01\x80\xc0\xa6method\x91\x2a\x90")
+        );
         assert_eq!(
             parse(b"\x96\x01\x80\xa0\xa6method\x91\x2a\x90").unwrap(),
             Some(HubMessage::Invocation(invocation(
@@ -1119,7 +1126,7 @@ mod tests {
     #[test]
     fn a_message_over_the_limit_is_refused_by_its_prefix() {
         let mut reader = MessagePackHubProtocol.reader(32 * 1024);
-        let err = reader.push(&[0x80, 0x80, 0x80, 0x80, 0x10]).unwrap_err();
+        let err = ProtocolError::from(reader.push(&[0x80, 0x80, 0x80, 0x80, 0x10]).unwrap_err());
         assert_eq!(
             err.to_string(),
             "The maximum message size of 32768B was exceeded. The message size can be configured in HubOptions."

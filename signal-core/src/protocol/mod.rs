@@ -59,6 +59,10 @@ pub enum ProtocolError {
     /// A MessagePack message does not have the layout of its type.
     #[error("malformed MessagePack message: {0}")]
     MessagePack(#[from] MessagePackError),
+    /// The byte stream could not be cut into messages (a [`FrameReader`]'s error),
+    /// for callers that handle reading and parsing as one step.
+    #[error(transparent)]
+    Framing(#[from] framing::RecordError),
 }
 
 /// A message could not be encoded.
