@@ -10,6 +10,10 @@
 //! `SIGNAL_HANDSHAKE_TIMEOUT_MS`, `SIGNAL_LONG_POLL_TIMEOUT_MS` (how long a poll
 //! is held), `SIGNAL_LONG_POLL_DISCONNECT_MS` (how long without a poll ends the
 //! connection). `SIGNAL_DETAILED_ERRORS=1` turns on detailed errors.
+//!
+//! Beside the hub, `/echo` is a raw (persistent) connection endpoint that sends
+//! every message it receives back to its sender unchanged, in the format it
+//! came in (text or binary).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -17,6 +21,7 @@ mod support;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use signal::persistent::{Connection, PersistentConnection};
 use signal::{Context, HubError, HubStream, TransportType, UploadStream};
 use signal_examples_api::conformance::{Conformance, ConformanceClient, Person};
 
@@ -148,6 +153,16 @@ impl Conformance for ConformanceHub {
     }
 }
 
+/// `/echo`: every message back to its sender, as it came.
+async fn echo(mut connection: Connection) {
+    let sender = connection.sender();
+    while let Some(message) = connection.next().await {
+        if sender.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     support::init_tracing();
@@ -162,6 +177,7 @@ async fn main() -> std::io::Result<()> {
             .map_err(std::io::Error::other)?;
         hub = hub.configure(|o| o.transports = transports);
     }
+    let transports = hub.options().transports.clone();
     let keep_alive = support::env_millis("SIGNAL_KEEP_ALIVE_MS")?;
     let client_timeout = support::env_millis("SIGNAL_CLIENT_TIMEOUT_MS")?;
     let handshake_timeout = support::env_millis("SIGNAL_HANDSHAKE_TIMEOUT_MS")?;
@@ -181,7 +197,13 @@ async fn main() -> std::io::Result<()> {
         hub = hub.allow_origins(origins).map_err(std::io::Error::other)?;
     }
     let handle = hub.handle();
-    let app = axum::Router::new().nest("/conformance", hub.router());
+    let mut echo = PersistentConnection::new(echo).configure(|o| o.transports = transports);
+    if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
+        echo = echo.allow_origins(origins).map_err(std::io::Error::other)?;
+    }
+    let app = axum::Router::new()
+        .nest("/conformance", hub.router())
+        .nest("/echo", echo.router());
     support::serve(
         app,
         async move { handle.shutdown(Duration::from_secs(5)).await },

@@ -14,9 +14,10 @@
 pub use signal_core as protocol;
 pub use signal_server::{
     BoxFuture, Call, CallerClients, CancellationToken, ClientContract, ClientResultError, Clients,
-    ConnectionId, Context, Groups, Hub, HubDispatch, HubError, HubHandle, HubOptions, HubStream,
-    InProcess, InProcessConnection, InvocationError, Items, MultiClient, Output, SendError,
-    SingleClient, Target, TransportType, UploadStream, UserIdFn, cancellable_stream,
+    ConnectionId, ConnectionOptions, Context, Groups, Hub, HubDispatch, HubError, HubHandle,
+    HubOptions, HubStream, InProcess, InProcessConnection, InvocationError, Items, MultiClient,
+    Output, SendError, SingleClient, Target, TransportType, UploadStream, UserIdFn,
+    cancellable_stream, persistent, texts,
 };
 
 pub use signal_macros::{client, hub, method};

@@ -1,10 +1,15 @@
-//! Sending from outside hub methods through a `HubHandle`, and shutting a hub
-//! down, over in-process connections (the real session loop and codec).
+//! Sending from outside hub methods through a `HubHandle` (every target, over
+//! in-process connections: the real session loop and codec), and shutting a
+//! hub down (over real WebSockets, where the Close message's flags show).
+
+mod common;
 
 use std::time::Duration;
 
-use signal::protocol::Invocation;
-use signal::{Context, HubError};
+use common::*;
+use signal::Target;
+use signal::protocol::{Arguments, Invocation, InvokeError};
+use signal::{ConnectionId, Context, HubError, HubOptions, InProcessConnection};
 
 /// What the feed pushes to its subscribers.
 #[signal::client]
@@ -33,10 +38,8 @@ fn value_of(invocation: &Invocation) -> u32 {
     invocation.arguments.get(0, "value").unwrap()
 }
 
-async fn next(connection: &signal::InProcessConnection) -> Option<Invocation> {
-    tokio::time::timeout(Duration::from_secs(5), connection.next_invocation())
-        .await
-        .expect("the hub answered in time")
+async fn next(connection: &InProcessConnection) -> Option<Invocation> {
+    within("a message from the hub", connection.next_invocation()).await
 }
 
 #[tokio::test]
@@ -69,33 +72,124 @@ async fn a_background_task_reaches_a_group_and_everyone() {
 
     // Group membership ends with the connection.
     subscriber.close().await;
-    for _ in 0..100 {
-        if handle.group_count() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(handle.group_count(), 0);
+    eventually("the group to empty", || handle.group_count() == 0).await;
     assert_eq!(handle.connection_count(), 1);
 }
 
 #[tokio::test]
-async fn shutdown_closes_every_connection_and_waits_for_them() {
+async fn every_target_reaches_exactly_its_connections() {
     let hub = FeedHub.into_hub().in_process();
     let handle = hub.handle();
-    let mut connections = Vec::new();
-    for _ in 0..3 {
-        connections.push(hub.connect().await.unwrap());
+    // a and b are ada's, c is bob's, d is anonymous; groups: g1 = {a, b},
+    // g2 = {b, c}.
+    let a = hub.connect_as(Some("ada")).await.unwrap();
+    let b = hub.connect_as(Some("ada")).await.unwrap();
+    let c = hub.connect_as(Some("bob")).await.unwrap();
+    let d = hub.connect().await.unwrap();
+    let id = |connection: &InProcessConnection| connection.connection_id().clone();
+    let groups = handle.groups();
+    for (connection, group) in [(&a, "g1"), (&b, "g1"), (&b, "g2"), (&c, "g2"), (&d, "g2")] {
+        groups.add(id(connection), group).await.unwrap();
     }
-    assert_eq!(handle.connection_count(), 3);
-    handle.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(handle.connection_count(), 0);
-    for connection in &connections {
-        assert!(
-            next(connection).await.is_none(),
-            "the connection was closed"
-        );
+    groups.remove(id(&d), "g2").await.unwrap();
+    let clients = handle.clients();
+
+    clients.all().update(1).await.unwrap();
+    clients
+        .all_except([id(&a), id(&b)])
+        .update(2)
+        .await
+        .unwrap();
+    clients.client(id(&c)).update(3).await.unwrap();
+    // Listed twice, sent once.
+    clients
+        .clients([id(&a), id(&d), id(&a)])
+        .update(4)
+        .await
+        .unwrap();
+    clients.group("g1").update(5).await.unwrap();
+    // b is in both groups and gets it once.
+    clients.groups(["g1", "g2"]).update(6).await.unwrap();
+    clients
+        .group_except("g2", [id(&c)])
+        .update(7)
+        .await
+        .unwrap();
+    clients.user("ada").update(8).await.unwrap();
+    clients.users(["ada", "bob"]).update(9).await.unwrap();
+    // Nobody: a connection that is not connected, a group and a user without
+    // members. None of these is an error.
+    clients
+        .client(ConnectionId::from("gone"))
+        .update(10)
+        .await
+        .unwrap();
+    clients.group("empty").update(11).await.unwrap();
+    clients.user("nobody").update(12).await.unwrap();
+    // The last value reaches everyone: what each got before it is all it got.
+    clients.all().update(1000).await.unwrap();
+
+    for (name, connection, expected) in [
+        ("a", &a, vec![1, 4, 5, 6, 8, 9, 1000]),
+        ("b", &b, vec![1, 5, 6, 7, 8, 9, 1000]),
+        ("c", &c, vec![1, 2, 3, 6, 9, 1000]),
+        ("d", &d, vec![1, 2, 4, 1000]),
+    ] {
+        let mut received = Vec::new();
+        while received.last() != Some(&1000) {
+            received.push(value_of(&next(connection).await.unwrap()));
+        }
+        assert_eq!(received, expected, "what {name} received");
     }
+}
+
+#[tokio::test]
+async fn the_user_id_hook_names_the_connections_of_a_user() {
+    // The user is the `user` query parameter, as an authentication layer
+    // might have left it in the request.
+    let server = serve_hub(HubOptions::default(), |hub| {
+        hub.user_id(|request| {
+            let query = request.uri.query()?;
+            query.strip_prefix("user=").map(str::to_owned)
+        })
+    })
+    .await;
+    let mut ada_1 = WsClient::open(server.addr, "?user=ada").await;
+    ada_1.handshake(1).await;
+    let mut ada_2 = WsClient::open(server.addr, "?user=ada").await;
+    ada_2.handshake(1).await;
+    let mut bob = WsClient::open(server.addr, "?user=bob").await;
+    bob.handshake(1).await;
+    let send = |user: &'static str, text: &'static str| {
+        let clients = server.handle.clients();
+        async move {
+            clients
+                .user(user)
+                .send("note", Arguments::from_values([text]).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let note = |text: &str| {
+        record(&format!(
+            "{{\"type\":1,\"target\":\"note\",\"arguments\":[\"{text}\"]}}"
+        ))
+    };
+    send("ada", "for ada").await;
+    send("bob", "for bob").await;
+    assert_eq!(ada_1.next().await, Some(note("for ada")));
+    assert_eq!(ada_2.next().await, Some(note("for ada")));
+    assert_eq!(bob.next().await, Some(note("for bob")));
+    // ada's connections got nothing in between.
+    server
+        .handle
+        .clients()
+        .all()
+        .send("note", Arguments::from_values(["for all"]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ada_1.next().await, Some(note("for all")));
+    assert_eq!(ada_2.next().await, Some(note("for all")));
 }
 
 /// A client that is asked a question.
@@ -120,6 +214,14 @@ impl Asker for AskerHub {
     }
 }
 
+/// The text of the hub error a call must have ended with.
+fn hub_error<T: std::fmt::Debug>(result: Result<T, InvokeError>) -> String {
+    match result {
+        Err(InvokeError::Hub(message)) => message,
+        other => panic!("expected a hub error, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_client_result_that_never_comes_times_out() {
     let hub = AskerHub
@@ -128,14 +230,102 @@ async fn a_client_result_that_never_comes_times_out() {
         .in_process();
     let connection = hub.connect().await.unwrap();
     let proxy = AskerProxy::new(&connection);
-    let started = std::time::Instant::now();
-    let (answer, question) = tokio::join!(proxy.ask(), next(&connection));
-    // The question arrived, went unanswered, and the hub method got an error in time.
+    let timed_out = "An unexpected error occurred invoking 'ask' on the server. HubException: the client did not answer within 200ms; raise HubOptions::client_result_timeout if it needs longer";
+    let (answer, question) = within("the hub method to give up", async {
+        tokio::join!(proxy.ask(), next(&connection))
+    })
+    .await;
+    // The question arrived, went unanswered, and the hub method got an error.
     assert_eq!(question.unwrap().target, "question");
-    let error = answer.unwrap_err().to_string();
-    assert!(error.contains("did not answer within 200ms"), "{error}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(hub_error(answer), timed_out);
     // The connection goes on.
-    let (again, question) = tokio::join!(proxy.ask(), next(&connection));
-    assert!(again.is_err() && question.is_some());
+    let (again, question) = within("the second question", async {
+        tokio::join!(proxy.ask(), next(&connection))
+    })
+    .await;
+    assert_eq!(question.unwrap().target, "question");
+    assert_eq!(hub_error(again), timed_out);
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_connection_and_waits_for_them() {
+    let hub = FeedHub.into_hub().in_process();
+    let handle = hub.handle();
+    let mut connections = Vec::new();
+    for _ in 0..3 {
+        connections.push(hub.connect().await.unwrap());
+    }
+    assert_eq!(handle.connection_count(), 3);
+    within("shutdown", handle.shutdown(Duration::from_secs(5))).await;
+    assert_eq!(handle.connection_count(), 0);
+    for connection in &connections {
+        assert!(
+            next(connection).await.is_none(),
+            "the connection was closed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_invocations_finish_then_asks_clients_to_reconnect() {
+    let mut server = serve(HubOptions::default()).await;
+    let mut busy = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    let mut idle = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    busy.send(&invocation("1", "wait", "\"finished\"")).await;
+    assert_eq!(server.events.next().await, "waiting finished");
+
+    let shutdown = tokio::spawn({
+        let handle = server.handle.clone();
+        async move { handle.shutdown(Duration::from_secs(30)).await }
+    });
+    // The idle connection's Close shows the shutdown has begun; only then may
+    // the running call finish.
+    assert_eq!(idle.next().await.as_deref(), Some(CLOSE_RECONNECT));
+    idle.expect_end().await;
+    server.gate.add_permits(1);
+    assert_eq!(busy.next().await, Some(completion("1", "\"finished\"")));
+    assert_eq!(busy.next().await.as_deref(), Some(CLOSE_RECONNECT));
+    busy.expect_end().await;
+    within("shutdown", shutdown).await.unwrap();
+    assert_eq!(server.handle.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_connection_whose_invocation_outlasts_the_shutdown_timeout() {
+    let mut server = serve(options(|o| o.shutdown_timeout = Duration::from_millis(200))).await;
+    let mut busy = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    // This call never returns.
+    busy.send(&invocation("1", "wait", "\"never\"")).await;
+    assert_eq!(server.events.next().await, "waiting never");
+    within("shutdown", server.handle.shutdown(Duration::from_secs(30))).await;
+    assert_eq!(server.handle.connection_count(), 0);
+    assert_eq!(busy.next().await.as_deref(), Some(CLOSE_RECONNECT));
+    busy.expect_end().await;
+}
+
+#[tokio::test]
+async fn shutdown_returns_after_its_timeout_and_the_close_still_comes() {
+    let mut server = serve(options(|o| o.shutdown_timeout = Duration::from_secs(60))).await;
+    let mut busy = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    busy.send(&invocation("1", "wait", "\"late\"")).await;
+    assert_eq!(server.events.next().await, "waiting late");
+    // The connection waits for its call longer than shutdown waits for it.
+    within(
+        "shutdown",
+        server.handle.shutdown(Duration::from_millis(200)),
+    )
+    .await;
+    assert_eq!(server.handle.connection_count(), 1);
+    server.gate.add_permits(1);
+    assert_eq!(busy.next().await, Some(completion("1", "\"late\"")));
+    assert_eq!(busy.next().await.as_deref(), Some(CLOSE_RECONNECT));
+    busy.expect_end().await;
+    eventually("the connection to end", || {
+        server.handle.connection_count() == 0
+    })
+    .await;
 }

@@ -2,9 +2,10 @@
 //! transport (real handshake, session loop and JSON), through the generated
 //! caller proxy and through raw invocations; and the descriptor it builds.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use schemars::JsonSchema;
@@ -13,6 +14,8 @@ use serde_json::json;
 use serde_json::value::{RawValue, to_raw_value};
 use signal::protocol::{Arguments, Completion, InvokeError, Invoker, MethodKind};
 use signal::{Context, HubDispatch, HubError, HubStream, InProcessConnection};
+
+use common::{eventually, within};
 
 /// A named type, used by both sides, to check `$defs` sharing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -145,6 +148,14 @@ fn hub() -> (Arc<Counters>, signal::InProcess<TestHubServer<Impl>>) {
     (counters, hub.into_hub().in_process())
 }
 
+/// The hub with detailed errors on.
+fn detailed_hub() -> signal::InProcess<TestHubServer<Impl>> {
+    Impl::default()
+        .into_hub()
+        .configure(|o| o.enable_detailed_errors = true)
+        .in_process()
+}
+
 fn args(values: &[serde_json::Value]) -> Arguments {
     Arguments::from_values(values).expect("JSON values serialize")
 }
@@ -157,14 +168,11 @@ async fn hub_error(connection: &InProcessConnection, method: &str, arguments: Ar
     }
 }
 
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting for {what}");
+/// ASP.NET Core's text for a method that does not exist.
+fn no_such_method(method: &str) -> String {
+    format!(
+        "Failed to invoke '{method}' due to an error on the server. HubException: Method does not exist."
+    )
 }
 
 #[tokio::test]
@@ -194,10 +202,10 @@ async fn hub_errors_reach_the_caller() {
     let (_, hub) = hub();
     let proxy = TestHubProxy::new(hub.connect().await.unwrap());
     match proxy.fail("no such room".into()).await {
-        Err(InvokeError::Hub(message)) => {
-            assert!(message.contains("no such room"), "{message}");
-            assert!(message.contains("'fail'"), "{message}");
-        }
+        Err(InvokeError::Hub(message)) => assert_eq!(
+            message,
+            "An unexpected error occurred invoking 'fail' on the server. HubException: no such room"
+        ),
         other => panic!("expected a hub error, got {other:?}"),
     }
 }
@@ -233,65 +241,95 @@ async fn methods_match_without_case_and_by_their_wire_name() {
         .unwrap();
     assert_eq!(renamed.get(), "\"renamed\"");
     // Errors name the method as the client spelled it, as ASP.NET Core does.
-    let message = hub_error(&connection, "FAIL", args(&[json!("x")])).await;
-    assert!(message.contains("'FAIL'"), "{message}");
-    let message = hub_error(&connection, "Add", args(&[json!(1)])).await;
-    assert!(message.contains("'Add'"), "{message}");
+    assert_eq!(
+        hub_error(&connection, "FAIL", args(&[json!("x")])).await,
+        "An unexpected error occurred invoking 'FAIL' on the server. HubException: x"
+    );
+    assert_eq!(
+        hub_error(&connection, "Add", args(&[json!(1)])).await,
+        "Failed to invoke 'Add' due to an error on the server."
+    );
     // The Rust name of a renamed method is not a wire name.
-    let message = hub_error(&connection, "legacy", Arguments::default()).await;
-    assert!(message.contains("legacy"), "{message}");
+    assert_eq!(
+        hub_error(&connection, "legacy", Arguments::default()).await,
+        no_such_method("legacy")
+    );
 }
 
 #[tokio::test]
 async fn unknown_methods_and_hooks_are_not_callable() {
     let (_, hub) = hub();
     let connection = hub.connect().await.unwrap();
-    let message = hub_error(&connection, "doesNotExist", Arguments::default()).await;
-    assert!(message.contains("doesNotExist"), "{message}");
-    for hook in ["onConnected", "on_connected", "onDisconnected"] {
-        let message = hub_error(&connection, hook, Arguments::default()).await;
-        assert!(message.contains(hook), "{message}");
+    for method in [
+        "doesNotExist",
+        "onConnected",
+        "on_connected",
+        "onDisconnected",
+    ] {
+        assert_eq!(
+            hub_error(&connection, method, Arguments::default()).await,
+            no_such_method(method)
+        );
     }
 }
 
 #[tokio::test]
-async fn argument_errors_name_the_method_and_parameter() {
+async fn argument_errors_carry_details_only_when_detailed_errors_are_on() {
     let (_, hub) = hub();
     let connection = hub.connect().await.unwrap();
-    let message = hub_error(&connection, "add", args(&[json!(1)])).await;
-    assert!(message.contains("'add'"), "{message}");
-    assert!(
-        message.contains("Invocation provides 1 argument(s) but target expects 2."),
-        "{message}"
+    for arguments in [
+        args(&[json!(1)]),
+        args(&[json!(1), json!("two")]),
+        args(&[json!(1), json!(2), json!(3)]),
+    ] {
+        assert_eq!(
+            hub_error(&connection, "add", arguments).await,
+            "Failed to invoke 'add' due to an error on the server."
+        );
+    }
+    assert_eq!(
+        hub_error(&connection, "mirror", args(&[json!({"x": 1})])).await,
+        "Failed to invoke 'mirror' due to an error on the server."
     );
-    let message = hub_error(&connection, "add", args(&[json!(1), json!("two")])).await;
-    assert!(message.contains("'b'"), "{message}");
-    assert!(message.contains("position 1"), "{message}");
-    let message = hub_error(&connection, "mirror", args(&[json!({"x": 1})])).await;
-    assert!(message.contains("'point'"), "{message}");
+
+    let hub = detailed_hub();
+    let connection = hub.connect().await.unwrap();
+    assert_eq!(
+        hub_error(&connection, "add", args(&[json!(1)])).await,
+        "Failed to invoke 'add' due to an error on the server. InvalidDataException: Invocation provides 1 argument(s) but target expects 2."
+    );
+    let wrong_type = "InvalidDataException: Error binding arguments. Make sure that the types of the provided values match the types of the hub method being invoked.";
+    assert_eq!(
+        hub_error(&connection, "add", args(&[json!(1), json!("two")])).await,
+        format!("Failed to invoke 'add' due to an error on the server. {wrong_type}")
+    );
+    assert_eq!(
+        hub_error(&connection, "mirror", args(&[json!({"x": 1})])).await,
+        format!("Failed to invoke 'mirror' due to an error on the server. {wrong_type}")
+    );
+    // An unknown method reads the same either way.
+    assert_eq!(
+        hub_error(&connection, "doesNotExist", Arguments::default()).await,
+        no_such_method("doesNotExist")
+    );
 }
 
 #[tokio::test]
 async fn streaming_and_non_streaming_methods_check_the_invocation_kind() {
     let (_, hub) = hub();
     let connection = hub.connect().await.unwrap();
-    let message = hub_error(&connection, "count", args(&[json!(2)])).await;
-    assert!(
-        message.contains(
-            "The client attempted to invoke the streaming 'count' method with a non-streaming invocation."
-        ),
-        "{message}"
+    assert_eq!(
+        hub_error(&connection, "count", args(&[json!(2)])).await,
+        "The client attempted to invoke the streaming 'count' method with a non-streaming invocation."
     );
     let mut items = connection
         .stream("add", args(&[json!(1), json!(2)]))
         .await
         .unwrap();
     match items.next().await {
-        Some(Err(InvokeError::Hub(message))) => assert!(
-            message.contains(
-                "The client attempted to invoke the non-streaming 'add' method with a streaming invocation."
-            ),
-            "{message}"
+        Some(Err(InvokeError::Hub(message))) => assert_eq!(
+            message,
+            "The client attempted to invoke the non-streaming 'add' method with a streaming invocation."
         ),
         other => panic!("expected a kind error, got {other:?}"),
     }
@@ -305,7 +343,9 @@ async fn client_methods_are_sent_typed() {
         .invoke("notifyCaller", args(&[json!("hello")]))
         .await
         .unwrap();
-    let invocation = connection.next_invocation().await.unwrap();
+    let invocation = within("the notification", connection.next_invocation())
+        .await
+        .unwrap();
     assert_eq!(invocation.target, "notify");
     assert_eq!(invocation.invocation_id, None);
     assert_eq!(invocation.arguments, args(&[json!("hello")]));
@@ -318,7 +358,9 @@ async fn client_results_round_trip() {
     let answerer = hub.connect().await.unwrap();
     let id = answerer.connection_id().to_string();
     let answering = tokio::spawn(async move {
-        let invocation = answerer.next_invocation().await.unwrap();
+        let invocation = within("the question", answerer.next_invocation())
+            .await
+            .unwrap();
         assert_eq!(invocation.target, "ask");
         assert_eq!(invocation.arguments, args(&[json!("six times seven?")]));
         let invocation_id = invocation.invocation_id.expect("a client result has an id");
@@ -344,7 +386,9 @@ async fn a_client_error_becomes_a_hub_error() {
     let answerer = hub.connect().await.unwrap();
     let id = answerer.connection_id().to_string();
     tokio::spawn(async move {
-        let invocation = answerer.next_invocation().await.unwrap();
+        let invocation = within("the question", answerer.next_invocation())
+            .await
+            .unwrap();
         let invocation_id = invocation.invocation_id.unwrap();
         answerer
             .complete(Completion::error(invocation_id, "no handler"))
@@ -353,7 +397,11 @@ async fn a_client_error_becomes_a_hub_error() {
         answerer
     });
     match asker.ask_client(id, "?".into()).await {
-        Err(InvokeError::Hub(message)) => assert!(message.contains("no handler"), "{message}"),
+        // The client's text reaches the hub method unchanged.
+        Err(InvokeError::Hub(message)) => assert_eq!(
+            message,
+            "An unexpected error occurred invoking 'askClient' on the server. HubException: no handler"
+        ),
         other => panic!("expected a hub error, got {other:?}"),
     }
 }

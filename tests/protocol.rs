@@ -1,273 +1,448 @@
-//! Server behaviour the official clients cannot show in a test of reasonable
-//! length: keep-alive pings, timeouts, and the raw shape of the HTTP transports.
-//! Each test runs a real server on a loopback port with short timeouts and talks
-//! to it over real WebSockets and HTTP.
+//! Server behaviour as the wire shows it: keep-alive pings, timeouts, limits and
+//! the texts they close with, invocation order, slow clients, stateful
+//! reconnect, and the raw shape of the HTTP transports. Each test runs a real
+//! server on a loopback port and talks to it over real WebSockets and HTTP.
 
-use std::net::SocketAddr;
-use std::sync::Mutex;
+mod common;
+
 use std::time::Duration;
 
+use common::*;
 use futures_util::{SinkExt, StreamExt};
-use signal::{BoxFuture, Call, Context, Hub, HubDispatch, HubOptions, InvocationError, Output};
-use tokio::sync::mpsc;
+use signal::HubOptions;
+use signal::Target;
+use signal::protocol::Arguments;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A hub that reports its lifecycle events.
-struct Probe {
-    events: Mutex<mpsc::UnboundedSender<String>>,
-}
-
-impl HubDispatch for Probe {
-    type Client = ();
-
-    fn descriptor(&self) -> signal::protocol::HubDescriptor {
-        signal::protocol::descriptor::DescriptorBuilder::new().finish("Probe", "", vec![], None)
-    }
-
-    fn dispatch<'a>(
-        &'a self,
-        _cx: &'a Context,
-        call: Call,
-    ) -> BoxFuture<'a, Result<Output, InvocationError>> {
-        Box::pin(async move {
-            match call.target.as_str() {
-                "echo" => {
-                    let text: String = call
-                        .arguments
-                        .get(0, "text")
-                        .map_err(|e| InvocationError::arguments("echo", e))?;
-                    Output::value("echo", &text)
-                }
-                _ => Err(InvocationError::UnknownMethod(call.target.clone())),
-            }
-        })
-    }
-
-    fn on_connected<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, ()> {
-        let event = format!("connected {}", cx.transport());
-        Box::pin(async move {
-            let _ = self.events.lock().unwrap().send(event);
-        })
-    }
-
-    fn on_disconnected<'a>(
-        &'a self,
-        _cx: &'a Context,
-        error: Option<&'a str>,
-    ) -> BoxFuture<'a, ()> {
-        let event = format!("disconnected {}", error.unwrap_or(""));
-        Box::pin(async move {
-            let _ = self.events.lock().unwrap().send(event);
-        })
-    }
-}
-
-async fn serve(options: HubOptions) -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let hub = Hub::new(Probe {
-        events: Mutex::new(tx),
-    })
-    .with_options(options);
-    let app = axum::Router::new().nest("/hub", hub.router());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, rx)
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open_socket(addr: SocketAddr) -> Socket {
-    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/hub"))
-        .await
-        .unwrap();
-    socket
-}
-
-async fn handshake(socket: &mut Socket) {
-    socket
-        .send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
-        .await
-        .unwrap();
-    assert_eq!(next_text(socket).await.as_deref(), Some("{}\u{1e}"));
-}
-
-/// The next text frame, or `None` when the socket closes first.
-async fn next_text(socket: &mut Socket) -> Option<String> {
-    let deadline = Duration::from_secs(5);
-    loop {
-        match tokio::time::timeout(deadline, socket.next())
-            .await
-            .expect("the server answered in time")
-        {
-            Some(Ok(Message::Text(text))) => return Some(text.to_string()),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => continue,
-        }
-    }
-}
-
-async fn next_event(events: &mut mpsc::UnboundedReceiver<String>) -> String {
-    tokio::time::timeout(Duration::from_secs(5), events.recv())
-        .await
-        .expect("the hub reported in time")
-        .expect("the hub is alive")
-}
-
-fn options(f: impl FnOnce(&mut HubOptions)) -> HubOptions {
-    let mut options = HubOptions::default();
-    f(&mut options);
-    options
-}
+const TOO_LARGE_32K: &str = "Connection closed with an error. InvalidDataException: The maximum message size of 32768B was exceeded. The message size can be configured in HubOptions.";
 
 #[tokio::test]
 async fn idle_connections_get_pings() {
-    let (addr, _events) = serve(options(|o| {
+    let server = serve(options(|o| {
         o.keep_alive_interval = Duration::from_millis(100)
     }))
     .await;
-    let mut socket = open_socket(addr).await;
-    handshake(&mut socket).await;
-    assert_eq!(
-        next_text(&mut socket).await.as_deref(),
-        Some("{\"type\":6}\u{1e}")
-    );
-    assert_eq!(
-        next_text(&mut socket).await.as_deref(),
-        Some("{\"type\":6}\u{1e}")
-    );
+    let mut client = WsClient::connect(server.addr).await;
+    assert_eq!(client.next().await.as_deref(), Some(PING));
+    assert_eq!(client.next().await.as_deref(), Some(PING));
 }
 
 #[tokio::test]
 async fn a_silent_client_is_closed_with_an_error() {
-    let (addr, mut events) = serve(options(|o| {
+    let mut server = serve(options(|o| {
         o.keep_alive_interval = Duration::from_secs(60);
         o.client_timeout = Duration::from_millis(300);
     }))
     .await;
-    let mut socket = open_socket(addr).await;
-    handshake(&mut socket).await;
-    assert_eq!(next_event(&mut events).await, "connected WebSockets");
-    let close = next_text(&mut socket).await.expect("a Close message");
-    assert!(close.starts_with("{\"type\":7,\"error\":"), "{close}");
-    assert!(close.contains("client timeout"), "{close}");
-    assert_eq!(next_text(&mut socket).await, None);
-    let disconnected = next_event(&mut events).await;
-    assert!(disconnected.contains("client timeout"), "{disconnected}");
+    let mut client = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    let reason = "Connection closed with an error. No message was received from the client within the client timeout (300ms).";
+    assert_eq!(client.next().await, Some(close_with(reason)));
+    client.expect_end().await;
+    assert_eq!(server.events.next().await, format!("disconnected {reason}"));
 }
 
 #[tokio::test]
 async fn messages_keep_a_client_alive() {
-    let (addr, _events) = serve(options(|o| o.client_timeout = Duration::from_millis(400))).await;
-    let mut socket = open_socket(addr).await;
-    handshake(&mut socket).await;
-    for i in 0..6 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let record = format!(
-            "{{\"type\":1,\"invocationId\":\"{i}\",\"target\":\"echo\",\"arguments\":[\"x\"]}}\u{1e}"
-        );
-        socket.send(Message::text(record)).await.unwrap();
-        let answer = next_text(&mut socket).await.expect("a completion");
-        assert!(answer.starts_with("{\"type\":3"), "{answer}");
+    let client_timeout = Duration::from_secs(1);
+    let mut server = serve(options(|o| o.client_timeout = client_timeout)).await;
+    let mut client = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    // Pings far more often than the timeout, for three timeouts' worth.
+    let started = tokio::time::Instant::now();
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    while started.elapsed() < 3 * client_timeout {
+        every.tick().await;
+        client.send(PING).await;
     }
+    client
+        .send(&invocation("1", "echo", "\"still here\""))
+        .await;
+    assert_eq!(
+        client.next_message().await,
+        Some(completion("1", "\"still here\""))
+    );
+    assert_eq!(server.events.try_next(), None, "the connection never ended");
 }
 
 #[tokio::test]
 async fn no_handshake_in_time_closes_the_socket() {
-    let (addr, mut events) = serve(options(|o| {
+    let mut server = serve(options(|o| {
         o.handshake_timeout = Duration::from_millis(200)
     }))
     .await;
-    let mut socket = open_socket(addr).await;
-    assert_eq!(next_text(&mut socket).await, None);
-    // The connection never started, so the hub saw nothing.
-    assert!(events.try_recv().is_err());
+    let mut silent = WsClient::open(server.addr, "").await;
+    silent.expect_end().await;
+    // The connection never started: the first event the hub reports is the
+    // next connection's.
+    let _next = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+}
+
+#[tokio::test]
+async fn handshake_refusals_name_what_was_refused() {
+    let server = serve(HubOptions::default()).await;
+    for (request, error) in [
+        (
+            "{\"protocol\":\"messagepack\",\"version\":1}",
+            "The protocol 'messagepack' is not supported.",
+        ),
+        (
+            "{\"protocol\":\"json\",\"version\":3}",
+            "The server does not support version 3 of the 'json' protocol.",
+        ),
+        (
+            "{\"protocol\":\"json\"}",
+            "the handshake request is malformed: missing field `version` at line 1 column 19; expected {\"protocol\":\"json\",\"version\":1}",
+        ),
+    ] {
+        let mut client = WsClient::open(server.addr, "").await;
+        client.send(&record(request)).await;
+        assert_eq!(
+            client.next().await,
+            Some(record(&serde_json::json!({ "error": error }).to_string()))
+        );
+        client.expect_end().await;
+    }
+    // Version 0 is accepted, as ASP.NET Core accepts it.
+    let mut client = WsClient::open(server.addr, "").await;
+    client.handshake(0).await;
 }
 
 #[tokio::test]
 async fn handshake_and_messages_in_one_frame() {
-    let (addr, _events) = serve(HubOptions::default()).await;
-    let mut socket = open_socket(addr).await;
-    socket
-        .send(Message::text(
-            "{\"protocol\":\"json\",\"version\":2}\u{1e}{\"type\":1,\"invocationId\":\"1\",\"target\":\"echo\",\"arguments\":[\"hi\"]}\u{1e}",
+    let server = serve(HubOptions::default()).await;
+    let mut client = WsClient::open(server.addr, "").await;
+    client
+        .send(&format!(
+            "{}{}",
+            record("{\"protocol\":\"json\",\"version\":2}"),
+            invocation("1", "echo", "\"hi\"")
         ))
-        .await
-        .unwrap();
-    assert_eq!(next_text(&mut socket).await.as_deref(), Some("{}\u{1e}"));
+        .await;
+    assert_eq!(client.next().await.as_deref(), Some("{}\u{1e}"));
+    assert_eq!(client.next().await, Some(completion("1", "\"hi\"")));
+}
+
+#[tokio::test]
+async fn unknown_message_types_are_ignored() {
+    let server = serve(HubOptions::default()).await;
+    let mut client = WsClient::connect(server.addr).await;
+    client
+        .send(&format!(
+            "{}{}",
+            record("{\"type\":99,\"whatever\":[1]}"),
+            invocation("1", "echo", "\"after\"")
+        ))
+        .await;
+    assert_eq!(client.next().await, Some(completion("1", "\"after\"")));
+}
+
+#[tokio::test]
+async fn a_panic_fails_only_its_call() {
+    let server = serve(HubOptions::default()).await;
+    let mut client = WsClient::connect(server.addr).await;
+    client.send(&invocation("1", "panic", "")).await;
     assert_eq!(
-        next_text(&mut socket).await.as_deref(),
-        Some("{\"type\":3,\"invocationId\":\"1\",\"result\":\"hi\"}\u{1e}")
+        client.next().await,
+        Some(record(
+            "{\"type\":3,\"invocationId\":\"1\",\"error\":\"An unexpected error occurred invoking 'panic' on the server.\"}"
+        ))
+    );
+    client.send(&invocation("2", "echo", "\"after\"")).await;
+    assert_eq!(client.next().await, Some(completion("2", "\"after\"")));
+}
+
+#[tokio::test]
+async fn failed_fire_and_forget_calls_get_no_completion() {
+    let server = serve(HubOptions::default()).await;
+    let mut client = WsClient::connect(server.addr).await;
+    for fire_and_forget in [
+        "{\"type\":1,\"target\":\"nope\",\"arguments\":[]}",
+        "{\"type\":1,\"target\":\"echo\",\"arguments\":[1,2]}",
+        "{\"type\":1,\"target\":\"panic\",\"arguments\":[]}",
+    ] {
+        client.send(&record(fire_and_forget)).await;
+    }
+    // The first record to come answers the call after them.
+    client.send(&invocation("1", "echo", "\"after\"")).await;
+    assert_eq!(client.next().await, Some(completion("1", "\"after\"")));
+}
+
+#[tokio::test]
+async fn a_malformed_message_closes_with_what_was_wrong() {
+    let mut server = serve(HubOptions::default()).await;
+    let mut client = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    client
+        .send(&record(
+            "{\"type\":1,\"invocationId\":\"1\",\"arguments\":[]}",
+        ))
+        .await;
+    let reason = "Connection closed with an error. InvalidDataException: malformed message: missing required property 'target' for message type 1";
+    assert_eq!(client.next().await, Some(close_with(reason)));
+    client.expect_end().await;
+    assert_eq!(server.events.next().await, format!("disconnected {reason}"));
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_closes_with_the_limit() {
+    let server = serve(HubOptions::default()).await;
+    // Past the hub's limit (32 KiB) within the WebSocket frame cap (128 KiB):
+    // the record reader refuses it before its separator arrives.
+    let mut client = WsClient::connect(server.addr).await;
+    client.send(&"x".repeat(40 * 1024)).await;
+    assert_eq!(client.next().await, Some(close_with(TOO_LARGE_32K)));
+    client.expect_end().await;
+    // Past the frame cap: the WebSocket layer refuses it, with the same Close.
+    let mut client = WsClient::connect(server.addr).await;
+    client.send(&"x".repeat(200 * 1024)).await;
+    assert_eq!(client.next().await, Some(close_with(TOO_LARGE_32K)));
+    client.expect_end().await;
+}
+
+#[tokio::test]
+async fn an_upload_stream_id_in_use_closes_the_connection() {
+    let server = serve(HubOptions::default()).await;
+    let mut client = WsClient::connect(server.addr).await;
+    let uploading = |id: &str| {
+        record(&format!(
+            "{{\"type\":1,\"invocationId\":\"{id}\",\"target\":\"echo\",\"arguments\":[\"a\"],\"streamIds\":[\"s1\"]}}"
+        ))
+    };
+    // The first call never sees its stream completed, so `s1` stays in use.
+    client.send(&uploading("1")).await;
+    assert_eq!(client.next().await, Some(completion("1", "\"a\"")));
+    client.send(&uploading("2")).await;
+    assert_eq!(
+        client.next().await,
+        Some(close_with(
+            "Connection closed with an error. InvalidDataException: The stream id 's1' is already in use."
+        ))
+    );
+    client.expect_end().await;
+}
+
+#[tokio::test]
+async fn invocations_of_one_connection_run_in_order() {
+    let mut server = serve(HubOptions::default()).await;
+    let mut client = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    // One frame: both calls are queued before the first starts.
+    client
+        .send(&format!(
+            "{}{}",
+            invocation("1", "wait", "\"slow\""),
+            invocation("2", "echo", "\"fast\"")
+        ))
+        .await;
+    assert_eq!(server.events.next().await, "waiting slow");
+    // Had `echo` run beside `wait`, its completion would already be on its way,
+    // ahead of the one `wait` can only send once the gate opens.
+    server.gate.add_permits(1);
+    assert_eq!(client.next().await, Some(completion("1", "\"slow\"")));
+    assert_eq!(client.next().await, Some(completion("2", "\"fast\"")));
+}
+
+#[tokio::test]
+async fn the_pending_invocation_cap_closes_only_the_flooding_connection() {
+    let mut server = serve(options(|o| {
+        o.pending_invocation_capacity = 2;
+        // How long the close waits for the held call: it never returns.
+        o.shutdown_timeout = Duration::from_millis(100);
+    }))
+    .await;
+    let mut flooder = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    let mut bystander = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+
+    flooder.send(&invocation("1", "wait", "\"held\"")).await;
+    assert_eq!(server.events.next().await, "waiting held");
+    // Three calls wait behind the held one: one more than the cap. The Ping
+    // after them is something more for the connection to read.
+    for id in ["2", "3", "4", "5"] {
+        flooder.send(&invocation(id, "echo", "\"x\"")).await;
+    }
+    flooder.send(PING).await;
+    let reason = "Connection closed with an error. More than 2 invocations were waiting to run.";
+    assert_eq!(flooder.next().await, Some(close_with(reason)));
+    flooder.expect_end().await;
+    assert_eq!(server.events.next().await, format!("disconnected {reason}"));
+
+    bystander
+        .send(&invocation("1", "echo", "\"unaffected\""))
+        .await;
+    assert_eq!(
+        bystander.next().await,
+        Some(completion("1", "\"unaffected\""))
     );
 }
 
-async fn negotiate(client: &reqwest::Client, addr: SocketAddr) -> String {
-    let body = client
-        .post(format!("http://{addr}/hub/negotiate?negotiateVersion=1"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
-    value["connectionToken"].as_str().unwrap().to_owned()
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_and_the_others_get_every_message() {
+    const CAPACITY: usize = 8;
+    // Far more than the loopback socket buffers and the queue hold together.
+    const MOST: usize = 1024;
+    let mut server = serve(options(|o| {
+        o.outgoing_queue_capacity = CAPACITY;
+        // Also how long a write to the stalled socket may block.
+        o.client_timeout = Duration::from_secs(2);
+    }))
+    .await;
+    let mut reader = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    let stalled = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    // The stalled client stops reading but keeps sending, so that only its
+    // reading can get it closed.
+    let (mut stalled_sink, mut stalled_stream) = stalled.into_socket().split();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            every.tick().await;
+            if stalled_sink.send(Message::text(PING)).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let payload = "x".repeat(64 * 1024);
+    let tick = |n: usize| {
+        record(&format!(
+            "{{\"type\":1,\"target\":\"tick\",\"arguments\":[{n},\"{payload}\"]}}"
+        ))
+    };
+    // In step with the reader, so that only the stalled client falls behind.
+    let mut sent = 0;
+    let disconnected = loop {
+        if let Some(event) = server.events.try_next() {
+            break event;
+        }
+        if sent == MOST {
+            // The stalled connection ends once its blocked write gives up;
+            // the reader keeps sending meanwhile, so that only the stalled
+            // one can be timed out.
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            break within("the stalled connection to end", async {
+                loop {
+                    tokio::select! {
+                        event = server.events.next() => break event,
+                        _ = every.tick() => reader.send(PING).await,
+                    }
+                }
+            })
+            .await;
+        }
+        let arguments =
+            Arguments::from_values([serde_json::json!(sent), payload.clone().into()]).unwrap();
+        server
+            .handle
+            .clients()
+            .all()
+            .send("tick", arguments)
+            .await
+            .unwrap();
+        let received = reader.next_message().await.expect("the reader is served");
+        assert!(received == tick(sent), "the reader got tick {sent}");
+        reader.send(PING).await;
+        sent += 1;
+    };
+    assert_eq!(
+        disconnected,
+        "disconnected Connection closed with an error. The client did not keep up: 8 messages were waiting to be sent to it."
+    );
+    eventually("the stalled connection to be gone", || {
+        server.handle.connection_count() == 1
+    })
+    .await;
+
+    reader
+        .send(&invocation("1", "echo", "\"unaffected\""))
+        .await;
+    assert_eq!(
+        reader.next_message().await,
+        Some(completion("1", "\"unaffected\""))
+    );
+
+    // What the stalled client did get is every message up to some point, in
+    // order; then its socket ends.
+    let mut got = 0;
+    while let Some(Ok(Message::Text(text))) =
+        within("the stalled socket to end", stalled_stream.next()).await
+    {
+        for record in text.as_str().split_inclusive(RS) {
+            assert!(record == tick(got), "the stalled client got tick {got}");
+            got += 1;
+        }
+    }
+    assert!(got < sent, "the stalled client was not served everything");
+}
+
+/// Invokes `target` and returns the record that answers it.
+async fn call(client: &mut WsClient, target: &str, arguments: &str) -> String {
+    client.send(&invocation("1", target, arguments)).await;
+    client.next_message().await.expect("an answer")
+}
+
+#[tokio::test]
+async fn items_are_kept_per_connection() {
+    let server = serve(HubOptions::default()).await;
+    let mut a = WsClient::connect(server.addr).await;
+    let mut b = WsClient::connect(server.addr).await;
+    assert_eq!(
+        call(&mut a, "remember", "\"a1\"").await,
+        completion("1", "null")
+    );
+    assert_eq!(call(&mut b, "recall", "").await, completion("1", "null"));
+    assert_eq!(call(&mut a, "recall", "").await, completion("1", "\"a1\""));
+    assert_eq!(
+        call(&mut a, "remember", "\"a2\"").await,
+        completion("1", "\"a1\"")
+    );
+    assert_eq!(
+        call(&mut b, "remember", "\"b1\"").await,
+        completion("1", "null")
+    );
+    assert_eq!(call(&mut a, "recall", "").await, completion("1", "\"a2\""));
+    assert_eq!(call(&mut b, "recall", "").await, completion("1", "\"b1\""));
 }
 
 #[tokio::test]
 async fn server_sent_events_frame_each_message() {
-    let (addr, _events) = serve(HubOptions::default()).await;
+    let server = serve(HubOptions::default()).await;
     let client = reqwest::Client::new();
-    let token = negotiate(&client, addr).await;
-    let mut events = client
-        .get(format!("http://{addr}/hub?id={token}"))
-        .header("Accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(events.status(), 200);
-    assert_eq!(events.headers()["content-type"], "text/event-stream");
-    assert_eq!(events.headers()["cache-control"], "no-cache");
-    assert_eq!(&events.chunk().await.unwrap().unwrap()[..], b":\r\n");
-
-    let post = |body: &'static str| {
-        client
-            .post(format!("http://{addr}/hub?id={token}"))
-            .body(body)
-            .send()
-    };
+    let token = negotiate(&client, server.addr, false).await.token;
+    let mut events = SseClient::open(&client, server.addr, &token).await;
     assert_eq!(
-        post("{\"protocol\":\"json\",\"version\":1}\u{1e}")
-            .await
-            .unwrap()
-            .status(),
+        post(
+            &client,
+            server.addr,
+            &token,
+            record("{\"protocol\":\"json\",\"version\":1}")
+        )
+        .await,
         200
     );
-    assert_eq!(
-        &events.chunk().await.unwrap().unwrap()[..],
-        b"data: {}\x1e\r\n\r\n"
-    );
+    assert_eq!(events.next().await.as_deref(), Some("data: {}\u{1e}"));
     // Two records in one POST, each answered as its own event.
-    post("{\"type\":1,\"invocationId\":\"1\",\"target\":\"echo\",\"arguments\":[\"a\"]}\u{1e}{\"type\":1,\"invocationId\":\"2\",\"target\":\"echo\",\"arguments\":[\"b\"]}\u{1e}")
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    while received.len() < 2 {
-        let chunk = events.chunk().await.unwrap().unwrap();
-        let text = String::from_utf8(chunk.to_vec()).unwrap();
-        received.extend(text.split_terminator("\r\n\r\n").map(str::to_owned));
-    }
+    let body = format!(
+        "{}{}",
+        invocation("1", "echo", "\"a\""),
+        invocation("2", "echo", "\"b\"")
+    );
+    assert_eq!(post(&client, server.addr, &token, body).await, 200);
     assert_eq!(
-        received,
-        [
-            "data: {\"type\":3,\"invocationId\":\"1\",\"result\":\"a\"}\u{1e}",
-            "data: {\"type\":3,\"invocationId\":\"2\",\"result\":\"b\"}\u{1e}",
-        ]
+        events.next().await,
+        Some(format!("data: {}", completion("1", "\"a\"")))
+    );
+    assert_eq!(
+        events.next().await,
+        Some(format!("data: {}", completion("2", "\"b\"")))
     );
     // The same token cannot open a second receiving transport.
     let second = client
-        .get(format!("http://{addr}/hub?id={token}"))
+        .get(format!("http://{}/hub?id={token}", server.addr))
         .header("Accept", "text/event-stream")
         .send()
         .await
@@ -276,110 +451,253 @@ async fn server_sent_events_frame_each_message() {
 }
 
 #[tokio::test]
+async fn server_sent_events_get_pings() {
+    let server = serve(options(|o| {
+        o.keep_alive_interval = Duration::from_millis(100)
+    }))
+    .await;
+    let client = reqwest::Client::new();
+    let token = negotiate(&client, server.addr, false).await.token;
+    let mut events = SseClient::open(&client, server.addr, &token).await;
+    post(
+        &client,
+        server.addr,
+        &token,
+        record("{\"protocol\":\"json\",\"version\":1}"),
+    )
+    .await;
+    assert_eq!(events.next().await.as_deref(), Some("data: {}\u{1e}"));
+    assert_eq!(events.next().await, Some(format!("data: {PING}")));
+    assert_eq!(events.next().await, Some(format!("data: {PING}")));
+}
+
+#[tokio::test]
+async fn no_handshake_in_time_ends_the_http_transports() {
+    let mut server = serve(options(|o| {
+        o.handshake_timeout = Duration::from_millis(200)
+    }))
+    .await;
+    let client = reqwest::Client::new();
+
+    let token = negotiate(&client, server.addr, false).await.token;
+    let mut events = SseClient::open(&client, server.addr, &token).await;
+    assert_eq!(events.next().await, None);
+
+    let token = negotiate(&client, server.addr, false).await.token;
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, String::new())
+    );
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (204, String::new())
+    );
+
+    // Neither connection started: the first event is the next connection's.
+    let _next = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+}
+
+#[tokio::test]
 async fn long_polling_without_polls_ends_the_connection() {
-    let (addr, mut events) = serve(options(|o| {
+    let mut server = serve(options(|o| {
         o.long_polling_disconnect_timeout = Duration::from_millis(300);
     }))
     .await;
     let client = reqwest::Client::new();
-    let token = negotiate(&client, addr).await;
-    let url = format!("http://{addr}/hub?id={token}");
-    let first = client.get(&url).send().await.unwrap();
-    assert_eq!(first.status(), 200);
-    assert!(first.bytes().await.unwrap().is_empty());
-    let handshake = client
-        .post(&url)
-        .body("{\"protocol\":\"json\",\"version\":1}\u{1e}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(handshake.status(), 200);
-    assert_eq!(next_event(&mut events).await, "connected LongPolling");
+    let token = negotiate(&client, server.addr, false).await.token;
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, String::new())
+    );
+    let handshake = record("{\"protocol\":\"json\",\"version\":1}");
+    assert_eq!(post(&client, server.addr, &token, handshake).await, 200);
+    assert_eq!(server.events.next().await, "connected LongPolling");
     // No further poll: the server gives up on the client.
-    assert_eq!(next_event(&mut events).await, "disconnected ");
+    assert_eq!(server.events.next().await, "disconnected ");
     // What was queued (the handshake answer) is still handed out; then the end.
-    let late = client.get(&url).send().await.unwrap();
-    assert_eq!(late.status(), 200);
-    assert_eq!(late.text().await.unwrap(), "{}\u{1e}");
-    let end = client.get(&url).send().await.unwrap().status();
-    assert!(end == 204 || end == 404, "{end}");
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, "{}\u{1e}".to_owned())
+    );
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (204, String::new())
+    );
+}
+
+/// Negotiates a long-polling connection, starts it, and completes its handshake.
+async fn long_polling(client: &reqwest::Client, server: &mut Server) -> String {
+    let token = negotiate(client, server.addr, false).await.token;
+    assert_eq!(
+        poll(client, server.addr, &token).await,
+        (200, String::new())
+    );
+    let handshake = record("{\"protocol\":\"json\",\"version\":1}");
+    assert_eq!(post(client, server.addr, &token, handshake).await, 200);
+    assert_eq!(server.events.next().await, "connected LongPolling");
+    token
 }
 
 #[tokio::test]
 async fn long_polls_return_queued_records_then_204_after_delete() {
-    let (addr, mut events) = serve(HubOptions::default()).await;
+    let mut server = serve(HubOptions::default()).await;
     let client = reqwest::Client::new();
-    let token = negotiate(&client, addr).await;
-    let url = format!("http://{addr}/hub?id={token}");
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
-    client
-        .post(&url)
-        .body("{\"protocol\":\"json\",\"version\":1}\u{1e}")
-        .send()
-        .await
-        .unwrap();
-    // The handshake answer and two completions, all queued while no poll is pending.
-    client
-        .post(&url)
-        .body("{\"type\":1,\"invocationId\":\"1\",\"target\":\"echo\",\"arguments\":[\"a\"]}\u{1e}{\"type\":1,\"invocationId\":\"2\",\"target\":\"echo\",\"arguments\":[\"b\"]}\u{1e}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(next_event(&mut events).await, "connected LongPolling");
+    let token = long_polling(&client, &mut server).await;
+    // Two completions, queued with the handshake answer while no poll is pending.
+    let body = format!(
+        "{}{}",
+        invocation("1", "echo", "\"a\""),
+        invocation("2", "echo", "\"b\"")
+    );
+    assert_eq!(post(&client, server.addr, &token, body).await, 200);
     let mut body = String::new();
-    while body.matches('\u{1e}').count() < 3 {
-        let poll = client.get(&url).send().await.unwrap();
-        assert_eq!(poll.status(), 200);
-        body.push_str(&poll.text().await.unwrap());
+    while body.matches(RS).count() < 3 {
+        let (status, text) = poll(&client, server.addr, &token).await;
+        assert_eq!(status, 200);
+        body.push_str(&text);
     }
     assert_eq!(
         body,
-        "{}\u{1e}{\"type\":3,\"invocationId\":\"1\",\"result\":\"a\"}\u{1e}{\"type\":3,\"invocationId\":\"2\",\"result\":\"b\"}\u{1e}"
+        format!(
+            "{{}}{RS}{}{}",
+            completion("1", "\"a\""),
+            completion("2", "\"b\"")
+        )
     );
+    // A poll pending when DELETE comes gets 204, and so does one that comes
+    // after it: either way the client sees the end.
     let pending = tokio::spawn({
         let client = client.clone();
-        let url = url.clone();
-        async move { client.get(&url).send().await.unwrap().status() }
+        let addr = server.addr;
+        let token = token.clone();
+        async move { poll(&client, addr, &token).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(client.delete(&url).send().await.unwrap().status(), 202);
-    assert_eq!(pending.await.unwrap(), 204);
-    assert_eq!(next_event(&mut events).await, "disconnected ");
-}
-
-#[tokio::test]
-async fn oversized_posts_are_refused() {
-    let (addr, _events) = serve(options(|o| o.maximum_receive_message_size = 1024)).await;
-    let client = reqwest::Client::new();
-    let token = negotiate(&client, addr).await;
-    let url = format!("http://{addr}/hub?id={token}");
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
-    let huge = "x".repeat(2 * 1024 * 1024);
-    let answer = client.post(&url).body(huge).send().await.unwrap();
-    assert_eq!(answer.status(), 413);
-    let unknown = client
-        .post(format!("http://{addr}/hub?id=nope"))
-        .body("{}")
+    let deleted = client
+        .delete(format!("http://{}/hub?id={token}", server.addr))
         .send()
         .await
         .unwrap();
-    assert_eq!(unknown.status(), 404);
+    assert_eq!(deleted.status(), 202);
+    assert_eq!(
+        within("the pending poll", pending).await.unwrap(),
+        (204, String::new())
+    );
+    assert_eq!(server.events.next().await, "disconnected ");
+}
+
+#[tokio::test]
+async fn a_newer_poll_ends_the_older() {
+    let mut server = serve(HubOptions::default()).await;
+    let client = reqwest::Client::new();
+    let token = long_polling(&client, &mut server).await;
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, "{}\u{1e}".to_owned())
+    );
+    // Whichever of two polls arrives second replaces the first, which gets
+    // 204; the survivor gets what comes next.
+    let spawn_poll = || {
+        let client = client.clone();
+        let addr = server.addr;
+        let token = token.clone();
+        tokio::spawn(async move { poll(&client, addr, &token).await })
+    };
+    let mut first = spawn_poll();
+    let mut second = spawn_poll();
+    let (ended, survivor) = within("one poll to end", async {
+        tokio::select! {
+            ended = &mut first => (ended, second),
+            ended = &mut second => (ended, first),
+        }
+    })
+    .await;
+    assert_eq!(ended.unwrap(), (204, String::new()));
+    let echo = invocation("1", "echo", "\"next\"");
+    assert_eq!(post(&client, server.addr, &token, echo).await, 200);
+    assert_eq!(
+        within("the surviving poll", survivor).await.unwrap(),
+        (200, completion("1", "\"next\""))
+    );
+}
+
+#[tokio::test]
+async fn an_idle_long_poll_is_answered_empty_after_the_hold() {
+    let mut server = serve(options(|o| {
+        o.long_polling_timeout = Duration::from_millis(200)
+    }))
+    .await;
+    let client = reqwest::Client::new();
+    let token = long_polling(&client, &mut server).await;
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, "{}\u{1e}".to_owned())
+    );
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, String::new())
+    );
+    // The connection goes on.
+    let echo = invocation("1", "echo", "\"alive\"");
+    assert_eq!(post(&client, server.addr, &token, echo).await, 200);
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, completion("1", "\"alive\""))
+    );
+}
+
+#[tokio::test]
+async fn oversized_posts_are_refused_and_close_the_connection() {
+    let mut server = serve(options(|o| o.maximum_receive_message_size = 1024)).await;
+    let client = reqwest::Client::new();
+    let token = long_polling(&client, &mut server).await;
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, "{}\u{1e}".to_owned())
+    );
+    // Past the POST limit (1 MiB at least): refused before it is read whole.
+    let huge = "x".repeat(2 * 1024 * 1024);
+    assert_eq!(post(&client, server.addr, &token, huge).await, 413);
+    let reason = "Connection closed with an error. InvalidDataException: The maximum message size of 1024B was exceeded. The message size can be configured in HubOptions.";
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, close_with(reason))
+    );
+    assert_eq!(server.events.next().await, format!("disconnected {reason}"));
+    assert_eq!(post(&client, server.addr, "nope", "{}").await, 404);
+}
+
+#[tokio::test]
+async fn a_posted_record_over_the_limit_closes_the_connection() {
+    let mut server = serve(HubOptions::default()).await;
+    let client = reqwest::Client::new();
+    let token = long_polling(&client, &mut server).await;
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, "{}\u{1e}".to_owned())
+    );
+    let record = format!("\"{}\"{RS}", "x".repeat(40 * 1024));
+    assert_eq!(post(&client, server.addr, &token, record).await, 200);
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, close_with(TOO_LARGE_32K))
+    );
 }
 
 #[tokio::test]
 async fn the_schema_endpoint_is_opt_in() {
     let client = reqwest::Client::new();
-    let (closed, _events) = serve(HubOptions::default()).await;
+    let closed = serve(HubOptions::default()).await;
     let answer = client
-        .get(format!("http://{closed}/hub/schema"))
+        .get(format!("http://{}/hub/schema", closed.addr))
         .send()
         .await
         .unwrap();
     assert_eq!(answer.status(), 404);
 
-    let (open, _events) = serve(options(|o| o.schema_endpoint = true)).await;
+    let open = serve(options(|o| o.schema_endpoint = true)).await;
     let answer = client
-        .get(format!("http://{open}/hub/schema"))
+        .get(format!("http://{}/hub/schema", open.addr))
         .send()
         .await
         .unwrap();
@@ -394,124 +712,269 @@ async fn the_schema_endpoint_is_opt_in() {
 async fn a_second_post_while_one_is_in_flight_is_409_until_it_ends() {
     use tokio::io::AsyncWriteExt;
 
-    let (addr, _events) = serve(HubOptions::default()).await;
+    let server = serve(HubOptions::default()).await;
     let client = reqwest::Client::new();
-    let token = negotiate(&client, addr).await;
-    let url = format!("http://{addr}/hub?id={token}");
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    let token = negotiate(&client, server.addr, false).await.token;
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, String::new())
+    );
     // A POST whose body has not finished arriving.
-    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-    slow.write_all(
-        format!("POST /hub?id={token} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\n{{")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let second = client.post(&url).body("{}\u{1e}").send().await.unwrap();
-    assert_eq!(second.status(), 409);
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /hub?id={token} HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n{{",
+        server.addr
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    // Empty POSTs (harmless to the session) until the server has the slow one.
+    until("the slow POST to be in flight", || async {
+        post(&client, server.addr, &token, "").await == 409
+    })
+    .await;
     // The slow client gives up mid-body: the connection takes POSTs again.
     drop(slow);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let third = client
-        .post(&url)
-        .body("{\"protocol\":\"json\",\"version\":1}\u{1e}")
+    until("the slow POST to end", || async {
+        post(&client, server.addr, &token, "").await == 200
+    })
+    .await;
+    let handshake = record("{\"protocol\":\"json\",\"version\":1}");
+    assert_eq!(post(&client, server.addr, &token, handshake).await, 200);
+    assert_eq!(
+        poll(&client, server.addr, &token).await,
+        (200, "{}\u{1e}".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn cors_answers_allowed_origins_only() {
+    let server = serve_hub(HubOptions::default(), |hub| {
+        hub.allow_origins(["https://app.example"]).unwrap()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let negotiate_url = format!("http://{}/hub/negotiate?negotiateVersion=1", server.addr);
+
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, &negotiate_url)
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "x-requested-with,x-signalr-user-agent,authorization,content-type",
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(third.status(), 200);
-}
+    assert_eq!(preflight.status(), 200);
+    let headers = preflight.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert_eq!(
+        headers["access-control-allow-headers"],
+        "x-requested-with,x-signalr-user-agent,authorization,content-type"
+    );
+    assert_eq!(
+        headers["access-control-allow-methods"],
+        "GET,POST,DELETE,OPTIONS"
+    );
 
-async fn negotiate_stateful(client: &reqwest::Client, addr: SocketAddr) -> String {
-    let body = client
-        .post(format!(
-            "http://{addr}/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true"
-        ))
+    let allowed = client
+        .post(&negotiate_url)
+        .header("Origin", "https://app.example")
         .send()
         .await
-        .unwrap()
-        .text()
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(
+        allowed.headers()["access-control-allow-credentials"],
+        "true"
+    );
+
+    // Another origin gets no CORS headers, so its browser refuses the answer.
+    let refused = client
+        .post(&negotiate_url)
+        .header("Origin", "https://elsewhere.example")
+        .send()
         .await
         .unwrap();
-    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(value["useStatefulReconnect"], true, "{body}");
-    value["connectionToken"].as_str().unwrap().to_owned()
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
 }
 
-async fn open_token(addr: SocketAddr, token: &str) -> Socket {
-    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/hub?id={token}"))
-        .await
-        .unwrap();
-    socket
+#[tokio::test]
+async fn websocket_upgrades_from_other_origins_are_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = serve_hub(HubOptions::default(), |hub| {
+        hub.allow_origins(["https://app.example"]).unwrap()
+    })
+    .await;
+    let upgrade = |origin: &str| {
+        let mut request = format!("ws://{}/hub", server.addr)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    match upgrade("https://elsewhere.example").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+            assert_eq!(
+                response.body().as_deref(),
+                Some(&b"WebSocket connections from this origin are not allowed."[..])
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(upgrade("https://app.example").await.is_ok());
+    let own = format!("http://{}", server.addr);
+    assert!(upgrade(&own).await.is_ok());
 }
 
 #[tokio::test]
 async fn stateful_reconnect_replays_what_was_not_acknowledged() {
-    let (addr, mut events) = serve(options(|o| {
+    let mut server = serve(options(|o| {
         o.stateful_reconnect = true;
-        o.disconnect_timeout = Duration::from_millis(500);
+        o.disconnect_timeout = Duration::from_secs(2);
     }))
     .await;
     let client = reqwest::Client::new();
-    let token = negotiate_stateful(&client, addr).await;
+    let token = negotiate(&client, server.addr, true).await.token;
 
-    let mut socket = open_token(addr, &token).await;
-    socket
-        .send(Message::text("{\"protocol\":\"json\",\"version\":2}\u{1e}"))
-        .await
-        .unwrap();
-    assert_eq!(next_text(&mut socket).await.as_deref(), Some("{}\u{1e}"));
-    assert_eq!(next_event(&mut events).await, "connected WebSockets");
-    socket
-        .send(Message::text(
-            "{\"type\":1,\"invocationId\":\"1\",\"target\":\"echo\",\"arguments\":[\"a\"]}\u{1e}",
-        ))
-        .await
-        .unwrap();
-    let completion = "{\"type\":3,\"invocationId\":\"1\",\"result\":\"a\"}\u{1e}";
-    assert_eq!(next_text(&mut socket).await.as_deref(), Some(completion));
+    let mut socket = WsClient::open_token(server.addr, &token).await;
+    socket.handshake(2).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    socket.send(&invocation("1", "echo", "\"a\"")).await;
+    assert_eq!(socket.next_message().await, Some(completion("1", "\"a\"")));
     // The socket drops before the client acknowledged anything.
     drop(socket);
 
-    let mut socket = open_token(addr, &token).await;
+    let mut socket = WsClient::open_token(server.addr, &token).await;
     // No handshake on the new socket: the server announces its first
     // unacknowledged message and sends it again.
     assert_eq!(
-        next_text(&mut socket).await.as_deref(),
-        Some("{\"type\":9,\"sequenceId\":1}\u{1e}")
+        socket.next().await,
+        Some(record("{\"type\":9,\"sequenceId\":1}"))
     );
-    assert_eq!(next_text(&mut socket).await.as_deref(), Some(completion));
+    assert_eq!(socket.next().await, Some(completion("1", "\"a\"")));
     // The client resends from its own message 1: invocation 1 again (a
     // duplicate, dropped) and the new invocation 2.
     socket
-        .send(Message::text(
-            "{\"type\":9,\"sequenceId\":1}\u{1e}{\"type\":1,\"invocationId\":\"1\",\"target\":\"echo\",\"arguments\":[\"a\"]}\u{1e}{\"type\":1,\"invocationId\":\"2\",\"target\":\"echo\",\"arguments\":[\"b\"]}\u{1e}",
+        .send(&format!(
+            "{}{}{}",
+            record("{\"type\":9,\"sequenceId\":1}"),
+            invocation("1", "echo", "\"a\""),
+            invocation("2", "echo", "\"b\"")
         ))
-        .await
-        .unwrap();
-    // Acks come on the server's own schedule (every second): skip them until
-    // the completion, then wait for the one that covers invocation 2.
-    let mut record = next_text(&mut socket).await.unwrap();
-    while record.starts_with("{\"type\":8,") {
-        record = next_text(&mut socket).await.unwrap();
-    }
-    assert_eq!(
-        record,
-        "{\"type\":3,\"invocationId\":\"2\",\"result\":\"b\"}\u{1e}"
-    );
-    loop {
-        let record = next_text(&mut socket).await.unwrap();
-        assert!(record.starts_with("{\"type\":8,"), "{record}");
-        if record == "{\"type\":8,\"sequenceId\":2}\u{1e}" {
-            break;
+        .await;
+    // Acks come on the server's own schedule (every second), before or after
+    // the completion: wait for both the completion and the Ack that covers
+    // invocation 2. An Ack for message 1 may come too, from before the drop.
+    let (mut completed, mut acknowledged) = (false, false);
+    while !(completed && acknowledged) {
+        match socket.next().await.unwrap() {
+            record if record == completion("2", "\"b\"") => completed = true,
+            record if record == "{\"type\":8,\"sequenceId\":2}\u{1e}" => acknowledged = true,
+            record if record == "{\"type\":8,\"sequenceId\":1}\u{1e}" => {}
+            other => panic!("unexpected {other}"),
         }
     }
-    assert!(
-        events.try_recv().is_err(),
-        "the connection survived the drop"
-    );
-
-    // Gone for longer than the disconnect timeout: the connection ends.
+    // Gone for longer than the disconnect timeout: the connection ends, and
+    // only now (the replay above showed it survived the first drop).
     drop(socket);
-    assert_eq!(next_event(&mut events).await, "disconnected ");
+    assert_eq!(server.events.next().await, "disconnected ");
+}
+
+#[tokio::test]
+async fn stateful_reconnect_never_replays_what_was_acknowledged_and_keeps_groups_and_items() {
+    let mut server = serve(options(|o| o.stateful_reconnect = true)).await;
+    let client = reqwest::Client::new();
+    let negotiated = negotiate(&client, server.addr, true).await;
+    let token = negotiated.token;
+
+    let mut socket = WsClient::open_token(server.addr, &token).await;
+    socket.handshake(2).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    socket.send(&invocation("1", "join", "\"room\"")).await;
+    assert_eq!(
+        socket.next_message().await,
+        Some(record("{\"type\":3,\"invocationId\":\"1\"}"))
+    );
+    socket.send(&invocation("2", "remember", "\"kept\"")).await;
+    assert_eq!(socket.next_message().await, Some(completion("2", "null")));
+    // The client acknowledges the server's messages 1 and 2; the completion of
+    // the next call shows the server has read the Ack.
+    socket.send(&record("{\"type\":8,\"sequenceId\":2}")).await;
+    socket.send(&invocation("3", "echo", "\"c\"")).await;
+    assert_eq!(socket.next_message().await, Some(completion("3", "\"c\"")));
+    drop(socket);
+
+    let mut socket = WsClient::open_token(server.addr, &token).await;
+    // Only message 3 was unacknowledged: it alone comes again.
+    assert_eq!(
+        socket.next().await,
+        Some(record("{\"type\":9,\"sequenceId\":3}"))
+    );
+    assert_eq!(socket.next().await, Some(completion("3", "\"c\"")));
+    // The server read the client's messages 1 to 3: the client goes on at 4.
+    socket.send(&record("{\"type\":9,\"sequenceId\":4}")).await;
+    socket.send(&invocation("4", "recall", "")).await;
+    assert_eq!(
+        socket.next_message().await,
+        Some(completion("4", "\"kept\""))
+    );
+    server
+        .handle
+        .clients()
+        .group("room")
+        .send("note", Arguments::from_values(["still a member"]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        socket.next_message().await,
+        Some(record(
+            "{\"type\":1,\"target\":\"note\",\"arguments\":[\"still a member\"]}"
+        ))
+    );
+    assert_eq!(server.handle.connection_count(), 1);
+    assert_eq!(server.events.try_next(), None, "the connection never ended");
+}
+
+#[tokio::test]
+async fn a_sequence_past_what_the_server_received_closes_the_connection() {
+    let mut server = serve(options(|o| o.stateful_reconnect = true)).await;
+    let client = reqwest::Client::new();
+    let token = negotiate(&client, server.addr, true).await.token;
+    let mut socket = WsClient::open_token(server.addr, &token).await;
+    socket.handshake(2).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    socket.send(&invocation("1", "echo", "\"a\"")).await;
+    assert_eq!(socket.next_message().await, Some(completion("1", "\"a\"")));
+    drop(socket);
+
+    let mut socket = WsClient::open_token(server.addr, &token).await;
+    assert_eq!(
+        socket.next().await,
+        Some(record("{\"type\":9,\"sequenceId\":1}"))
+    );
+    assert_eq!(socket.next().await, Some(completion("1", "\"a\"")));
+    // The server received one message; the client claims to go on at 5.
+    socket.send(&record("{\"type\":9,\"sequenceId\":5}")).await;
+    let reason = "Connection closed with an error. InvalidOperationException: Sequence ID greater than amount of messages we've received.";
+    assert_eq!(socket.next_message().await, Some(close_with(reason)));
+    socket.expect_end().await;
+    assert_eq!(server.events.next().await, format!("disconnected {reason}"));
 }

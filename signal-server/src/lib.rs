@@ -3,41 +3,32 @@
 //!
 //! Users normally depend on the `signal` facade, which re-exports this crate.
 
-mod clients;
-mod context;
-mod dispatch;
-mod error;
+mod connection;
 mod frame;
-mod http_transports;
 mod hub;
-mod in_process;
+mod items;
 mod lifetime;
-mod link;
-mod negotiate;
-mod options;
-mod session;
+pub mod persistent;
 #[cfg(test)]
 mod tests;
-mod transport;
-mod upload;
-mod websocket;
 
 /// Every text the server sends (Completion errors, Close errors, handshake
 /// refusals), each with its ASP.NET Core source.
 #[doc = include_str!("docs/texts.md")]
 pub mod texts {}
 
-pub use clients::{CallerClients, ClientContract, Clients, MultiClient, SingleClient, Target};
-pub use context::{Context, Groups, HubHandle, Items};
-pub use dispatch::{BoxFuture, Call, HubDispatch, HubStream, Output, cancellable_stream};
-pub use error::{ClientResultError, HubError, InvocationError, SendError};
-pub use hub::{Hub, UserIdFn};
-pub use in_process::{InProcess, InProcessConnection};
-pub use lifetime::ConnectionId;
-pub use options::HubOptions;
+pub use connection::{ConnectionId, ConnectionOptions, UserIdFn};
+pub use hub::Hub;
+pub use hub::clients::{CallerClients, ClientContract, Clients, MultiClient, SingleClient, Target};
+pub use hub::context::{Context, Groups, HubHandle};
+pub use hub::dispatch::{BoxFuture, Call, HubDispatch, HubStream, Output, cancellable_stream};
+pub use hub::error::{ClientResultError, HubError, InvocationError, SendError};
+pub use hub::in_process::{InProcess, InProcessConnection};
+pub use hub::options::HubOptions;
+pub use hub::upload::UploadStream;
+pub use items::Items;
 pub use signal_core::TransportType;
 pub use tokio_util::sync::CancellationToken;
-pub use upload::UploadStream;
 
 impl From<SendError> for HubError {
     fn from(error: SendError) -> Self {

@@ -8,13 +8,16 @@ use bytes::Bytes;
 use signal_core::{Arguments, HubDescriptor, HubMessage, JsonHubProtocol, StreamInvocation};
 use tokio::sync::mpsc;
 
-use crate::context::Context;
-use crate::dispatch::{BoxFuture, Call, HubDispatch, Output};
-use crate::error::InvocationError;
+use crate::connection::{
+    ChannelOutgoing, ConnectionId, Duplex, Incoming, Message, Start, TransportSink,
+};
 use crate::frame::Frame;
 use crate::hub::Hub;
-use crate::lifetime::ConnectionId;
-use crate::session::{self, Outgoing, Start, TransportClosed};
+use crate::hub::context::Context;
+use crate::hub::dispatch::{BoxFuture, Call, HubDispatch, Output};
+use crate::hub::error::InvocationError;
+use crate::hub::session;
+use tokio_util::sync::CancellationToken;
 
 /// A hub whose `numbers` stream never ends, counting what it produced.
 struct Producer {
@@ -58,41 +61,27 @@ impl HubDispatch for Producer {
     }
 }
 
-/// A transport that takes `capacity` frames and then stalls, like a client that
-/// stopped reading.
-struct Stalled {
-    taken: Arc<AtomicUsize>,
-    capacity: usize,
-}
-
-impl Outgoing for Stalled {
-    async fn feed(&mut self, _frame: Frame) -> Result<(), TransportClosed> {
-        if self.taken.load(Ordering::SeqCst) >= self.capacity {
-            std::future::pending::<()>().await;
-        }
-        self.taken.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), TransportClosed> {
-        Ok(())
-    }
-
-    async fn close(&mut self) {}
-}
-
 fn record(message: &HubMessage) -> Bytes {
     Bytes::from(JsonHubProtocol.to_record(message))
+}
+
+/// Frames a stalled transport took: it takes `capacity`, then stalls like a
+/// client that stopped reading.
+struct Taken(mpsc::Receiver<Frame>);
+
+impl Taken {
+    fn load(&self, _: Ordering) -> usize {
+        self.0.len()
+    }
 }
 
 /// Runs a `numbers` stream into a transport that takes `capacity` frames.
 async fn stall(
     capacity: usize,
     configure: impl FnOnce(&mut crate::HubOptions),
-) -> (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+) -> (Arc<AtomicUsize>, Taken, Arc<AtomicUsize>) {
     let produced = Arc::new(AtomicUsize::new(0));
     let disconnected = Arc::new(AtomicUsize::new(0));
-    let taken = Arc::new(AtomicUsize::new(0));
     let hub = Hub::new(Producer {
         produced: produced.clone(),
         disconnected: disconnected.clone(),
@@ -100,9 +89,13 @@ async fn stall(
     .configure(configure);
     let runtime = hub.into_runtime();
     let (to_server, from_client) = mpsc::channel::<Bytes>(8);
-    let incoming = Box::pin(futures_util::stream::unfold(
+    let incoming: Incoming = Box::pin(futures_util::stream::unfold(
         from_client,
-        |mut rx| async move { rx.recv().await.map(|chunk| (Ok(chunk), rx)) },
+        |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|chunk| (Ok(Message::Binary(chunk)), rx))
+        },
     ));
     let start = Start {
         id: ConnectionId::from("stalled"),
@@ -111,12 +104,13 @@ async fn stall(
         transport: signal_core::TransportType::WebSockets,
         remote: None,
         stateful: false,
+        early: Vec::new(),
     };
-    let outgoing = Stalled {
-        taken: taken.clone(),
-        capacity,
-    };
-    tokio::spawn(session::run(runtime, start, incoming, outgoing, None));
+    let (frames, taken) = mpsc::channel(capacity);
+    let outgoing = TransportSink::Channel(ChannelOutgoing::new(frames, CancellationToken::new()));
+    let duplex = Duplex::new(incoming, outgoing, runtime.options.client_timeout);
+    tokio::spawn(session::run(runtime, start, duplex));
+    let taken = Taken(taken);
     to_server
         .send(Bytes::from_static(
             b"{\"protocol\":\"json\",\"version\":1}\x1e",
@@ -138,10 +132,28 @@ async fn stall(
     (produced, taken, disconnected)
 }
 
-#[tokio::test]
+/// Lets every task run until none can go further. With the clock paused (as
+/// in these tests), time moves only once all tasks wait, so this is a point of
+/// quiescence, not a guess at how long work takes.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// Waits (in paused time) until `check` holds.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stalled_client_stops_the_producer_at_the_stream_window() {
     let (produced, taken, _) = stall(5, |o| o.stream_buffer_capacity = 10).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settle().await;
 
     // The handshake answer and four items reached the transport, which then
     // stalled (and with it the session: items written before the stall freed
@@ -156,16 +168,148 @@ async fn a_stalled_client_stops_the_producer_at_the_stream_window() {
     assert!(produced >= 10, "the window was not used: {produced} items");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_client_that_stops_reading_is_dropped_after_the_client_timeout() {
-    let (_, _, disconnected) = stall(3, |o| o.client_timeout = Duration::from_millis(200)).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, _taken, disconnected) =
+        stall(3, |o| o.client_timeout = Duration::from_millis(200)).await;
+    settle().await;
     assert_eq!(disconnected.load(Ordering::SeqCst), 0);
-    for _ in 0..50 {
-        if disconnected.load(Ordering::SeqCst) == 1 {
-            return;
+    eventually("the stalled connection to be dropped", || {
+        disconnected.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+#[test]
+fn defaults_are_asp_net_cores() {
+    let o = crate::HubOptions::default();
+    assert_eq!(o.keep_alive_interval, Duration::from_secs(15));
+    assert_eq!(o.client_timeout, Duration::from_secs(30));
+    assert_eq!(o.handshake_timeout, Duration::from_secs(15));
+    assert_eq!(o.maximum_receive_message_size, 32 * 1024);
+    // One at a time: a connection's invocations run in order.
+    assert_eq!(o.maximum_parallel_invocations, 1);
+    assert_eq!(o.stream_buffer_capacity, 10);
+    assert_eq!(o.client_result_timeout, Duration::from_secs(30));
+    assert!(!o.stateful_reconnect);
+    assert_eq!(o.stateful_reconnect_buffer_size, 100_000);
+    assert_eq!(o.long_polling_timeout, Duration::from_secs(90));
+    assert_eq!(o.long_polling_disconnect_timeout, Duration::from_secs(15));
+    assert!(!o.enable_detailed_errors);
+    assert_eq!(o.transports, signal_core::TransportType::ALL);
+}
+
+mod origins {
+    //! Which WebSocket upgrades `origin_allowed` admits.
+
+    use http::request::Parts;
+
+    use crate::connection::{origin_allowed, parse_origins};
+
+    fn request(host: Option<&str>, origin: Option<&str>) -> Parts {
+        let mut request = http::Request::builder();
+        if let Some(host) = host {
+            request = request.header(http::header::HOST, host);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(origin) = origin {
+            request = request.header(http::header::ORIGIN, origin);
+        }
+        request.body(()).unwrap().into_parts().0
     }
-    panic!("the stalled connection was never dropped");
+
+    #[track_caller]
+    fn check(allowed: &[&str], host: Option<&str>, origin: Option<&str>, expected: bool) {
+        assert_eq!(
+            origin_allowed(&parse_origins(allowed).unwrap(), &request(host, origin)),
+            expected,
+            "allowed {allowed:?}, Host {host:?}, Origin {origin:?}"
+        );
+    }
+
+    #[test]
+    fn without_an_origin_the_client_is_not_a_browser_and_is_admitted() {
+        check(&[], Some("example.com"), None, true);
+        check(&[], None, None, true);
+    }
+
+    #[test]
+    fn the_hubs_own_origin_is_admitted() {
+        check(&[], Some("example.com"), Some("https://example.com"), true);
+        check(
+            &[],
+            Some("127.0.0.1:5000"),
+            Some("http://127.0.0.1:5000"),
+            true,
+        );
+        // A trailing slash, and host names compared without case.
+        check(&[], Some("example.com"), Some("https://example.com/"), true);
+        check(&[], Some("Example.COM"), Some("https://example.com"), true);
+        check(&[], Some("example.com"), Some("HTTPS://EXAMPLE.COM"), true);
+    }
+
+    #[test]
+    fn another_host_or_port_is_refused() {
+        check(
+            &[],
+            Some("example.com"),
+            Some("https://evil.example"),
+            false,
+        );
+        check(
+            &[],
+            Some("example.com:8080"),
+            Some("https://example.com"),
+            false,
+        );
+        check(
+            &[],
+            Some("example.com"),
+            Some("https://example.com:8080"),
+            false,
+        );
+        check(
+            &[],
+            Some("127.0.0.1:5000"),
+            Some("http://127.0.0.1:5001"),
+            false,
+        );
+        // No Host to compare with.
+        check(&[], None, Some("https://example.com"), false);
+    }
+
+    #[test]
+    fn an_opaque_null_origin_is_refused() {
+        check(&[], Some("example.com"), Some("null"), false);
+        check(&["https://app.example"], Some("null"), Some("null"), false);
+    }
+
+    #[test]
+    fn allowed_origins_are_admitted_from_any_host() {
+        // Listed with a trailing slash; browsers send none.
+        let allowed = ["https://app.example/"];
+        check(
+            &allowed,
+            Some("api.example"),
+            Some("https://app.example"),
+            true,
+        );
+        check(
+            &allowed,
+            Some("api.example"),
+            Some("http://app.example"),
+            false,
+        );
+        check(
+            &allowed,
+            Some("api.example"),
+            Some("https://app.example:8443"),
+            false,
+        );
+        check(
+            &allowed,
+            Some("api.example"),
+            Some("https://other.example"),
+            false,
+        );
+    }
 }

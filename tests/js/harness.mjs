@@ -1,6 +1,9 @@
 // Shared helpers of the JavaScript end-to-end suites: start a Rust example server,
-// connect the OFFICIAL @microsoft/signalr client to it, and (for bad-input tests
-// only) speak raw WebSocket frames with `ws`.
+// connect the OFFICIAL @microsoft/signalr client to it, and (for protocol and
+// bad-input tests) speak the transports raw: WebSocket frames with `ws`,
+// Server-Sent Events and long polling with fetch. Waiting is always for a state
+// or an event (`eventually`, `Waiters`), never for a fixed time; the texts the
+// server sends are in `TEXTS`, compared whole.
 //
 // Environment:
 //   SIGNAL_JS_TRANSPORTS  comma-separated HttpTransportType names the suites run
@@ -16,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 
 import * as signalR from '@microsoft/signalr';
 import WebSocket from 'ws';
@@ -69,9 +73,11 @@ export function clientModes({ skipNegotiation = true } = {}) {
 }
 
 // ---------------------------------------------------------------------------
-// Small async helpers.
+// Waiting. Tests wait for a state or an event, never for a fixed time: a bounded
+// poll (`eventually`) where the state can only be asked for, a wakeable wait
+// (`Waiters`) where something tells us it changed. Neither asserts a timing.
 
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Rejects with `message` if `promise` does not settle within `ms`. */
 export function withTimeout(promise, ms, message) {
@@ -92,7 +98,50 @@ export async function eventually(probe, accept, { timeout = 5000, interval = 25,
     if (Date.now() > deadline) {
       throw new Error(`timed out after ${timeout} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
     }
-    await sleep(interval);
+    await pause(interval);
+  }
+}
+
+/**
+ * Waits that whoever changes the state wakes: `until(check)` resolves with the
+ * first value other than `undefined` that `check()` returns, re-checking on
+ * every `wake()`; it rejects when `check` throws or after `timeout` ms.
+ */
+export class Waiters {
+  #waiting = new Set();
+
+  wake() {
+    for (const attempt of [...this.#waiting]) attempt();
+  }
+
+  until(check, { timeout = 5000, what = 'condition', detail = () => '' } = {}) {
+    return new Promise((resolve, reject) => {
+      let timer;
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiting.delete(attempt);
+      };
+      const attempt = () => {
+        let value;
+        try {
+          value = check();
+        } catch (error) {
+          done();
+          reject(error);
+          return;
+        }
+        if (value !== undefined) {
+          done();
+          resolve(value);
+        }
+      };
+      timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out after ${timeout} ms waiting for ${what}${detail()}`));
+      }, timeout);
+      this.#waiting.add(attempt);
+      attempt();
+    });
   }
 }
 
@@ -300,6 +349,25 @@ export function logged(getServer, body, { timeout = 30_000 } = {}) {
   };
 }
 
+/**
+ * A test body with a server of its own, started with `options` (`{ env }`) and
+ * stopped when the body ends, however it ends, with the clients and raw
+ * connections the body opened to it. Called as `body(server, t)`; failures
+ * carry the server's output as with `logged`.
+ */
+export function withServer(name, options, body, { timeout } = {}) {
+  return async (t) => {
+    const server = await startServer(name, options);
+    try {
+      return await logged(() => server, (inner) => body(server, inner), { timeout })(t);
+    } finally {
+      closeRawOf(server);
+      await stopClientsOf(server);
+      await server.stop();
+    }
+  };
+}
+
 // ---------------------------------------------------------------------------
 // The official client.
 
@@ -316,33 +384,44 @@ const captureLogger = {
 /**
  * An official HubConnection plus an inbox of every client-method call it got.
  * `on(method)` must be called for each client method before `start()` (the
- * helpers `connect`/`connectMany` do it).
+ * helpers `connect`/`connectMany` do it). `pings` counts the server's Ping
+ * messages, which the client otherwise consumes silently.
  */
 export class Client {
-  constructor(connection, label) {
+  constructor(connection, label, baseUrl) {
     this.connection = connection;
     this.label = label;
+    this.baseUrl = baseUrl;
     this.received = []; // { method, args } in arrival order, unconsumed
-    this.waiters = [];
+    this.pings = 0;
+    this.waiters = new Waiters();
     this.closedWith = undefined;
     this.closed = new Promise((resolve) => {
       connection.onclose((error) => {
         this.closedWith = error ?? null;
+        this.waiters.wake();
         resolve(error ?? null);
       });
     });
+    // The transport hands every payload to this callback, which HubConnection
+    // set when it was built; counting here sees pings no public API shows.
+    const http = connection.connection;
+    const deliver = http.onreceive;
+    http.onreceive = (data) => {
+      if (typeof data === 'string') {
+        this.pings += data.split(RS).filter((record) => record === '{"type":6}').length;
+        this.waiters.wake();
+      }
+      deliver(data);
+    };
   }
 
   on(method) {
     this.connection.on(method, (...args) => {
       this.received.push({ method, args });
-      this.#wake();
+      this.waiters.wake();
     });
     return this;
-  }
-
-  #wake() {
-    for (const waiter of [...this.waiters]) waiter();
   }
 
   start() {
@@ -370,39 +449,34 @@ export class Client {
   }
 
   /**
+   * Waits until `check()` returns something other than `undefined` (re-checked
+   * on every call and ping received); fails early if the connection closes.
+   */
+  waitFor(check, { timeout = 5000, what = 'condition' } = {}) {
+    return this.waiters.until(
+      () => {
+        const value = check();
+        if (value === undefined && this.closedWith !== undefined) {
+          throw new Error(`${this.label} closed (${this.closedWith}) while waiting for ${what}`);
+        }
+        return value;
+      },
+      { timeout, what: `${what} at ${this.label}`, detail: () => `; inbox: ${JSON.stringify(this.received)}` },
+    );
+  }
+
+  /**
    * The first unconsumed call of `method` whose args `match` accepts (all if
    * no predicate), removed from the inbox; waits up to `timeout` ms for it.
    */
-  async next(method, { match = () => true, timeout = 5000 } = {}) {
-    const find = () => {
-      const index = this.received.findIndex((m) => m.method === method && match(m.args));
-      if (index < 0) return undefined;
-      return this.received.splice(index, 1)[0].args;
-    };
-    const found = find();
-    if (found) return found;
-    return new Promise((resolve, reject) => {
-      const waiter = () => {
-        const args = find();
-        if (args) {
-          done();
-          resolve(args);
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(
-          new Error(
-            `${this.label}: no '${method}' call within ${timeout} ms; inbox: ${JSON.stringify(this.received)}`,
-          ),
-        );
-      }, timeout);
-      const done = () => {
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-      };
-      this.waiters.push(waiter);
-    });
+  next(method, { match = () => true, timeout = 5000 } = {}) {
+    return this.waitFor(
+      () => {
+        const index = this.received.findIndex((m) => m.method === method && match(m.args));
+        return index < 0 ? undefined : this.received.splice(index, 1)[0].args;
+      },
+      { timeout, what: `a '${method}' call` },
+    );
   }
 
   /**
@@ -413,13 +487,18 @@ export class Client {
    * since one connection's messages keep their order. Returns (and consumes)
    * every other call received before the sentinel.
    */
-  async drain({ sentinelMethod = 'sendToCaller', settle = 20, timeout = 5000 } = {}) {
+  async drain({ sentinelMethod = 'sendToCaller', timeout = 5000 } = {}) {
     const sentinel = unique('sentinel');
     await this.invoke(sentinelMethod, sentinel);
-    await this.next('message', { match: ([text]) => text === sentinel, timeout });
-    if (settle) await sleep(settle);
-    const before = this.received;
-    this.received = [];
+    const index = await this.waitFor(
+      () => {
+        const at = this.received.findIndex((m) => m.method === 'message' && m.args[0] === sentinel);
+        return at < 0 ? undefined : at;
+      },
+      { timeout, what: `the sentinel ${sentinel}` },
+    );
+    const before = this.received.slice(0, index);
+    this.received = this.received.slice(index + 1);
     return before;
   }
 
@@ -428,6 +507,21 @@ export class Client {
     const rest = await this.drain(options);
     assert.deepEqual(rest, [], `${this.label} received calls it should not have`);
   }
+}
+
+/**
+ * Waits until each client of `expected` got `method(...args)`, then proves (with
+ * `drain`) that no client of `everyone` got anything else: no copy, no stray
+ * call, nothing to someone not expected.
+ */
+export async function assertDelivered(everyone, expected, { method = 'message', args }) {
+  await Promise.all(expected.map((c) => c.next(method, { match: (got) => isDeepStrictEqual(got, args) })));
+  const extra = await Promise.all(everyone.map(async (c) => [c.label, await c.drain()]));
+  assert.deepEqual(
+    extra.filter(([, got]) => got.length > 0),
+    [],
+    `${method}(${JSON.stringify(args)}): unexpected deliveries (expected at ${expected.map((c) => c.label).join(', ') || 'nobody'} only)`,
+  );
 }
 
 /**
@@ -441,7 +535,7 @@ export function client(server, hubPath, { transport = HttpTransportType.WebSocke
     .configureLogging(captureLogger);
   if (configure) builder = configure(builder);
   const connection = builder.build();
-  const result = new Client(connection, label);
+  const result = new Client(connection, label, server.url);
   for (const method of methods) result.on(method);
   return result;
 }
@@ -463,15 +557,23 @@ export function connectMany(server, hubPath, count, options = {}) {
 
 const openClients = new Set();
 
-/** Stops every client `connect` started that is still open. */
-export async function stopAllClients() {
-  const all = [...openClients];
-  openClients.clear();
-  await Promise.allSettled(all.map((c) => withTimeout(c.stop(), 5000, `${c.label} stop`)));
+async function stopClients(which) {
+  for (const c of which) openClients.delete(c);
+  await Promise.allSettled(which.map((c) => withTimeout(c.stop(), 5000, `${c.label} stop`)));
 }
 
-/** Asserts that `promise` rejects with an Error whose message `check` accepts (RegExp or string = exact). */
-export async function assertRejects(promise, check, what = 'invocation') {
+/** Stops every client `connect` started that is still open. */
+export function stopAllClients() {
+  return stopClients([...openClients]);
+}
+
+/** Stops the clients `connect` started against `server`. */
+export function stopClientsOf(server) {
+  return stopClients([...openClients].filter((c) => c.baseUrl === server.url));
+}
+
+/** Asserts that `promise` rejects with an Error whose message is exactly `expected`. */
+export async function assertRejects(promise, expected, what = 'invocation') {
   let error;
   try {
     const value = await promise;
@@ -481,22 +583,53 @@ export async function assertRejects(promise, check, what = 'invocation') {
     error = e;
   }
   assert.ok(error instanceof Error, `${what} rejected with a non-Error: ${error}`);
-  if (typeof check === 'string') {
-    assert.equal(error.message, check, `${what}: error text`);
-  } else {
-    assert.match(error.message, check, `${what}: error text`);
-  }
+  assert.equal(error.message, expected, `${what}: error text`);
   return error;
 }
 
 // ---------------------------------------------------------------------------
-// HTTP and raw WebSocket helpers (bad-input and protocol tests only).
+// The texts the server sends (signal-server/src/docs/texts.md), whole.
+
+export const TEXTS = {
+  /** A Completion error of an invocation whose method returned a HubError or got one. */
+  hubError: (method, message) => `An unexpected error occurred invoking '${method}' on the server. HubException: ${message}`,
+  /** A Completion error of an invocation whose method panicked. */
+  unexpected: (method) => `An unexpected error occurred invoking '${method}' on the server.`,
+  unknownMethod: (method) => `Failed to invoke '${method}' due to an error on the server. HubException: Method does not exist.`,
+  /** Arguments that do not bind, detailed errors off. */
+  binding: (method) => `Failed to invoke '${method}' due to an error on the server.`,
+  bindingTypeDetailed: (method) =>
+    `Failed to invoke '${method}' due to an error on the server. InvalidDataException: Error binding arguments. Make sure that the types of the provided values match the types of the hub method being invoked.`,
+  bindingCountDetailed: (method, given, expected) =>
+    `Failed to invoke '${method}' due to an error on the server. InvalidDataException: Invocation provides ${given} argument(s) but target expects ${expected}.`,
+  streamCount: (method, sent, expected) =>
+    `An unexpected error occurred invoking '${method}' on the server. HubException: Client sent ${sent} stream(s), Hub method expects ${expected}.`,
+  streamingByInvoke: (method) => `The client attempted to invoke the streaming '${method}' method with a non-streaming invocation.`,
+  plainByStream: (method) => `The client attempted to invoke the non-streaming '${method}' method with a streaming invocation.`,
+  /** Close errors. */
+  tooLarge: (limit = 32768) =>
+    `Connection closed with an error. InvalidDataException: The maximum message size of ${limit}B was exceeded. The message size can be configured in HubOptions.`,
+  clientTimeout: (duration) =>
+    `Connection closed with an error. No message was received from the client within the client timeout (${duration}).`,
+  /** Handshake refusals. */
+  unknownProtocol: (name) => `The protocol '${name}' is not supported.`,
+  unsupportedVersion: (version) => `The server does not support version ${version} of the 'json' protocol.`,
+  /** How the official client reports a Close message's error. */
+  closedByServer: (error) => `Server returned an error on close: ${error}`,
+};
+
+// ---------------------------------------------------------------------------
+// Raw connections (bad-input and protocol tests): raw WebSocket frames with
+// `ws`, Server-Sent Events and long polling with fetch. All three read the
+// server's records into a `RecordInbox` and offer the same calls:
+// `sendRaw(text)`, `sendRecords(...messages)`, `nextRecord(timeout)`,
+// `waitEnded(timeout)`, `close()`.
 
 /** POST {hub}/negotiate?negotiateVersion=1; returns { status, headers, body (parsed JSON or text) }. */
-export async function negotiate(server, hubPath, { version = 1, query = '' } = {}) {
+export async function negotiate(server, hubPath, { version = 1, query = '', headers = {} } = {}) {
   const response = await fetch(`${server.url}${hubPath}/negotiate?negotiateVersion=${version}${query}`, {
     method: 'POST',
-    headers: { 'X-Requested-With': 'XMLHttpRequest' },
+    headers: { 'X-Requested-With': 'XMLHttpRequest', ...headers },
   });
   const text = await response.text();
   let body = text;
@@ -508,21 +641,115 @@ export async function negotiate(server, hubPath, { version = 1, query = '' } = {
   return { status: response.status, headers: response.headers, body };
 }
 
+/** Negotiates (asserting 200) and returns the body with the transport URL of its token. */
+export async function negotiated(server, hubPath) {
+  const { status, body } = await negotiate(server, hubPath);
+  assert.equal(status, 200, `negotiate status (body ${JSON.stringify(body)})`);
+  const url = `${server.url}${hubPath}${hubPath.includes('?') ? '&' : '?'}id=${encodeURIComponent(body.connectionToken)}`;
+  return { ...body, url };
+}
+
+/** Records as one text: each message as JSON (strings as they are), each followed by RS. */
+export function records(...messages) {
+  return messages.map((m) => (typeof m === 'string' ? m : JSON.stringify(m)) + RS).join('');
+}
+
+/** A hub Invocation message. */
+export const invocation = (id, target, ...args) => ({ type: 1, invocationId: String(id), target, arguments: args });
+
 /**
- * A raw WebSocket speaking text records. Incoming text frames are split into
- * records on 0x1E; `nextRecord()` returns the next parsed JSON record (pings
- * skipped unless `pings: true`).
+ * Records parsed from text that arrives in pieces: split on RS, each parsed as
+ * JSON (`{ unparsable }` if it is not). Pings are counted and, unless `pings`,
+ * left out of `records`.
+ */
+export class RecordInbox {
+  constructor(label, { pings = false } = {}) {
+    this.label = label;
+    this.keepPings = pings;
+    this.records = [];
+    this.chunks = [];
+    this.buffer = '';
+    this.pings = 0;
+    this.ended = undefined;
+    this.waiters = new Waiters();
+  }
+
+  push(text) {
+    this.chunks.push(text);
+    this.buffer += text;
+    let index;
+    while ((index = this.buffer.indexOf(RS)) >= 0) {
+      const record = this.buffer.slice(0, index);
+      this.buffer = this.buffer.slice(index + 1);
+      let parsed;
+      try {
+        parsed = JSON.parse(record);
+      } catch {
+        parsed = { unparsable: record };
+      }
+      if (parsed?.type === 6) {
+        this.pings += 1;
+        if (!this.keepPings) continue;
+      }
+      this.records.push(parsed);
+    }
+    this.waiters.wake();
+  }
+
+  /** No more text will come; `how` says why (kept in `ended`). */
+  end(how = {}) {
+    this.ended ??= how;
+    this.waiters.wake();
+  }
+
+  /** The next record; rejects on timeout or once the source ended with none left. */
+  next(timeout = 5000) {
+    return this.waiters.until(
+      () => {
+        if (this.records.length > 0) return this.records.shift();
+        if (this.ended) {
+          throw new Error(
+            `${this.label} ended (${JSON.stringify(this.ended)}) with no record left; received: ${JSON.stringify(this.chunks)}; partial: ${JSON.stringify(this.buffer)}`,
+          );
+        }
+        return undefined;
+      },
+      { timeout, what: `a record from ${this.label}`, detail: () => `; received so far: ${JSON.stringify(this.chunks)}` },
+    );
+  }
+}
+
+/** Every raw connection opened here, for cleanup. */
+const rawConnections = new Set();
+
+/** Closes every raw connection. */
+export function closeAllRaw() {
+  for (const connection of rawConnections) connection.close();
+  rawConnections.clear();
+}
+
+/** Closes the raw connections to `server`. */
+export function closeRawOf(server) {
+  for (const connection of rawConnections) {
+    if (connection.url.startsWith(`${server.url}/`) || connection.url.startsWith(wsUrl(server, '/'))) {
+      connection.close();
+      rawConnections.delete(connection);
+    }
+  }
+}
+
+/**
+ * A raw WebSocket speaking text records. `ws` options (`headers`, `origin`)
+ * go to the upgrade request. `opened` rejects with `statusCode` and `body` when
+ * the server refuses the upgrade.
  */
 export class RawSocket {
-  constructor(url, { pings = false } = {}) {
+  constructor(url, { pings = false, ...options } = {}) {
     this.url = url;
-    this.pings = pings;
-    this.ws = new WebSocket(url);
-    this.records = [];
-    this.frames = [];
-    this.buffer = '';
-    this.waiters = [];
+    this.inbox = new RecordInbox(url, { pings });
+    this.ws = new WebSocket(url, options);
     this.closeInfo = undefined;
+    rawConnections.add(this);
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', resolve);
       this.ws.once('error', reject);
@@ -535,42 +762,33 @@ export class RawSocket {
           error.statusCode = response.statusCode;
           error.body = body;
           reject(error);
+          // Only now: destroying the request earlier would drop the body.
+          request.destroy();
         });
-        request.destroy();
       });
     });
     this.opened.catch(() => {});
     this.closed = new Promise((resolve) => {
       this.ws.once('close', (code, reason) => {
         this.closeInfo = { code, reason: reason.toString() };
-        this.#wake();
+        this.inbox.end(this.closeInfo);
         resolve(this.closeInfo);
       });
     });
     this.ws.on('error', () => {});
     this.ws.on('message', (data, isBinary) => {
-      const text = isBinary ? Buffer.from(data).toString('utf8') : data.toString();
-      this.frames.push(text);
-      this.buffer += text;
-      let index;
-      while ((index = this.buffer.indexOf(RS)) >= 0) {
-        const record = this.buffer.slice(0, index);
-        this.buffer = this.buffer.slice(index + 1);
-        let parsed;
-        try {
-          parsed = JSON.parse(record);
-        } catch {
-          parsed = { unparsable: record };
-        }
-        if (!this.pings && parsed.type === 6) continue;
-        this.records.push(parsed);
-      }
-      this.#wake();
+      this.inbox.push(isBinary ? Buffer.from(data).toString('utf8') : data.toString());
     });
   }
 
-  #wake() {
-    for (const waiter of [...this.waiters]) waiter();
+  /** Records received and not yet taken by `nextRecord`. */
+  get records() {
+    return this.inbox.records;
+  }
+
+  /** Every frame received, as text. */
+  get frames() {
+    return this.inbox.chunks;
   }
 
   /** Sends a string as one text frame, as is (add RS yourself). */
@@ -580,45 +798,24 @@ export class RawSocket {
 
   /** Sends one or more JSON messages, each as a record, in one frame. */
   sendRecords(...messages) {
-    return this.sendRaw(messages.map((m) => (typeof m === 'string' ? m : JSON.stringify(m)) + RS).join(''));
+    return this.sendRaw(records(...messages));
   }
 
   /** The next record; rejects on timeout or if the socket closes with none left. */
   nextRecord(timeout = 5000) {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (this.records.length > 0) {
-          done();
-          resolve(this.records.shift());
-        } else if (this.closeInfo) {
-          done();
-          reject(new Error(`socket closed (${JSON.stringify(this.closeInfo)}) with no record left; partial buffer: ${JSON.stringify(this.buffer)}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`no record within ${timeout} ms; frames so far: ${JSON.stringify(this.frames)}`));
-      }, timeout);
-      const done = () => {
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== check);
-      };
-      this.waiters.push(check);
-      check();
-    });
+    return this.inbox.next(timeout);
   }
 
-  /** The close of the socket, within `timeout` ms. */
-  waitClosed(timeout = 5000) {
+  /** The close of the socket, within `timeout` ms: `{ code, reason }`. */
+  waitEnded(timeout = 5000) {
     return withTimeout(this.closed, timeout, `${this.url} to close`);
   }
 
   /** Sends the JSON handshake and expects `{}`. */
-  async handshake() {
+  async handshake(version = 1) {
     await this.opened;
-    await this.sendRecords({ protocol: 'json', version: 1 });
-    const response = await this.nextRecord();
-    assert.deepEqual(response, {}, 'handshake response');
+    await this.sendRecords({ protocol: 'json', version });
+    assert.deepEqual(await this.nextRecord(), {}, 'handshake response');
   }
 
   close() {
@@ -636,33 +833,222 @@ export function wsUrl(server, hubPath) {
 }
 
 /** Negotiates, opens a raw WebSocket to the hub with the token, and does the handshake. */
-export async function rawConnect(server, hubPath, { handshake = true, negotiated = true, pings = false } = {}) {
+export async function rawConnect(server, hubPath, { handshake = true, negotiated: negotiate_ = true, pings = false } = {}) {
   let url = wsUrl(server, hubPath);
   let connectionId;
-  if (negotiated) {
-    const { status, body } = await negotiate(server, hubPath);
-    assert.equal(status, 200, 'negotiate status');
+  if (negotiate_) {
+    const body = await negotiated(server, hubPath);
     connectionId = body.connectionId;
     url += `${url.includes('?') ? '&' : '?'}id=${encodeURIComponent(body.connectionToken)}`;
   }
   const socket = new RawSocket(url, { pings });
   socket.connectionId = connectionId;
-  rawSockets.add(socket);
   await withTimeout(socket.opened, 5000, `raw socket ${url} to open`);
   if (handshake) await socket.handshake();
   return socket;
 }
 
-const rawSockets = new Set();
-/** Terminates every raw socket opened with `rawConnect`/`rawSocket`. */
-export function closeAllRawSockets() {
-  for (const socket of rawSockets) socket.close();
-  rawSockets.clear();
-}
-
 /** A raw socket to `url` (tracked for cleanup), not waited for. */
 export function rawSocket(url, options) {
-  const socket = new RawSocket(url, options);
-  rawSockets.add(socket);
-  return socket;
+  return new RawSocket(url, options);
+}
+
+/** POSTs `body` to a transport URL; returns `{ status, body }` (text). */
+export async function post(url, body) {
+  const response = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body });
+  return { status: response.status, body: await response.text() };
+}
+
+/** An HTTP transport's POSTs: `sendRaw` expects 200 and an empty body. */
+class HttpSender {
+  async sendRaw(text) {
+    const response = await post(this.url, text);
+    assert.deepEqual(response, { status: 200, body: '' }, 'POST response');
+    return response;
+  }
+
+  sendRecords(...messages) {
+    return this.sendRaw(records(...messages));
+  }
+
+  /** POSTs the JSON handshake and expects `{}`. */
+  async handshake(version = 1) {
+    await this.sendRecords({ protocol: 'json', version });
+    assert.deepEqual(await this.nextRecord(), {}, 'handshake response');
+  }
+}
+
+/**
+ * A raw Server-Sent Events connection (GET with `Accept: text/event-stream`):
+ * `status`, `headers`, `text` (everything received, comments included) and the
+ * records of its `data:` lines.
+ */
+export class EventStream extends HttpSender {
+  static async open(url, { headers = {}, pings = false } = {}) {
+    const controller = new AbortController();
+    const response = await fetch(url, { headers: { Accept: 'text/event-stream', ...headers }, signal: controller.signal });
+    return new EventStream(url, response, controller, { pings });
+  }
+
+  constructor(url, response, controller, { pings }) {
+    super();
+    this.url = url;
+    this.status = response.status;
+    this.headers = response.headers;
+    this.controller = controller;
+    this.text = '';
+    this.inbox = new RecordInbox(`the event stream ${url}`, { pings });
+    rawConnections.add(this);
+    this.ended = this.#read(response);
+    this.ended.catch(() => {});
+  }
+
+  async #read(response) {
+    const decoder = new TextDecoder();
+    let pending = '';
+    let data = [];
+    try {
+      for await (const chunk of response.body) {
+        const text = decoder.decode(chunk, { stream: true });
+        this.text += text;
+        pending += text;
+        let index;
+        while ((index = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, index).replace(/\r$/, '');
+          pending = pending.slice(index + 1);
+          if (line === '') {
+            // A blank line ends an event; its data lines joined by \n are the payload.
+            if (data.length > 0) this.inbox.push(data.join('\n'));
+            data = [];
+          } else if (line.startsWith('data:')) {
+            data.push(line.slice(5).replace(/^ /, ''));
+          }
+          // Other lines (":" comments) carry nothing for us.
+        }
+      }
+      this.inbox.end({ stream: 'ended' });
+    } catch (error) {
+      this.inbox.end({ error: error.message });
+    }
+    return this.text;
+  }
+
+  nextRecord(timeout = 5000) {
+    return this.inbox.next(timeout);
+  }
+
+  /** The end of the stream, within `timeout` ms; resolves with everything received. */
+  waitEnded(timeout = 5000) {
+    return withTimeout(this.ended, timeout, `${this.url} to end`);
+  }
+
+  close() {
+    this.controller.abort();
+  }
+}
+
+/**
+ * A raw long-polling connection: `poll()` is one GET; `nextRecord` polls (one
+ * poll at a time) until a record comes. A poll answered 204 ends the inbox.
+ * `polls` lists every answer: `{ status, contentType, body }`.
+ */
+export class LongPolling extends HttpSender {
+  constructor(url) {
+    super();
+    this.url = url;
+    this.inbox = new RecordInbox(`long polling ${url}`);
+    this.polls = [];
+    this.controller = new AbortController();
+    this.inFlight = null;
+    rawConnections.add(this);
+  }
+
+  /** One GET, as is: `{ status, contentType, body }`. */
+  async poll() {
+    const response = await fetch(this.url, { signal: this.controller.signal });
+    return { status: response.status, contentType: response.headers.get('content-type'), body: await response.text() };
+  }
+
+  #pump() {
+    this.inFlight ??= this.poll().then(
+      (answer) => {
+        this.inFlight = null;
+        this.polls.push(answer);
+        if (answer.status === 200) {
+          if (answer.body) this.inbox.push(answer.body);
+        } else {
+          this.inbox.end(answer);
+        }
+      },
+      (error) => {
+        this.inFlight = null;
+        this.inbox.end({ error: error.message });
+      },
+    );
+    return this.inFlight;
+  }
+
+  async nextRecord(timeout = 5000) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      if (this.inbox.records.length > 0) return this.inbox.records.shift();
+      if (this.inbox.ended) return this.inbox.next(0);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no record from ${this.url} within ${timeout} ms; polls: ${JSON.stringify(this.polls)}`);
+      // A poll that outlives the wait still lands in the inbox.
+      await withTimeout(this.#pump(), left, `a poll of ${this.url}`).catch(() => {});
+    }
+  }
+
+  /** Polls until one is answered other than 200: that answer, within `timeout` ms. */
+  async waitEnded(timeout = 5000) {
+    const deadline = Date.now() + timeout;
+    while (!this.inbox.ended) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`${this.url} did not end within ${timeout} ms; polls: ${JSON.stringify(this.polls)}`);
+      await withTimeout(this.#pump(), left, `a poll of ${this.url}`).catch(() => {});
+    }
+    return this.inbox.ended;
+  }
+
+  close() {
+    this.controller.abort();
+    // Ends the connection on the server too; nobody waits for the answer.
+    fetch(this.url, { method: 'DELETE' }).then((r) => r.text()).catch(() => {});
+  }
+}
+
+/**
+ * Negotiates and opens `transport` ('WebSockets', 'ServerSentEvents' or
+ * 'LongPolling') raw, then does the handshake unless `handshake: false`. A new
+ * long-polling connection's first poll (answered at once) is taken here.
+ */
+export async function rawOpen(transport, server, hubPath, { handshake = true, pings = false } = {}) {
+  if (transport === 'WebSockets') return rawConnect(server, hubPath, { handshake, pings });
+  const { url, connectionId } = await negotiated(server, hubPath);
+  let connection;
+  if (transport === 'ServerSentEvents') {
+    connection = await EventStream.open(url, { pings });
+    assert.equal(connection.status, 200, 'event stream status');
+    assert.equal(connection.headers.get('content-type'), 'text/event-stream');
+  } else if (transport === 'LongPolling') {
+    connection = new LongPolling(url);
+    assert.deepEqual(await connection.poll(), { status: 200, contentType: null, body: '' }, 'the first poll starts the connection');
+  } else {
+    throw new Error(`unknown transport ${transport}`);
+  }
+  connection.connectionId = connectionId;
+  if (handshake) await connection.handshake();
+  return connection;
+}
+
+/**
+ * Asserts that the server's next record on `connection` is a Close with
+ * exactly `error` (no allowReconnect), that the transport then ends, and that
+ * nothing came after the Close.
+ */
+export async function expectClose(connection, error) {
+  assert.deepEqual(await connection.nextRecord(), { type: 7, error }, 'the Close message');
+  await connection.waitEnded();
+  assert.deepEqual(connection.inbox.records, [], 'nothing after the Close message');
 }

@@ -14,19 +14,20 @@ before(async () => {
 });
 
 after(async () => {
-  h.closeAllRawSockets();
+  h.closeAllRaw();
   await h.stopAllClients();
   await server?.stop();
 });
 
 const logged = (body) => h.logged(() => server, body);
 
-/** Opens a raw WebSocket and resolves with the HTTP status it was refused with (or 101). */
+/** Opens a raw WebSocket: `{ status, body }` of its refusal, or `{ status: 101 }` (and closes it). */
 async function upgradeStatus(url) {
   const socket = h.rawSocket(url);
   try {
     await h.withTimeout(socket.opened, 5000, `upgrade of ${url}`);
-    return { status: 101, socket };
+    socket.close();
+    return { status: 101 };
   } catch (error) {
     if (error.statusCode) return { status: error.statusCode, body: error.body };
     throw error;
@@ -36,7 +37,7 @@ async function upgradeStatus(url) {
 test('negotiate v1 answers id, token, version and transports in server order', logged(async () => {
   const { status, headers, body } = await h.negotiate(server, HUB);
   assert.equal(status, 200);
-  assert.match(headers.get('content-type') ?? '', /^application\/json/);
+  assert.equal(headers.get('content-type'), 'application/json');
   assert.equal(typeof body.connectionId, 'string');
   assert.ok(body.connectionId.length > 0, 'connectionId not empty');
   assert.equal(typeof body.connectionToken, 'string');
@@ -97,12 +98,11 @@ test('the negotiated token opens the connection the id names', logged(async () =
 test('GET on the hub without id and without upgrade is 400', logged(async () => {
   const response = await fetch(`${server.url}${HUB}`);
   assert.equal(response.status, 400);
-  await response.text();
+  assert.equal(await response.text(), 'Connection ID required');
 }));
 
 test('WebSocket with an unknown id is 404', logged(async () => {
-  const { status } = await upgradeStatus(`${h.wsUrl(server, HUB)}?id=unknown`);
-  assert.equal(status, 404);
+  assert.deepEqual(await upgradeStatus(`${h.wsUrl(server, HUB)}?id=unknown`), { status: 404, body: 'No Connection with that ID' });
 }));
 
 test('a token used twice while its connection is open is 409', logged(async () => {
@@ -111,8 +111,7 @@ test('a token used twice while its connection is open is 409', logged(async () =
   const first = h.rawSocket(url);
   await h.withTimeout(first.opened, 5000, 'first upgrade');
   await first.handshake();
-  const { status } = await upgradeStatus(url);
-  assert.equal(status, 409);
+  assert.deepEqual(await upgradeStatus(url), { status: 409, body: 'Another transport is already active for this connection.' });
   // The first connection is unaffected.
   await first.sendRecords({ type: 1, invocationId: '1', target: 'echo', arguments: ['first'] });
   assert.deepEqual(await first.nextRecord(), { type: 3, invocationId: '1', result: 'first' });
@@ -126,19 +125,21 @@ test('a token whose connection has ended is 404', logged(async () => {
   await h.withTimeout(first.opened, 5000, 'first upgrade');
   await first.handshake();
   first.ws.close(1000);
-  await first.waitClosed();
-  const status = await h.eventually(
-    async () => (await upgradeStatus(url)).status,
-    (s) => s !== 101 && s !== 409,
+  await first.waitEnded();
+  const refusal = await h.eventually(
+    () => upgradeStatus(url),
+    ({ status }) => status !== 101 && status !== 409,
     { what: 'the ended token to be refused' },
   );
-  assert.equal(status, 404);
+  assert.deepEqual(refusal, { status: 404, body: 'No Connection with that ID' });
 }));
 
 test('the connection id is not a token', logged(async () => {
   const { body } = await h.negotiate(server, HUB);
-  const { status } = await upgradeStatus(`${h.wsUrl(server, HUB)}?id=${encodeURIComponent(body.connectionId)}`);
-  assert.equal(status, 404);
+  assert.deepEqual(await upgradeStatus(`${h.wsUrl(server, HUB)}?id=${encodeURIComponent(body.connectionId)}`), {
+    status: 404,
+    body: 'No Connection with that ID',
+  });
 }));
 
 test('the official client negotiates and learns the id the hub sees', logged(async () => {
@@ -158,33 +159,30 @@ test('the official client without a transport restriction picks WebSockets', log
   }
 }));
 
-test('availableTransports follow the server\'s configured order (SIGNAL_TRANSPORTS)', async () => {
-  const restricted = await h.startServer('conformance', { env: { SIGNAL_TRANSPORTS: 'LongPolling,WebSockets' } });
-  try {
-    await h.logged(() => restricted, async () => {
-      const { status, body } = await h.negotiate(restricted, HUB);
-      assert.equal(status, 200);
-      assert.deepEqual(body.availableTransports, [
-        { transport: 'LongPolling', transferFormats: ['Text', 'Binary'] },
-        { transport: 'WebSockets', transferFormats: ['Text', 'Binary'] },
-      ]);
-      // The official client walks them in that order: with no restriction it
-      // takes LongPolling first.
-      const c = await h.connect(restricted, HUB, { transport: null, label: 'unrestricted' });
-      assert.equal(await c.invoke('transport'), 'LongPolling');
-      await c.stop();
-      // A client that only allows the disabled transport cannot start.
-      const sse = h.client(restricted, HUB, { transport: h.HttpTransportType.ServerSentEvents, label: 'sse' });
-      await h.assertRejects(sse.start(), /Unable to connect to the server/, 'start over a disabled transport');
-      // And the server refuses the disabled transport's request itself.
-      const { body: negotiated } = await h.negotiate(restricted, HUB);
-      const response = await fetch(`${restricted.url}${HUB}?id=${encodeURIComponent(negotiated.connectionToken)}`, {
-        headers: { Accept: 'text/event-stream' },
-      });
-      await response.body?.cancel();
-      assert.ok(response.status >= 400 && response.status < 500, `SSE request to a hub without SSE: ${response.status}`);
-    })();
-  } finally {
-    await restricted.stop();
-  }
-});
+test('availableTransports follow the server\'s configured order (SIGNAL_TRANSPORTS)', h.withServer('conformance', { env: { SIGNAL_TRANSPORTS: 'LongPolling,WebSockets' } }, async (restricted) => {
+  const { status, body } = await h.negotiate(restricted, HUB);
+  assert.equal(status, 200);
+  assert.deepEqual(body.availableTransports, [
+    { transport: 'LongPolling', transferFormats: ['Text', 'Binary'] },
+    { transport: 'WebSockets', transferFormats: ['Text', 'Binary'] },
+  ]);
+  // The official client walks them in that order: with no restriction it
+  // takes LongPolling first.
+  const c = await h.connect(restricted, HUB, { transport: null, label: 'unrestricted' });
+  assert.equal(await c.invoke('transport'), 'LongPolling');
+  await c.stop();
+  // A client that only allows the disabled transport cannot start.
+  const sse = h.client(restricted, HUB, { transport: h.HttpTransportType.ServerSentEvents, label: 'sse' });
+  await h.assertRejects(
+    sse.start(),
+    "Unable to connect to the server with any of the available transports. LongPolling failed: Error: 'LongPolling' is disabled by the client. WebSockets failed: Error: 'WebSockets' is disabled by the client.",
+    'start over a disabled transport',
+  );
+  // And the server refuses the disabled transport's request itself.
+  const { body: negotiated } = await h.negotiate(restricted, HUB);
+  const response = await fetch(`${restricted.url}${HUB}?id=${encodeURIComponent(negotiated.connectionToken)}`, {
+    headers: { Accept: 'text/event-stream' },
+  });
+  assert.equal(response.status, 400, 'SSE request to a hub without SSE');
+  assert.equal(await response.text(), 'The ServerSentEvents transport is not enabled for this hub.');
+}));

@@ -54,13 +54,7 @@ for (const mode of h.clientModes({ skipNegotiation: false })) {
     async function expectDelivery(sender, method, args, expected) {
       const text = h.unique(method);
       await sender.invoke(method, ...args, text);
-      await Promise.all(expected.map((c) => c.next('message', { match: ([t]) => t === text })));
-      const extra = await Promise.all(all.map(async (c) => [c.label, await c.drain()]));
-      assert.deepEqual(
-        extra.filter(([, got]) => got.length > 0),
-        [],
-        `${method}(${JSON.stringify(args)}): unexpected deliveries (expected only ${expected.map((c) => c.label)})`,
-      );
+      await h.assertDelivered(all, expected, { args: [text] });
     }
 
     test('connectionId is the negotiated id', logged(async () => {

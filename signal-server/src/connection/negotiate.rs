@@ -10,9 +10,9 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 use signal_core::NegotiateResponse;
 
-use crate::dispatch::HubDispatch;
-use crate::hub::HubRuntime;
-use crate::lifetime::{ConnectionId, ConnectionToken};
+use super::duplex::Message;
+use super::endpoint::Endpoint;
+use super::id::{ConnectionId, ConnectionToken};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -30,6 +30,8 @@ pub(crate) struct Started {
     pub(crate) token: ConnectionToken,
     /// Stateful reconnect was negotiated.
     pub(crate) stateful: bool,
+    /// What the client POSTed before its first transport request.
+    pub(crate) early: Vec<Message>,
 }
 
 /// Negotiated connections waiting for their transport, and the tokens in use.
@@ -48,6 +50,7 @@ struct Pending {
     id: ConnectionId,
     created: Instant,
     stateful: bool,
+    early: Vec<Message>,
 }
 
 /// Why a transport request's token was refused.
@@ -96,6 +99,7 @@ impl Negotiations {
                 id: id.clone(),
                 created: now,
                 stateful,
+                early: Vec::new(),
             },
         );
         (id, token)
@@ -115,9 +119,32 @@ impl Negotiations {
                     id: pending.id,
                     token,
                     stateful: pending.stateful,
+                    early: pending.early,
                 })
             }
             _ => Err(TokenError::Unknown),
+        }
+    }
+
+    /// Whether `token` was negotiated and waits for its first transport request.
+    pub(crate) fn is_pending(&self, token: &str) -> bool {
+        let state = self.state.lock().expect("negotiations lock");
+        state
+            .pending
+            .get(&ConnectionToken::from(token))
+            .is_some_and(|p| p.created.elapsed() < self.timeout)
+    }
+
+    /// Keeps a message POSTed before the connection's first transport request;
+    /// false when the token is not pending or already holds `max` of them.
+    pub(crate) fn keep_early(&self, token: &str, message: Message, max: usize) -> bool {
+        let mut state = self.state.lock().expect("negotiations lock");
+        match state.pending.get_mut(&ConnectionToken::from(token)) {
+            Some(pending) if pending.early.len() < max => {
+                pending.early.push(message);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -131,8 +158,8 @@ impl Negotiations {
     }
 }
 
-pub(crate) async fn negotiate<D: HubDispatch>(
-    State(runtime): State<Arc<HubRuntime<D>>>,
+pub(crate) async fn negotiate(
+    State(runtime): State<Arc<Endpoint>>,
     Query(query): Query<NegotiateQuery>,
 ) -> Json<NegotiateResponse> {
     let version = query.negotiate_version.min(1);

@@ -3,34 +3,29 @@
 
 use std::collections::HashMap;
 use std::future::ready;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use futures_util::SinkExt;
-use futures_util::Stream;
 use futures_util::stream::{SplitSink, StreamExt};
 use signal_core::TransportType;
 
 use tokio::sync::mpsc;
 
-use crate::dispatch::HubDispatch;
+use super::http as http_transports;
+use super::{Refusal, start_for, transport_query};
+use crate::connection::duplex::{
+    Attachment, Duplex, Incoming, Outgoing, Oversized, TransportClosed, TransportSink,
+};
+use crate::connection::endpoint::{Endpoint, Start};
+use crate::connection::id::ConnectionToken;
+use crate::connection::options::ConnectionOptions;
 use crate::frame::Frame;
-use crate::http_transports;
-use crate::hub::HubRuntime;
-use crate::lifetime::ConnectionToken;
-use crate::options::HubOptions;
-use crate::session::{self, Inbound, Outgoing, Oversized, Start, TransportClosed};
-use crate::transport::{Refusal, start_for, transport_query};
 
-/// The incoming half of a WebSocket: text and binary payloads until Close.
-type WebSocketIncoming = Pin<Box<dyn Stream<Item = Inbound> + Send>>;
-
-/// A reconnected WebSocket on its way to its stateful connection's session.
-type Reattachment = (WebSocketIncoming, WebSocketOutgoing);
+/// A reconnected WebSocket on its way to its connection.
+type Reattachment = Attachment;
 
 /// Stateful connections waiting for (or using) their WebSocket, by token.
 #[derive(Default)]
@@ -57,10 +52,7 @@ impl Reattachments {
     }
 }
 
-pub(crate) async fn connect<D: HubDispatch>(
-    State(runtime): State<Arc<HubRuntime<D>>>,
-    request: Request,
-) -> Response {
+pub(crate) async fn connect(State(runtime): State<Arc<Endpoint>>, request: Request) -> Response {
     if !request.headers().contains_key(http::header::UPGRADE) {
         return http_transports::get(runtime, request).await;
     }
@@ -100,13 +92,13 @@ pub(crate) async fn connect<D: HubDispatch>(
 
 fn configure(
     upgrade: WebSocketUpgrade,
-    options: &HubOptions,
+    options: &ConnectionOptions,
 ) -> WebSocketUpgrade<impl axum::extract::ws::OnFailedUpgrade> {
     // Small buffers: most messages are small and idle connections are many (a
     // 2 KiB read buffer took an idle connection from 11.1 to 9.1 KiB with no
     // change in echo throughput, 1 KiB payloads included). Whole
-    // records are checked against the hub's limit by the record reader; the
-    // WebSocket limit only bounds what one frame may make us buffer.
+    // messages are checked against the limit by the handler (a hub's record
+    // reader); the WebSocket limit only bounds what one frame may make us buffer.
     let limit = options.maximum_receive_message_size;
     upgrade
         .read_buffer_size(2 * 1024)
@@ -127,8 +119,10 @@ fn split(socket: WebSocket) -> Reattachment {
                 return ready(None);
             }
             ready(match message {
-                Ok(Message::Text(text)) => Some(Some(Ok(Bytes::from(text)))),
-                Ok(Message::Binary(bytes)) => Some(Some(Ok(bytes))),
+                Ok(Message::Text(text)) => Some(Some(Ok(crate::connection::Message::Text(text)))),
+                Ok(Message::Binary(bytes)) => {
+                    Some(Some(Ok(crate::connection::Message::Binary(bytes))))
+                }
                 Ok(Message::Close(_)) => None,
                 Ok(_) => Some(None),
                 Err(error) if is_oversized(&error) => {
@@ -142,7 +136,8 @@ fn split(socket: WebSocket) -> Reattachment {
             })
         })
         .filter_map(ready);
-    (Box::pin(incoming), WebSocketOutgoing(sink))
+    let incoming: Incoming = Box::pin(incoming);
+    (incoming, TransportSink::WebSocket(WebSocketOutgoing(sink)))
 }
 
 /// Whether a read failed because the client's message passed the frame cap.
@@ -158,24 +153,46 @@ fn is_oversized(error: &axum::Error) -> bool {
     false
 }
 
-async fn serve<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, socket: WebSocket) {
+async fn serve(runtime: Arc<Endpoint>, start: Start, socket: WebSocket) {
     let (incoming, outgoing) = split(socket);
+    let mut duplex = Duplex::new(incoming, outgoing, runtime.options.write_timeout);
     let token = start.token.clone().filter(|_| start.stateful);
-    let attachments = token.clone().map(|t| runtime.reattachments.register(t));
-    session::run(runtime.clone(), start, incoming, outgoing, attachments).await;
+    if let Some(token) = &token {
+        let attachments = runtime.reattachments.register(token.clone());
+        duplex.reattachable(attachments, runtime.options.disconnect_timeout);
+    }
+    runtime.run(start, duplex).await;
     if let Some(token) = token {
         runtime.reattachments.remove(&token);
     }
 }
 
-struct WebSocketOutgoing(SplitSink<WebSocket, Message>);
+pub(crate) struct WebSocketOutgoing(SplitSink<WebSocket, Message>);
+
+impl WebSocketOutgoing {
+    /// Ends the socket with a policy-violation Close frame (1008) carrying
+    /// `reason`, cut to what a Close frame can hold.
+    pub(crate) async fn close_with(&mut self, reason: &str) {
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let frame = CloseFrame {
+            code: close_code::POLICY,
+            reason: reason[..end].into(),
+        };
+        let _ = self.0.send(Message::Close(Some(frame))).await;
+        let _ = self.0.close().await;
+    }
+}
 
 impl Outgoing for WebSocketOutgoing {
     async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
-        self.0
-            .feed(Message::Text(frame.payload()))
-            .await
-            .map_err(|_| TransportClosed)
+        let message = match frame.text_payload() {
+            Some(text) => Message::Text(text),
+            None => Message::Binary(frame.bytes()),
+        };
+        self.0.feed(message).await.map_err(|_| TransportClosed)
     }
 
     async fn flush(&mut self) -> Result<(), TransportClosed> {

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use signal_core::{Arguments, ClientDescriptor, CompletionOutcome, HubMessage, Invocation};
 
-use crate::error::{ClientResultError, SendError};
+use super::error::{ClientResultError, SendError};
+use crate::connection::ConnectionId;
 use crate::frame::Frame;
-use crate::lifetime::{ConnectionHandle, ConnectionId, Lifetime, Recipients};
+use crate::lifetime::{ConnectionHandle, Lifetime, Recipients};
 
 /// A typed client contract: what the `#[signal::client]` macro implements for
 /// `dyn YourClientTrait`, and `()` for untyped targets.

@@ -15,12 +15,15 @@ use signal_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::context::HubHandle;
-use crate::dispatch::HubDispatch;
+use super::context::HubHandle;
+use super::dispatch::HubDispatch;
+use super::session;
+use crate::connection::{
+    ChannelOutgoing, ConnectionId, Duplex, Incoming, Message, Start, TransportSink,
+};
 use crate::frame::Frame;
 use crate::hub::HubRuntime;
-use crate::lifetime::ConnectionId;
-use crate::session::{self, Outgoing, Start, TransportClosed};
+use tokio_util::sync::CancellationToken;
 
 /// A hub that in-process connections reach without a network.
 pub struct InProcess<D: HubDispatch> {
@@ -57,18 +60,20 @@ impl<D: HubDispatch> InProcess<D> {
             transport: TransportType::WebSockets,
             remote: None,
             stateful: false,
+            early: Vec::new(),
         };
-        let incoming = Box::pin(futures_util::stream::unfold(
+        let incoming: Incoming = Box::pin(futures_util::stream::unfold(
             from_client,
-            |mut rx| async move { rx.recv().await.map(|chunk| (Ok(chunk), rx)) },
+            |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|chunk| (Ok(Message::Binary(chunk)), rx))
+            },
         ));
-        tokio::spawn(session::run(
-            self.runtime.clone(),
-            start,
-            incoming,
-            ChannelOutgoing(to_client),
-            None,
-        ));
+        let outgoing =
+            TransportSink::Channel(ChannelOutgoing::new(to_client, CancellationToken::new()));
+        let duplex = Duplex::new(incoming, outgoing, self.runtime.options.client_timeout);
+        tokio::spawn(session::run(self.runtime.clone(), start, duplex));
 
         let handshake = HandshakeRequest {
             protocol: JsonHubProtocol::NAME.to_owned(),
@@ -83,9 +88,7 @@ impl<D: HubDispatch> InProcess<D> {
         let mut records = Vec::new();
         while records.is_empty() {
             let frame = from_server.recv().await.ok_or_else(closed)?;
-            records = reader
-                .push(frame.as_str().as_bytes())
-                .expect("no size limit");
+            records = reader.push(frame.as_bytes()).expect("no size limit");
         }
         let answer: signal_core::HandshakeResponse =
             serde_json::from_slice(&records.remove(0)).map_err(InvokeError::Deserialize)?;
@@ -109,20 +112,6 @@ impl<D: HubDispatch> InProcess<D> {
             invocations: tokio::sync::Mutex::new(invocations),
         })
     }
-}
-
-struct ChannelOutgoing(mpsc::Sender<Frame>);
-
-impl Outgoing for ChannelOutgoing {
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
-        self.0.send(frame).await.map_err(|_| TransportClosed)
-    }
-
-    async fn flush(&mut self) -> Result<(), TransportClosed> {
-        Ok(())
-    }
-
-    async fn close(&mut self) {}
 }
 
 #[derive(Default)]
@@ -172,7 +161,7 @@ impl InProcessConnection {
     async fn write(&self, message: &HubMessage) -> Result<(), InvokeError> {
         let frame = Frame::encode(message);
         self.to_server
-            .send(Bytes::copy_from_slice(frame.as_str().as_bytes()))
+            .send(frame.bytes())
             .await
             .map_err(|_| self.closed())
     }
@@ -291,9 +280,7 @@ async fn read_frames(
         let Some(frame) = from_server.recv().await else {
             break;
         };
-        records = reader
-            .push(frame.as_str().as_bytes())
-            .expect("no size limit");
+        records = reader.push(frame.as_bytes()).expect("no size limit");
     }
     // Dropping the waiters tells every pending call the connection closed.
     shared.pending.lock().expect("pending lock").clear();

@@ -9,8 +9,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::{FutureExt, Stream};
 use signal_core::{
     Close, Completion, CompletionOutcome, HandshakeRequest, HandshakeResponse, HubMessage,
     JsonHubProtocol, RecordError, RecordReader, StreamItem, TransportType,
@@ -20,31 +20,18 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::context::Context;
-use crate::dispatch::{BoxFuture, Call, HubDispatch, Output};
-use crate::error::InvocationError;
+use super::HubRuntime;
+use super::context::Context;
+use super::dispatch::{BoxFuture, Call, HubDispatch, Output};
+use super::error::InvocationError;
+use super::link::Link;
+use super::upload::UploadItem;
+use crate::connection::{Duplex, Event, Outgoing, Start, TransportClosed};
 use crate::frame::Frame;
-use crate::hub::HubRuntime;
-use crate::lifetime::{ConnectionHandle, ConnectionId, ConnectionToken};
-use crate::link::{Attachment, Link, next_attachment};
-use crate::upload::UploadItem;
+use crate::lifetime::ConnectionHandle;
 
 /// How often a stateful connection acknowledges what it received (as the JS client does).
 const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The transport could not be written to: the client has gone.
-#[derive(Debug)]
-pub(crate) struct TransportClosed;
-
-/// The client sent a message larger than its transport will buffer (a WebSocket
-/// frame past its cap, a POST body past its limit): the connection ends with
-/// the size-limit Close, as for a record over the hub's limit.
-#[derive(Debug)]
-pub(crate) struct Oversized;
-
-/// What a transport's incoming half yields: a chunk of what the client sent, or
-/// word that it sent too much at once.
-pub(crate) type Inbound = Result<Bytes, Oversized>;
 
 /// The Close error for a message over `limit` bytes, whatever its transport.
 pub(crate) fn too_large_error(limit: usize) -> String {
@@ -54,34 +41,10 @@ pub(crate) fn too_large_error(limit: usize) -> String {
     )
 }
 
-/// The sending half of a transport.
-pub(crate) trait Outgoing: Send {
-    /// Buffers one frame.
-    fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), TransportClosed>> + Send;
-    /// Writes what is buffered.
-    fn flush(&mut self) -> impl Future<Output = Result<(), TransportClosed>> + Send;
-    /// Ends the transport.
-    fn close(&mut self) -> impl Future<Output = ()> + Send;
-}
-
-/// Who the connection is, as its transport request established.
-pub(crate) struct Start {
-    pub(crate) id: ConnectionId,
-    pub(crate) token: Option<ConnectionToken>,
-    pub(crate) user: Option<Arc<str>>,
-    pub(crate) transport: TransportType,
-    pub(crate) remote: Option<std::net::SocketAddr>,
-    /// Negotiated stateful reconnect; in force once the handshake asks for
-    /// protocol version 2.
-    pub(crate) stateful: bool,
-}
-
-impl Start {
-    /// Transports with a keep-alive of their own (long polling) get no pings and no
-    /// client timeout.
-    fn inherent_keep_alive(&self) -> bool {
-        self.transport == TransportType::LongPolling
-    }
+/// Transports with a keep-alive of their own (long polling) get no pings and no
+/// client timeout.
+fn inherent_keep_alive(start: &Start) -> bool {
+    start.transport == TransportType::LongPolling
 }
 
 /// A server stream to send, once its method has returned it.
@@ -110,85 +73,66 @@ enum End {
     ServerClose(Option<String>),
 }
 
-/// Runs a connection to its end. With `attachments`, the connection supports
-/// stateful reconnect: a client that loses its transport may come back on a new
-/// one (sent there) within the disconnect timeout.
-pub(crate) async fn run<D, I, O>(
-    runtime: Arc<HubRuntime<D>>,
-    start: Start,
-    incoming: I,
-    outgoing: O,
-    attachments: Option<mpsc::Receiver<Attachment<I, O>>>,
-) where
-    D: HubDispatch,
-    I: Stream<Item = Inbound> + Unpin + Send,
-    O: Outgoing,
-{
+/// Runs a hub connection to its end over the connection layer's duplex. When
+/// the duplex may be reattached (stateful reconnect was negotiated) and the
+/// handshake asks for protocol version 2, a client that loses its transport
+/// may come back on a new one within the disconnect timeout.
+pub(crate) async fn run<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, duplex: Duplex) {
     let span = tracing::debug_span!("connection", id = %start.id, transport = %start.transport);
     tracing::debug!(parent: &span, remote = ?start.remote, "connection started");
-    run_inner(runtime, start, incoming, outgoing, attachments)
-        .instrument(span)
-        .await;
+    run_inner(runtime, start, duplex).instrument(span).await;
 }
 
-async fn run_inner<D, I, O>(
-    runtime: Arc<HubRuntime<D>>,
-    start: Start,
-    mut incoming: I,
-    mut outgoing: O,
-    attachments: Option<mpsc::Receiver<Attachment<I, O>>>,
-) where
-    D: HubDispatch,
-    I: Stream<Item = Inbound> + Unpin + Send,
-    O: Outgoing,
-{
+async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mut duplex: Duplex) {
     let options = &runtime.options;
     let mut reader = RecordReader::new(options.maximum_receive_message_size);
 
     let handshake = tokio::time::timeout(
         options.handshake_timeout,
-        read_handshake(&mut incoming, &mut reader),
+        read_handshake(&mut duplex, &mut reader),
     )
     .await;
     let leftover = match handshake {
         Err(_) => {
             tracing::debug!("no handshake within the handshake timeout");
-            finish_transport(&runtime, &start, &mut outgoing).await;
+            duplex.close().await;
             return;
         }
         Ok(Err(None)) => {
-            finish_transport(&runtime, &start, &mut outgoing).await;
+            duplex.close().await;
             return;
         }
         Ok(Err(Some(error))) => {
             tracing::debug!(%error, "handshake refused");
             let _ = write_handshake(
-                &mut outgoing,
+                &mut duplex,
                 handshake_frame(&HandshakeResponse::error(error)),
                 options.handshake_timeout,
             )
             .await;
-            finish_transport(&runtime, &start, &mut outgoing).await;
+            duplex.close().await;
             return;
         }
         Ok(Ok(accepted)) => accepted,
     };
     if write_handshake(
-        &mut outgoing,
+        &mut duplex,
         handshake_frame(&HandshakeResponse::ok()),
         options.handshake_timeout,
     )
     .await
     .is_err()
     {
-        finish_transport(&runtime, &start, &mut outgoing).await;
+        duplex.close().await;
         return;
     }
     let (version, leftover) = leftover;
-    let mut link = Link::new(incoming, outgoing, options.client_timeout);
-    let mut attachments = attachments.filter(|_| version >= 2);
-    if attachments.is_some() {
+    let mut link = Link::new(duplex);
+    // Stateful reconnect needs both the negotiate flag and protocol version 2.
+    if link.is_reattachable() && version >= 2 {
         link.make_stateful(options.stateful_reconnect_buffer_size);
+    } else {
+        link.not_reattachable();
     }
 
     let (tx, mut rx) = mpsc::channel(options.outgoing_queue_capacity.max(1));
@@ -236,17 +180,15 @@ async fn run_inner<D, I, O>(
         }));
     }
 
-    let keep_alive = !start.inherent_keep_alive();
+    let keep_alive = !inherent_keep_alive(&start);
     let stateful = link.is_stateful();
-    let mut connected = true;
     let mut transport_failed = false;
     let mut last_read = Instant::now();
     let mut last_write = Instant::now();
     let ping_sleep = sleep_until(last_write + options.keep_alive_interval);
     let timeout_sleep = sleep_until(last_read + options.client_timeout);
-    let reconnect_sleep = sleep_until(Instant::now());
     let mut ack_interval = tokio::time::interval(ACK_INTERVAL);
-    tokio::pin!(ping_sleep, timeout_sleep, reconnect_sleep);
+    tokio::pin!(ping_sleep, timeout_sleep);
 
     // One registration for the whole session, not one per loop turn.
     let closing = handle.closing().clone().cancelled_owned();
@@ -294,46 +236,55 @@ async fn run_inner<D, I, O>(
 
         tokio::select! {
             _ = &mut closing => break End::ServerClose(handle.close_error()),
-            chunk = link.recv(), if connected => {
-                let Some(chunk) = chunk else {
-                    if !stateful {
-                        break End::ClientLeft(None);
-                    }
-                    tracing::debug!("transport lost; waiting for the client to reconnect");
-                    connected = false;
-                    reconnect_sleep.as_mut().reset(Instant::now() + options.disconnect_timeout);
-                    continue;
-                };
-                last_read = Instant::now();
-                match chunk.map(|chunk| reader.push_bytes(chunk)) {
-                    Ok(Ok(records)) => pending_records = records,
-                    Ok(Err(RecordError::TooLarge { .. })) | Err(Oversized) => {
-                        break End::ServerClose(Some(too_large_error(options.maximum_receive_message_size)));
+            event = link.recv() => match event {
+                None => break End::ClientLeft(None),
+                Some(Event::Data(message)) => {
+                    last_read = Instant::now();
+                    match reader.push_bytes(message.into_bytes()) {
+                        Ok(records) => pending_records = records,
+                        Err(RecordError::TooLarge { .. }) => {
+                            break End::ServerClose(Some(too_large_error(options.maximum_receive_message_size)));
+                        }
                     }
                 }
-            }
-            Some(frame) = rx.recv(), if connected && link.can_send() => {
-                if write_batch(&mut link, &mut rx, frame).await.is_ok() {
+                Some(Event::Oversized) => {
+                    break End::ServerClose(Some(too_large_error(options.maximum_receive_message_size)));
+                }
+                Some(Event::Lost) => {
+                    tracing::debug!("transport lost; waiting for the client to reconnect");
+                }
+                Some(Event::Reattached) => {
+                    let replayed = link.replay().await.is_ok();
+                    tracing::debug!(replayed, "client reconnected on a new transport");
+                    if !replayed {
+                        link.lost();
+                    }
+                    reader = RecordReader::new(options.maximum_receive_message_size);
+                    last_read = Instant::now();
+                    last_write = Instant::now();
+                }
+            },
+            Some(frame) = rx.recv(), if link.is_attached() && link.can_send() => {
+                let write = write_batch(&mut link, &mut rx, frame);
+                tokio::pin!(write);
+                let written = tokio::select! {
+                    biased;
+                    written = &mut write => written,
+                    // A connection closed for falling behind is stuck in this
+                    // very write: end it now, with its reason. A shutdown lets
+                    // the write finish.
+                    _ = handle.closing().cancelled() => match handle.close_error() {
+                        Some(error) => break 'session End::ServerClose(Some(error)),
+                        None => write.await,
+                    },
+                };
+                if written.is_ok() {
                     last_write = Instant::now();
                 } else {
                     transport_failed = true;
                 }
             }
-            attachment = next_attachment(&mut attachments) => {
-                connected = link.attach(attachment).await.is_ok();
-                tracing::debug!(connected, "client reconnected on a new transport");
-                reader = RecordReader::new(options.maximum_receive_message_size);
-                last_read = Instant::now();
-                last_write = Instant::now();
-                if !connected {
-                    reconnect_sleep.as_mut().reset(Instant::now() + options.disconnect_timeout);
-                }
-            }
-            _ = &mut reconnect_sleep, if !connected => {
-                tracing::debug!("the client did not reconnect within the disconnect timeout");
-                break End::ClientLeft(None);
-            }
-            _ = ack_interval.tick(), if stateful && connected => {
+            _ = ack_interval.tick(), if stateful && link.is_attached() => {
                 if let Some(ack) = link.take_ack()
                     && write_now(&mut link, ack).await.is_ok()
                 {
@@ -345,7 +296,7 @@ async fn run_inner<D, I, O>(
                     ordered_running -= 1;
                 }
                 if let Some(completion) = done.completion {
-                    if !connected {
+                    if !link.is_attached() {
                         // Sequenced and sent once the client is back.
                         handle.try_send(&completion);
                     } else if write_completion(&mut link, &mut rx, completion).await.is_ok() {
@@ -369,7 +320,7 @@ async fn run_inner<D, I, O>(
             Some(finished) = streams.next() => {
                 calls.stream_tokens.remove(&finished);
             }
-            _ = &mut ping_sleep, if keep_alive && connected => {
+            _ = &mut ping_sleep, if keep_alive && link.is_attached() => {
                 let due = last_write + options.keep_alive_interval;
                 if Instant::now() >= due {
                     // A failed write shows up as the end of the incoming stream.
@@ -378,7 +329,7 @@ async fn run_inner<D, I, O>(
                 }
                 ping_sleep.as_mut().reset(last_write + options.keep_alive_interval);
             }
-            _ = &mut timeout_sleep, if keep_alive && connected => {
+            _ = &mut timeout_sleep, if keep_alive && link.is_attached() => {
                 let due = last_read + options.client_timeout;
                 if Instant::now() >= due {
                     break End::ServerClose(Some(format!(
@@ -390,13 +341,15 @@ async fn run_inner<D, I, O>(
             }
         }
         if std::mem::take(&mut transport_failed) {
+            // A write that failed because the server is closing the connection
+            // (it fell behind) ends it with that reason, not as a client gone.
+            if handle.closing().is_cancelled() {
+                break End::ServerClose(handle.close_error());
+            }
             if !stateful {
                 break End::ClientLeft(None);
             }
-            connected = false;
-            reconnect_sleep
-                .as_mut()
-                .reset(Instant::now() + options.disconnect_timeout);
+            link.lost();
         }
         if calls.queue.len() > options.pending_invocation_capacity {
             break End::ServerClose(Some(format!(
@@ -408,7 +361,7 @@ async fn run_inner<D, I, O>(
 
     let error = match end {
         End::ClientLeft(error) => error,
-        End::ServerClose(error) if connected => {
+        End::ServerClose(error) if link.is_attached() => {
             // Invocations already running may finish (bounded), and what they and
             // earlier calls queued goes out before the Close message.
             let drain = async {
@@ -448,7 +401,7 @@ async fn run_inner<D, I, O>(
         End::ServerClose(error) => error,
     };
     drop(rx);
-    finish_transport(&runtime, &start, &mut link).await;
+    link.close().await;
 
     for token in calls.stream_tokens.values() {
         token.cancel();
@@ -470,35 +423,26 @@ async fn run_inner<D, I, O>(
     tracing::debug!(error = error.as_deref(), "connection ended");
 }
 
-async fn finish_transport<D: HubDispatch, O: Outgoing>(
-    runtime: &HubRuntime<D>,
-    start: &Start,
-    outgoing: &mut O,
-) {
-    outgoing.close().await;
-    if let Some(token) = &start.token {
-        runtime.negotiations.end(token);
-    }
-}
-
 /// Reads until the first record. `Err(Some(text))` refuses the handshake with
 /// `text`; `Err(None)` means the client left first.
-async fn read_handshake<I>(
-    incoming: &mut I,
+async fn read_handshake(
+    duplex: &mut Duplex,
     reader: &mut RecordReader,
-) -> Result<(u32, Vec<Bytes>), Option<String>>
-where
-    I: Stream<Item = Inbound> + Unpin,
-{
+) -> Result<(u32, Vec<Bytes>), Option<String>> {
     loop {
-        let chunk = incoming.next().await.ok_or(None)?.map_err(|Oversized| {
-            Some(
-                RecordError::TooLarge {
-                    limit: reader.max_record_size(),
-                }
-                .to_string(),
-            )
-        })?;
+        let chunk = match duplex.recv().await.ok_or(None)? {
+            Event::Data(message) => message.into_bytes(),
+            Event::Oversized => {
+                return Err(Some(
+                    RecordError::TooLarge {
+                        limit: reader.max_record_size(),
+                    }
+                    .to_string(),
+                ));
+            }
+            // Before the handshake there is nothing to resume.
+            Event::Lost | Event::Reattached => return Err(None),
+        };
         let mut records = reader.push_bytes(chunk).map_err(|e| Some(e.to_string()))?;
         if records.is_empty() {
             continue;

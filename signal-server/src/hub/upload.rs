@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use crate::error::HubError;
+use super::error::HubError;
 
 /// What the session forwards to an upload stream.
 #[derive(Debug)]

@@ -1,6 +1,7 @@
-//! The session's link to its client: the current transport, and for stateful
-//! reconnect the sequence numbers, the unacknowledged messages, and the swap to a
-//! new transport when the client comes back.
+//! The session's link to its client: the connection's duplex, and for stateful
+//! reconnect the sequence numbers, the unacknowledged messages, and their replay
+//! when the client comes back on a new transport (the connection layer swaps the
+//! transport; what to replay is the hub protocol's business).
 //!
 //! Messages of types 1–5 carry implicit sequence ids from 1 in each direction.
 //! The receiver acknowledges the highest it has processed; the sender keeps what
@@ -9,21 +10,13 @@
 //! Duplicates are dropped on receipt.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
 use signal_core::HubMessage;
 
-use tokio::sync::mpsc;
-
+use crate::connection::{Duplex, Event, Outgoing, TransportClosed};
 use crate::frame::Frame;
-use crate::session::{Inbound, Outgoing, TransportClosed};
 
-impl<I, O> Outgoing for Link<I, O>
-where
-    I: Stream<Item = Inbound> + Unpin + Send,
-    O: Outgoing,
-{
+impl Outgoing for Link {
     /// Buffers a frame for the transport; a sequenced frame is also kept until
     /// the client acknowledges it.
     async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
@@ -34,32 +27,21 @@ where
             state.unacked_bytes += frame.len();
             state.unacked.push_back((state.sent, frame.clone()));
         }
-        tokio::time::timeout(self.write_timeout, self.outgoing.feed(frame))
-            .await
-            .unwrap_or(Err(TransportClosed))
+        self.duplex.feed(frame).await
     }
 
     async fn flush(&mut self) -> Result<(), TransportClosed> {
-        tokio::time::timeout(self.write_timeout, self.outgoing.flush())
-            .await
-            .unwrap_or(Err(TransportClosed))
+        self.duplex.flush().await
     }
 
     async fn close(&mut self) {
-        let _ = tokio::time::timeout(self.write_timeout, self.outgoing.close()).await;
+        self.duplex.close().await;
     }
 }
 
-/// A transport's two halves.
-pub(crate) type Attachment<I, O> = (I, O);
-
-pub(crate) struct Link<I, O> {
-    incoming: I,
-    outgoing: O,
+pub(crate) struct Link {
+    duplex: Duplex,
     stateful: Option<Stateful>,
-    /// How long one write may take: a client that stops reading must not hold
-    /// its connection (and the session's task) forever.
-    write_timeout: Duration,
 }
 
 struct Stateful {
@@ -72,17 +54,11 @@ struct Stateful {
     ack_due: bool,
 }
 
-impl<I, O> Link<I, O>
-where
-    I: Stream<Item = Inbound> + Unpin + Send,
-    O: Outgoing,
-{
-    pub(crate) fn new(incoming: I, outgoing: O, write_timeout: Duration) -> Self {
+impl Link {
+    pub(crate) fn new(duplex: Duplex) -> Self {
         Link {
-            incoming,
-            outgoing,
+            duplex,
             stateful: None,
-            write_timeout,
         }
     }
 
@@ -104,8 +80,19 @@ where
         self.stateful.is_some()
     }
 
-    pub(crate) async fn recv(&mut self) -> Option<Inbound> {
-        self.incoming.next().await
+    /// The next event of the connection; `None` once it is over.
+    pub(crate) async fn recv(&mut self) -> Option<Event> {
+        self.duplex.recv().await
+    }
+
+    /// Whether a transport is attached now.
+    pub(crate) fn is_attached(&self) -> bool {
+        self.duplex.is_attached()
+    }
+
+    /// Marks the transport lost after a failed write.
+    pub(crate) fn lost(&mut self) {
+        self.duplex.lost();
     }
 
     /// Whether more may be sent: false while the unacknowledged messages fill
@@ -172,45 +159,30 @@ where
         }))
     }
 
-    /// Moves to a new transport: closes the old one, announces the first
-    /// unacknowledged id and sends every unacknowledged message again.
-    pub(crate) async fn attach(
-        &mut self,
-        (incoming, outgoing): Attachment<I, O>,
-    ) -> Result<(), TransportClosed> {
-        self.close().await;
-        self.incoming = incoming;
-        self.outgoing = outgoing;
+    /// On a new transport: announces the first unacknowledged id and sends every
+    /// unacknowledged message again.
+    pub(crate) async fn replay(&mut self) -> Result<(), TransportClosed> {
         let Some(state) = &self.stateful else {
             return Ok(());
         };
         let first = state.unacked.front().map_or(state.sent + 1, |(id, _)| *id);
         let replay: Vec<Frame> = state.unacked.iter().map(|(_, f)| f.clone()).collect();
-        let resend = async {
-            self.outgoing
-                .feed(Frame::encode(&HubMessage::Sequence { sequence_id: first }))
-                .await?;
-            for frame in replay {
-                self.outgoing.feed(frame).await?;
-            }
-            self.outgoing.flush().await
-        };
-        tokio::time::timeout(self.write_timeout, resend)
-            .await
-            .unwrap_or(Err(TransportClosed))
+        self.duplex
+            .feed(Frame::encode(&HubMessage::Sequence { sequence_id: first }))
+            .await?;
+        for frame in replay {
+            self.duplex.feed(frame).await?;
+        }
+        self.duplex.flush().await
     }
-}
 
-/// The next transport the client opens for a stateful connection; never
-/// resolves without one.
-pub(crate) async fn next_attachment<I, O>(
-    attachments: &mut Option<mpsc::Receiver<Attachment<I, O>>>,
-) -> Attachment<I, O> {
-    match attachments {
-        Some(attachments) => match attachments.recv().await {
-            Some(attachment) => attachment,
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
+    /// Lets the client come back on a new transport (stateful reconnect in force).
+    pub(crate) fn is_reattachable(&self) -> bool {
+        self.duplex.is_reattachable()
+    }
+
+    /// The client did not ask for stateful reconnect after all.
+    pub(crate) fn not_reattachable(&mut self) {
+        self.duplex.not_reattachable();
     }
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use signal_core::TransportType;
 
+use crate::connection::ConnectionOptions;
+
 /// Settings of one hub. Defaults match ASP.NET Core SignalR.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -66,6 +68,25 @@ pub struct HubOptions {
     /// How long a negotiated connection may wait for its first transport
     /// request before its token expires (30 s).
     pub negotiate_timeout: Duration,
+}
+
+impl HubOptions {
+    /// What the connection layer under the hub runs with.
+    pub(crate) fn connection_options(&self) -> ConnectionOptions {
+        ConnectionOptions {
+            transports: self.transports.clone(),
+            maximum_receive_message_size: self.maximum_receive_message_size,
+            outgoing_queue_capacity: self.outgoing_queue_capacity,
+            // A client that does not take a write within the client timeout is
+            // as gone as one that sends nothing.
+            write_timeout: self.client_timeout,
+            long_polling_timeout: self.long_polling_timeout,
+            long_polling_disconnect_timeout: self.long_polling_disconnect_timeout,
+            negotiate_timeout: self.negotiate_timeout,
+            stateful_reconnect: self.stateful_reconnect,
+            disconnect_timeout: self.disconnect_timeout,
+        }
+    }
 }
 
 impl Default for HubOptions {

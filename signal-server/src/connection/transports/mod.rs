@@ -1,21 +1,22 @@
 //! What every transport request shares: the `id` query parameter, the refusals
 //! (400/403/404/409) and how a request becomes a connection's [`Start`].
 
+pub(crate) mod http;
+pub(crate) mod websocket;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ::http::StatusCode;
+use ::http::request::Parts;
 use axum::extract::connect_info::ConnectInfo;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
-use http::request::Parts;
 use serde::Deserialize;
 use signal_core::TransportType;
 
-use crate::dispatch::HubDispatch;
-use crate::hub::HubRuntime;
-use crate::lifetime::ConnectionId;
-use crate::negotiate::TokenError;
-use crate::session::Start;
+use super::endpoint::{Endpoint, Start};
+use super::id::ConnectionId;
+use super::negotiate::TokenError;
 
 #[derive(Deserialize)]
 pub(crate) struct TransportQuery {
@@ -49,13 +50,14 @@ impl IntoResponse for Refusal {
             Refusal::Origin => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };
+        tracing::debug!(reason = %self, %status, "transport request refused");
         (status, self.to_string()).into_response()
     }
 }
 
 /// What a transport request that names a connection resolves to.
-pub(crate) fn start_for<D: HubDispatch>(
-    runtime: &HubRuntime<D>,
+pub(crate) fn start_for(
+    runtime: &Endpoint,
     parts: &Parts,
     transport: TransportType,
     id: Option<&str>,
@@ -63,9 +65,11 @@ pub(crate) fn start_for<D: HubDispatch>(
     if !runtime.options.transports.contains(&transport) {
         return Err(Refusal::Disabled(transport));
     }
-    let (id, token, stateful) = match id {
+    let (id, token, stateful, early) = match id {
         // skipNegotiation: the connection starts with the upgrade.
-        None if transport == TransportType::WebSockets => (ConnectionId::random(), None, false),
+        None if transport == TransportType::WebSockets => {
+            (ConnectionId::random(), None, false, Vec::new())
+        }
         None => return Err(Refusal::MissingId),
         Some(token) => match runtime.negotiations.start(token) {
             // Stateful reconnect is for WebSockets only.
@@ -73,6 +77,7 @@ pub(crate) fn start_for<D: HubDispatch>(
                 started.id,
                 Some(started.token),
                 started.stateful && transport == TransportType::WebSockets,
+                started.early,
             ),
             Err(TokenError::Unknown) => return Err(Refusal::Unknown),
             Err(TokenError::InUse) => return Err(Refusal::InUse),
@@ -92,6 +97,7 @@ pub(crate) fn start_for<D: HubDispatch>(
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0),
         stateful,
+        early,
     })
 }
 

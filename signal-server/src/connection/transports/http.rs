@@ -1,8 +1,8 @@
 //! The HTTP transports: Server-Sent Events and long polling down, POST up.
 //!
 //! Both keep a registry entry per connection token so that POSTs (and, for long
-//! polling, later polls and DELETE) find the connection. The session loop is the
-//! same as for WebSockets; only how frames travel differs.
+//! polling, later polls and DELETE) find the connection. The handler is the same
+//! as for WebSockets; only how frames travel differs.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -22,12 +22,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::HubDispatch;
+use super::{Refusal, start_for, transport_query};
+use crate::connection::duplex::{
+    Duplex, Inbound, Incoming, Message, Outgoing, Oversized, TransportClosed, TransportSink,
+};
+use crate::connection::endpoint::Endpoint;
+use crate::connection::id::ConnectionToken;
 use crate::frame::Frame;
-use crate::hub::HubRuntime;
-use crate::lifetime::ConnectionToken;
-use crate::session::{self, Inbound, Outgoing, Oversized, TransportClosed};
-use crate::transport::{Refusal, start_for, transport_query};
 
 /// A connection on an HTTP transport, as its POSTs, polls and DELETE find it.
 pub(crate) struct HttpConnection {
@@ -79,11 +80,18 @@ impl HttpConnections {
 /// gets 204 rather than 404.
 const ENDED_GRACE: Duration = Duration::from_secs(5);
 
-/// Outgoing frames of an HTTP transport: a bounded channel that the event stream
-/// or the polls drain; writing fails once the transport is aborted.
-struct ChannelOutgoing {
+/// Outgoing frames of an HTTP transport (or an in-process client): a bounded
+/// channel that the event stream or the polls drain; writing fails once the
+/// transport is aborted.
+pub(crate) struct ChannelOutgoing {
     frames: mpsc::Sender<Frame>,
     abort: CancellationToken,
+}
+
+impl ChannelOutgoing {
+    pub(crate) fn new(frames: mpsc::Sender<Frame>, abort: CancellationToken) -> Self {
+        ChannelOutgoing { frames, abort }
+    }
 }
 
 impl Outgoing for ChannelOutgoing {
@@ -103,7 +111,7 @@ impl Outgoing for ChannelOutgoing {
 
 /// `GET {hub}?id=…` without an upgrade: Server-Sent Events when the client
 /// accepts `text/event-stream`, otherwise a long poll.
-pub(crate) async fn get<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, request: Request) -> Response {
+pub(crate) async fn get(runtime: Arc<Endpoint>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
     let query = match transport_query(&parts) {
         Ok(q) => q,
@@ -131,7 +139,7 @@ pub(crate) async fn get<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, request: Re
     } else {
         TransportType::LongPolling
     };
-    let start = match start_for(&runtime, &parts, transport, Some(token)) {
+    let mut start = match start_for(&runtime, &parts, transport, Some(token)) {
         Ok(start) => start,
         Err(refusal) => return refusal.into_response(),
     };
@@ -141,7 +149,8 @@ pub(crate) async fn get<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, request: Re
         .expect("negotiated connections have a token");
     let capacity = runtime.options.outgoing_queue_capacity.max(1);
     let (frames_tx, frames_rx) = mpsc::channel(capacity);
-    let (incoming_tx, incoming_rx) = mpsc::channel::<Inbound>(16);
+    let (incoming_tx, incoming_rx) = mpsc::channel::<Inbound>(EARLY_POSTS + 16);
+    let incoming_tx_early = incoming_tx.clone();
     let abort = CancellationToken::new();
     let (poll, events) = if transport == TransportType::LongPolling {
         let poll = PollState {
@@ -164,21 +173,24 @@ pub(crate) async fn get<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, request: Re
     });
     runtime.http.insert(token.clone(), connection.clone());
 
-    let incoming = Box::pin(
+    // What the client POSTed before this first GET (long polling allows it).
+    for message in std::mem::take(&mut start.early) {
+        let _ = incoming_tx_early.try_send(Ok(message));
+    }
+    drop(incoming_tx_early);
+    let incoming: Incoming = Box::pin(
         futures_util::stream::unfold(incoming_rx, |mut rx| async move {
             rx.recv().await.map(|chunk| (chunk, rx))
         })
         .take_until(abort.clone().cancelled_owned()),
     );
-    let outgoing = ChannelOutgoing {
-        frames: frames_tx,
-        abort: abort.clone(),
-    };
+    let outgoing = TransportSink::Channel(ChannelOutgoing::new(frames_tx, abort.clone()));
+    let duplex = Duplex::new(incoming, outgoing, runtime.options.write_timeout);
     {
         let runtime = runtime.clone();
         let connection = connection.clone();
         tokio::spawn(async move {
-            session::run(runtime.clone(), start, incoming, outgoing, None).await;
+            runtime.run(start, duplex).await;
             connection.ended.cancel();
             tokio::time::sleep(ENDED_GRACE).await;
             runtime.http.remove(&token);
@@ -200,7 +212,7 @@ pub(crate) async fn get<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, request: Re
 
 /// One long poll: whole records as soon as there are any, 200 empty after the
 /// poll timeout, 204 once the connection has ended or a newer poll replaced it.
-async fn long_poll<D: HubDispatch>(runtime: &HubRuntime<D>, poll: &PollState) -> Response {
+async fn long_poll(runtime: &Endpoint, poll: &PollState) -> Response {
     let mine = CancellationToken::new();
     std::mem::replace(&mut *poll.current.lock().expect("poll lock"), mine.clone()).cancel();
     // Counts the poll as pending until it ends, even when the client goes away
@@ -224,12 +236,19 @@ async fn long_poll<D: HubDispatch>(runtime: &HubRuntime<D>, poll: &PollState) ->
         let Some(first) = first else {
             return StatusCode::NO_CONTENT.into_response();
         };
-        let mut body = BytesMut::from(first.as_str().as_bytes());
+        let mut binary = first.text_payload().is_none();
+        let mut body = BytesMut::from(first.as_bytes());
         while let Ok(frame) = frames.try_recv() {
-            body.extend_from_slice(frame.as_str().as_bytes());
+            binary |= frame.text_payload().is_none();
+            body.extend_from_slice(frame.as_bytes());
         }
+        let content_type = if binary {
+            "application/octet-stream"
+        } else {
+            "text/plain"
+        };
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
             body.freeze(),
         )
             .into_response()
@@ -278,7 +297,9 @@ fn event_stream(frames: mpsc::Receiver<Frame>, abort: CancellationToken) -> Resp
         Ok::<_, std::convert::Infallible>(Bytes::from_static(b":\r\n"))
     })
     .chain(futures_util::stream::unfold(frames, |mut rx| async move {
-        rx.recv().await.map(|frame| (Ok(event(frame.as_str())), rx))
+        rx.recv()
+            .await
+            .map(|frame| (Ok(event(frame.as_bytes())), rx))
     }));
     let body = Body::from_stream(AbortOnDrop {
         inner: Box::pin(events),
@@ -303,11 +324,12 @@ fn event_stream(frames: mpsc::Receiver<Frame>, abort: CancellationToken) -> Resp
 }
 
 /// One SSE event: each line of the payload as a `data:` line, then a blank line.
-fn event(payload: &str) -> Bytes {
+/// (SSE carries text only: negotiate offers it for the text transfer format.)
+fn event(payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(payload.len() + 16);
-    for line in payload.split('\n') {
+    for line in payload.split(|b| *b == b'\n') {
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -338,8 +360,8 @@ impl Drop for AbortOnDrop {
 }
 
 /// The HTTP-transport connection a POST or DELETE names.
-fn named_connection<D: HubDispatch>(
-    runtime: &HubRuntime<D>,
+fn named_connection(
+    runtime: &Endpoint,
     parts: &http::request::Parts,
 ) -> Result<Arc<HttpConnection>, Refusal> {
     let query = transport_query(parts)?;
@@ -347,14 +369,35 @@ fn named_connection<D: HubDispatch>(
     runtime.http.get(token).ok_or(Refusal::Unknown)
 }
 
+/// At most this many POSTs are kept for a negotiated connection whose first
+/// GET has not come yet.
+pub(crate) const EARLY_POSTS: usize = 16;
+
+/// Reads a POST body as one message: binary when the client says
+/// `application/octet-stream` (the official clients' binary transfer format),
+/// text otherwise.
+fn message_of(parts: &http::request::Parts, body: Bytes) -> Message {
+    let binary = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/octet-stream"));
+    if binary {
+        return Message::Binary(body);
+    }
+    let body_copy = body.clone();
+    match axum::extract::ws::Utf8Bytes::try_from(body) {
+        Ok(text) => Message::Text(text),
+        Err(_) => Message::Binary(body_copy),
+    }
+}
+
 /// `POST {hub}?id=…`: one or more whole records from the client.
-pub(crate) async fn post<D: HubDispatch>(
-    State(runtime): State<Arc<HubRuntime<D>>>,
-    request: Request,
-) -> Response {
+pub(crate) async fn post(State(runtime): State<Arc<Endpoint>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let connection = match named_connection(&runtime, &parts) {
         Ok(connection) => connection,
+        Err(Refusal::Unknown) => return early_post(&runtime, parts, body).await,
         Err(refusal) => return refusal.into_response(),
     };
     let Some(_posting) = Posting::begin(&connection) else {
@@ -387,11 +430,43 @@ pub(crate) async fn post<D: HubDispatch>(
     };
     match sender {
         Some(sender)
-            if !connection.ended.is_cancelled() && sender.send(Ok(bytes)).await.is_ok() =>
+            if !connection.ended.is_cancelled()
+                && sender.send(Ok(message_of(&parts, bytes))).await.is_ok() =>
         {
             StatusCode::OK.into_response()
         }
         _ => Refusal::Unknown.into_response(),
+    }
+}
+
+/// A POST for a negotiated connection whose first GET has not come yet: long
+/// polling clients may send (their handshake) first, as ASP.NET Core allows.
+async fn early_post(runtime: &Endpoint, parts: http::request::Parts, body: Body) -> Response {
+    let Ok(query) = transport_query(&parts) else {
+        return Refusal::Unknown.into_response();
+    };
+    let Some(token) = query
+        .id
+        .as_deref()
+        .filter(|t| runtime.negotiations.is_pending(t))
+    else {
+        return Refusal::Unknown.into_response();
+    };
+    let limit = post_limit(runtime.options.maximum_receive_message_size);
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The request body exceeds {limit} bytes."),
+        )
+            .into_response();
+    };
+    if runtime
+        .negotiations
+        .keep_early(token, message_of(&parts, bytes), EARLY_POSTS)
+    {
+        StatusCode::OK.into_response()
+    } else {
+        Refusal::Unknown.into_response()
     }
 }
 
@@ -431,10 +506,7 @@ fn post_limit(maximum_message_size: usize) -> usize {
 }
 
 /// `DELETE {hub}?id=…`: a long-polling client ends its connection.
-pub(crate) async fn delete<D: HubDispatch>(
-    State(runtime): State<Arc<HubRuntime<D>>>,
-    request: Request,
-) -> Response {
+pub(crate) async fn delete(State(runtime): State<Arc<Endpoint>>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
     let connection = match named_connection(&runtime, &parts) {
         Ok(connection) => connection,
@@ -456,7 +528,7 @@ mod tests {
 
     #[test]
     fn events_split_payload_lines() {
-        assert_eq!(&event("{}\u{1e}")[..], b"data: {}\x1e\r\n\r\n");
-        assert_eq!(&event("a\nb")[..], b"data: a\r\ndata: b\r\n\r\n");
+        assert_eq!(&event(b"{}\x1e")[..], b"data: {}\x1e\r\n\r\n");
+        assert_eq!(&event(b"a\nb")[..], b"data: a\r\ndata: b\r\n\r\n");
     }
 }

@@ -12,11 +12,11 @@ use signal_core::{ArgumentError, Arguments, HubDescriptor};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::upload::{UploadItem, UploadStream};
+use super::upload::{UploadItem, UploadStream};
 
-use crate::clients::ClientContract;
-use crate::context::Context;
-use crate::error::{HubError, InvocationError};
+use super::clients::ClientContract;
+use super::context::Context;
+use super::error::{HubError, InvocationError};
 
 /// A boxed, sendable future, as hub dispatch returns them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -1,0 +1,163 @@
+//! One mounted endpoint of the connection layer: negotiate and the transports,
+//! CORS and the origin check, handing each connection to a handler.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Method};
+use signal_core::TransportType;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::duplex::Duplex;
+use super::id::{ConnectionId, ConnectionToken};
+use super::negotiate::{self, Negotiations};
+use super::options::ConnectionOptions;
+use super::transports::http::{self as http_transports, HttpConnections};
+use super::transports::websocket::{self, Reattachments};
+
+/// Names the user of a request (from its headers, cookies or extensions, as an
+/// authentication layer left them); `None` for an anonymous connection.
+pub type UserIdFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// A boxed future, as handlers return them.
+pub(crate) type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What runs each connection of an endpoint: a hub, or a raw connection handler.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Runs one connection to its end.
+    fn run(&self, start: Start, duplex: Duplex) -> HandlerFuture;
+}
+
+/// Who a connection is, as its transport request established.
+#[derive(Debug)]
+pub(crate) struct Start {
+    pub(crate) id: ConnectionId,
+    pub(crate) token: Option<ConnectionToken>,
+    pub(crate) user: Option<Arc<str>>,
+    pub(crate) transport: TransportType,
+    pub(crate) remote: Option<SocketAddr>,
+    /// Negotiated stateful reconnect (WebSockets only).
+    pub(crate) stateful: bool,
+    /// Messages the client sent before its first transport request.
+    pub(crate) early: Vec<super::duplex::Message>,
+}
+
+/// What the routes of one endpoint share.
+pub(crate) struct Endpoint {
+    pub(crate) options: ConnectionOptions,
+    pub(crate) user_id: Option<UserIdFn>,
+    pub(crate) negotiations: Negotiations,
+    pub(crate) http: HttpConnections,
+    pub(crate) reattachments: Reattachments,
+    pub(crate) allowed_origins: Vec<HeaderValue>,
+    pub(crate) handler: Arc<dyn Handler>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        options: ConnectionOptions,
+        user_id: Option<UserIdFn>,
+        allowed_origins: Vec<HeaderValue>,
+        handler: Arc<dyn Handler>,
+    ) -> Self {
+        Endpoint {
+            negotiations: Negotiations::new(options.negotiate_timeout),
+            options,
+            user_id,
+            http: HttpConnections::default(),
+            reattachments: Reattachments::default(),
+            allowed_origins,
+            handler,
+        }
+    }
+
+    /// Whether a WebSocket upgrade may come from `origin`: the endpoint's own
+    /// origin (as the request's `Host` names it) or one it allows. Requests
+    /// without `Origin` come from non-browser clients and are not checked.
+    pub(crate) fn origin_allowed(&self, parts: &Parts) -> bool {
+        origin_allowed(&self.allowed_origins, parts)
+    }
+
+    /// Runs the handler on a connection, then ends its hold on its token.
+    pub(crate) async fn run(&self, start: Start, duplex: Duplex) {
+        let token = start.token.clone();
+        self.handler.run(start, duplex).await;
+        if let Some(token) = token {
+            self.negotiations.end(&token);
+        }
+    }
+
+    /// The endpoint's routes, to `nest` under its path: `POST /negotiate` and
+    /// the transports at `/`, with CORS for the allowed origins.
+    pub(crate) fn router<S>(self: Arc<Self>, extra: Router<S>) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let cors = (!self.allowed_origins.is_empty()).then(|| cors_layer(&self.allowed_origins));
+        let router = Router::new()
+            .route("/negotiate", post(negotiate::negotiate))
+            .route(
+                "/",
+                get(websocket::connect)
+                    .post(http_transports::post)
+                    .delete(http_transports::delete),
+            )
+            .with_state(self)
+            .merge(extra);
+        match cors {
+            Some(cors) => router.layer(cors),
+            None => router,
+        }
+    }
+}
+
+pub(crate) fn origin_allowed(allowed: &[HeaderValue], parts: &Parts) -> bool {
+    let Some(origin) = parts.headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    if allowed.contains(origin) {
+        return true;
+    }
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+}
+
+/// Parses origins for [`Endpoint::new`]; fails on one that is not a valid header value.
+pub(crate) fn parse_origins<I, T>(
+    origins: I,
+) -> Result<Vec<HeaderValue>, http::header::InvalidHeaderValue>
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<str>,
+{
+    origins
+        .into_iter()
+        .map(|origin| HeaderValue::from_str(origin.as_ref().trim_end_matches('/')))
+        .collect()
+}
+
+/// CORS for the origins an endpoint allows: credentials (browsers send
+/// cookies), and the headers the SignalR clients send.
+fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            HeaderName::from_static("x-requested-with"),
+            HeaderName::from_static("x-signalr-user-agent"),
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+        ])
+}

@@ -1,0 +1,165 @@
+//! The hub layer: handshake, the hub protocol, dispatch and invocations, on top
+//! of the connection layer. [`Hub`] mounts one on axum.
+
+pub(crate) mod clients;
+pub(crate) mod context;
+pub(crate) mod dispatch;
+pub(crate) mod error;
+pub(crate) mod in_process;
+mod link;
+pub(crate) mod options;
+pub(crate) mod session;
+pub(crate) mod upload;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use http::HeaderValue;
+use http::request::Parts;
+
+use crate::connection::{Duplex, Endpoint, Handler, HandlerFuture, Start, UserIdFn, parse_origins};
+use crate::lifetime::Lifetime;
+use context::HubHandle;
+use dispatch::HubDispatch;
+use in_process::InProcess;
+use options::HubOptions;
+
+/// A hub ready to be mounted: its dispatch, its options and its registry.
+///
+/// ```no_run
+/// # use signal_server::{Hub, HubDispatch};
+/// # fn mount<D: HubDispatch>(dispatch: D) -> axum::Router {
+/// let hub = Hub::new(dispatch);
+/// let handle = hub.handle(); // for background tasks
+/// axum::Router::new().nest("/chat", hub.router())
+/// # }
+/// ```
+pub struct Hub<D: HubDispatch> {
+    dispatch: D,
+    options: HubOptions,
+    user_id: Option<UserIdFn>,
+    lifetime: Arc<Lifetime>,
+    allowed_origins: Vec<HeaderValue>,
+}
+
+/// What every connection of one mounted hub shares.
+pub(crate) struct HubRuntime<D: HubDispatch> {
+    pub(crate) dispatch: D,
+    pub(crate) options: HubOptions,
+    pub(crate) lifetime: Arc<Lifetime>,
+}
+
+/// Runs each connection of the endpoint as a hub connection.
+struct HubHandler<D: HubDispatch>(Arc<HubRuntime<D>>);
+
+impl<D: HubDispatch> Handler for HubHandler<D> {
+    fn run(&self, start: Start, duplex: Duplex) -> HandlerFuture {
+        Box::pin(session::run(self.0.clone(), start, duplex))
+    }
+}
+
+impl<D: HubDispatch> Hub<D> {
+    /// A hub with default options.
+    pub fn new(dispatch: D) -> Self {
+        Hub {
+            dispatch,
+            options: HubOptions::default(),
+            user_id: None,
+            lifetime: Arc::default(),
+            allowed_origins: Vec::new(),
+        }
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: HubOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Changes some options in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut HubOptions)) -> Self {
+        f(&mut self.options);
+        self
+    }
+
+    /// Sets how a connection's user id is found from its first request; the
+    /// `user` and `users` targets address connections by it.
+    pub fn user_id(mut self, f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.user_id = Some(Arc::new(f));
+        self
+    }
+
+    /// Allows browsers on these origins (`https://app.example.com`) to connect
+    /// across origins, with credentials: CORS answers for negotiate and the HTTP
+    /// transports, and WebSocket upgrades from them. Without this, only the
+    /// hub's own origin (and non-browser clients) can connect.
+    ///
+    /// Fails on an origin that is not a valid header value.
+    pub fn allow_origins<I, T>(
+        mut self,
+        origins: I,
+    ) -> Result<Self, http::header::InvalidHeaderValue>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        self.allowed_origins.extend(parse_origins(origins)?);
+        Ok(self)
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &HubOptions {
+        &self.options
+    }
+
+    /// A handle to send to this hub's clients from anywhere.
+    pub fn handle(&self) -> HubHandle<D::Client> {
+        HubHandle::new(self.lifetime.clone())
+    }
+
+    /// The hub's endpoints, to `nest` under the hub's path:
+    /// `POST /negotiate` and the transports at `/`.
+    pub fn router<S>(self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let user_id = self.user_id.clone();
+        let allowed_origins = self.allowed_origins.clone();
+        let runtime = self.into_runtime();
+        let mut extra = Router::new();
+        if runtime.options.schema_endpoint {
+            // The contract does not change while the server runs: render it once.
+            let document = serde_json::to_string_pretty(&runtime.dispatch.descriptor())
+                .expect("descriptors serialize");
+            extra = extra.route(
+                "/schema",
+                get(move || {
+                    let document = document.clone();
+                    async move { ([(http::header::CONTENT_TYPE, "application/json")], document) }
+                }),
+            );
+        }
+        let endpoint = Endpoint::new(
+            runtime.options.connection_options(),
+            user_id,
+            allowed_origins,
+            Arc::new(HubHandler(runtime)),
+        );
+        Arc::new(endpoint).router(extra)
+    }
+
+    /// The hub without a network: connections in the same process, for tests
+    /// and for in-process callers. Runs the real session loop and codec.
+    pub fn in_process(self) -> InProcess<D> {
+        InProcess::new(self.into_runtime())
+    }
+
+    pub(crate) fn into_runtime(self) -> Arc<HubRuntime<D>> {
+        Arc::new(HubRuntime {
+            dispatch: self.dispatch,
+            options: self.options,
+            lifetime: self.lifetime,
+        })
+    }
+}
