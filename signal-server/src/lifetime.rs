@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use signal_core::{CompletionOutcome, TransportType};
+use signal_core::{CompletionOutcome, RegisteredProtocol, TransportType};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +23,8 @@ pub(crate) struct ConnectionHandle {
     pub(crate) id: ConnectionId,
     pub(crate) user: Option<Arc<str>>,
     pub(crate) transport: TransportType,
+    /// The hub protocol the connection speaks; `None` for a raw connection.
+    pub(crate) protocol: Option<RegisteredProtocol>,
     outgoing: mpsc::Sender<Frame>,
     groups: Mutex<HashSet<Arc<str>>>,
     pub(crate) items: Items,
@@ -39,6 +41,7 @@ impl ConnectionHandle {
         id: ConnectionId,
         user: Option<Arc<str>>,
         transport: TransportType,
+        protocol: Option<RegisteredProtocol>,
         outgoing: mpsc::Sender<Frame>,
         client_result_timeout: Duration,
     ) -> Self {
@@ -46,6 +49,7 @@ impl ConnectionHandle {
             id,
             user,
             transport,
+            protocol,
             outgoing,
             groups: Mutex::default(),
             items: Items::default(),

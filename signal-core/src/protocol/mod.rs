@@ -201,10 +201,21 @@ pub enum HandshakeRefusal {
     /// The protocol is offered, but not in that version.
     #[error("The server does not support version {version} of the '{protocol}' protocol.")]
     UnsupportedVersion {
-        /// The protocol's name.
-        protocol: &'static str,
+        /// The protocol's name, spelled as the client asked for it.
+        protocol: String,
         /// The version asked for.
         version: u32,
+    },
+    /// The protocol needs a transfer format the connection's transport cannot
+    /// carry (`messagepack` over Server-Sent Events).
+    #[error(
+        "Cannot use the '{protocol}' protocol on the current transport. The transport does not support '{format}' transfer format."
+    )]
+    UnsupportedTransferFormat {
+        /// The protocol's name.
+        protocol: &'static str,
+        /// The transfer format it needs.
+        format: TransferFormat,
     },
 }
 
@@ -336,8 +347,26 @@ impl ProtocolSet {
             .ok_or_else(|| HandshakeRefusal::UnknownProtocol(request.protocol.clone()))?;
         if request.version > protocol.max_version() {
             return Err(HandshakeRefusal::UnsupportedVersion {
-                protocol: protocol.name(),
+                protocol: request.protocol.clone(),
                 version: request.version,
+            });
+        }
+        Ok(protocol)
+    }
+
+    /// Like [`select`](Self::select), for a transport that carries only the
+    /// transfer formats `supported`: a protocol needing another one is refused,
+    /// as ASP.NET Core refuses `messagepack` over Server-Sent Events.
+    pub fn select_for(
+        &self,
+        request: &HandshakeRequest,
+        supported: &[TransferFormat],
+    ) -> Result<RegisteredProtocol, HandshakeRefusal> {
+        let protocol = self.select(request)?;
+        if !supported.contains(&protocol.transfer_format()) {
+            return Err(HandshakeRefusal::UnsupportedTransferFormat {
+                protocol: protocol.name(),
+                format: protocol.transfer_format(),
             });
         }
         Ok(protocol)
@@ -382,6 +411,23 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "The server does not support version 3 of the 'messagepack' protocol."
+        );
+        // The name as the client spelled it, as ASP.NET Core writes it.
+        assert_eq!(
+            set.select(&request("MessagePack", 3))
+                .unwrap_err()
+                .to_string(),
+            "The server does not support version 3 of the 'MessagePack' protocol."
+        );
+        assert_eq!(
+            set.select_for(&request("messagepack", 1), &[TransferFormat::Text])
+                .unwrap_err()
+                .to_string(),
+            "Cannot use the 'messagepack' protocol on the current transport. The transport does not support 'Binary' transfer format."
+        );
+        assert!(
+            set.select_for(&request("json", 1), &[TransferFormat::Text])
+                .is_ok()
         );
     }
 

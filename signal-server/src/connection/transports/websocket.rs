@@ -22,7 +22,7 @@ use crate::connection::duplex::{
 use crate::connection::endpoint::{Endpoint, Start};
 use crate::connection::id::ConnectionToken;
 use crate::connection::options::ConnectionOptions;
-use crate::frame::Frame;
+use crate::frame::Outbound;
 
 /// A reconnected WebSocket on its way to its connection.
 type Reattachment = Attachment;
@@ -187,8 +187,9 @@ impl WebSocketOutgoing {
 }
 
 impl Outgoing for WebSocketOutgoing {
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
-        let message = match frame.text_payload() {
+    async fn feed(&mut self, frame: Outbound) -> Result<(), TransportClosed> {
+        // Text for a text protocol (and raw text), Binary for a binary one.
+        let message = match frame.text() {
             Some(text) => Message::Text(text),
             None => Message::Binary(frame.bytes()),
         };
