@@ -1508,3 +1508,61 @@ async fn shutdown_closes_messagepack_clients_with_allow_reconnect() {
     );
     client.expect_end().await;
 }
+
+#[tokio::test]
+async fn a_value_one_protocol_cannot_encode_fails_only_for_that_protocol() {
+    let server = serve(HubOptions::default()).await;
+    let mut json = WsClient::connect(server.addr).await;
+    let mut binary = MsgPackClient::connect(server.addr).await;
+    // A map with non-string keys: MessagePack has them, JSON does not. The call
+    // fails for the JSON caller, with ASP.NET Core's text, and only the call.
+    json.send(&invocation("1", "pairs", "")).await;
+    assert_eq!(
+        json.next_message().await,
+        Some(record(
+            "{\"type\":3,\"invocationId\":\"1\",\"error\":\"An unexpected error occurred invoking 'pairs' on the server.\"}"
+        ))
+    );
+    binary
+        .send(&msgpack::invocation(Some("1"), "pairs", &[]))
+        .await;
+    assert_eq!(
+        binary.next_message().await,
+        Some(msgpack::completion("1", PAIRS))
+    );
+    // A broadcast of it reaches the MessagePack client; the JSON client misses
+    // only that message.
+    let clients = server.handle.clients();
+    let all = clients.all();
+    all.send("pairs", Arguments::from_values([pairs()]))
+        .await
+        .unwrap();
+    all.send("note", Arguments::from_values(["after"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        json.next_message().await,
+        Some(record(
+            "{\"type\":1,\"target\":\"note\",\"arguments\":[\"after\"]}"
+        ))
+    );
+    assert_eq!(
+        binary.next_message().await,
+        Some(msgpack::invocation(None, "pairs", &[PAIRS]))
+    );
+    assert_eq!(
+        binary.next_message().await,
+        Some(msgpack::invocation(None, "note", &[&msgpack::str("after")]))
+    );
+
+    // With detailed errors, the caller learns why.
+    let server = serve(options(|o| o.enable_detailed_errors = true)).await;
+    let mut json = WsClient::connect(server.addr).await;
+    json.send(&invocation("1", "pairs", "")).await;
+    assert_eq!(
+        json.next_message().await,
+        Some(record(
+            "{\"type\":3,\"invocationId\":\"1\",\"error\":\"An unexpected error occurred invoking 'pairs' on the server. SerializationException: a value could not be serialized for the 'json' protocol: key must be a string\"}"
+        ))
+    );
+}

@@ -105,21 +105,27 @@ impl Frame {
     /// raw connection): a hub message is encoded now unless it already was for
     /// that protocol. Raw frames go out as they are.
     pub(crate) fn outbound(
-        &self,
+        self,
         protocol: Option<&RegisteredProtocol>,
     ) -> Result<Outbound, EncodeError> {
         let form = match &self.0.body {
             Body::Text(_) | Body::Binary(_) => Form::Raw,
             Body::Hub(hub) => {
                 let protocol = protocol.ok_or(EncodeError::NoProtocol)?;
-                let framed = hub.message.framed(protocol)?;
                 let id = protocol.id();
+                // Every recipient but the first of each protocol finds its
+                // encoding here and only reads the caches.
                 match protocol.transfer_format() {
-                    TransferFormat::Binary => Form::Binary(id),
+                    TransferFormat::Binary => {
+                        if hub.message.cached(id).is_none() {
+                            hub.message.framed(protocol)?;
+                        }
+                        Form::Binary(id)
+                    }
                     TransferFormat::Text => {
                         let slot = &hub.text[id.index()];
                         if slot.get().is_none() {
-                            let text = Utf8Bytes::try_from(framed)
+                            let text = Utf8Bytes::try_from(hub.message.framed(protocol)?)
                                 .map_err(|_| EncodeError::NotUtf8(protocol.name()))?;
                             // A racing recipient stores the same text; either wins.
                             let _ = slot.set(text);
@@ -129,10 +135,7 @@ impl Frame {
                 }
             }
         };
-        Ok(Outbound {
-            frame: self.clone(),
-            form,
-        })
+        Ok(Outbound { frame: self, form })
     }
 }
 
@@ -248,12 +251,12 @@ mod tests {
         let json = set.get("json").unwrap();
         let msgpack = set.get("messagepack").unwrap();
         let frame = Frame::hub(HubMessage::Ping);
-        let a = frame.outbound(Some(&json)).unwrap();
-        let b = frame.outbound(Some(&json)).unwrap();
+        let a = frame.clone().outbound(Some(&json)).unwrap();
+        let b = frame.clone().outbound(Some(&json)).unwrap();
         assert_eq!(a.text().unwrap().as_str(), "{\"type\":6}\u{1e}");
         assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
         assert!(!a.is_binary());
-        let c = frame.outbound(Some(&msgpack)).unwrap();
+        let c = frame.clone().outbound(Some(&msgpack)).unwrap();
         assert!(c.is_binary());
         assert!(c.text().is_none());
         assert_eq!(c.as_bytes(), b"\x02\x91\x06");
@@ -268,6 +271,7 @@ mod tests {
         assert_eq!(out.text().unwrap().as_str(), "hi");
         let binary = Frame::binary(Bytes::from_static(b"\x00\x01"));
         let out = binary
+            .clone()
             .outbound(ProtocolSet::default().get("json").as_ref())
             .unwrap();
         assert!(out.is_binary());

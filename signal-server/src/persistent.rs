@@ -228,7 +228,7 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, start: Start, mut du
     }
     // What the handler queued before the end still goes out.
     while let Ok(frame) = rx.try_recv() {
-        if feed(&mut duplex, &frame).await.is_err() {
+        if feed(&mut duplex, frame).await.is_err() {
             break;
         }
     }
@@ -250,10 +250,10 @@ async fn write_batch(
     first: Frame,
 ) -> Result<(), crate::connection::TransportClosed> {
     const MAX_BATCH: usize = 64;
-    feed(duplex, &first).await?;
+    feed(duplex, first).await?;
     for _ in 1..MAX_BATCH {
         match rx.try_recv() {
-            Ok(frame) => feed(duplex, &frame).await?,
+            Ok(frame) => feed(duplex, frame).await?,
             Err(_) => break,
         }
     }
@@ -261,10 +261,7 @@ async fn write_batch(
 }
 
 /// Feeds one frame as it is: raw connections queue raw frames only.
-async fn feed(
-    duplex: &mut Duplex,
-    frame: &Frame,
-) -> Result<(), crate::connection::TransportClosed> {
+async fn feed(duplex: &mut Duplex, frame: Frame) -> Result<(), crate::connection::TransportClosed> {
     match frame.outbound(None) {
         Ok(outbound) => duplex.feed(outbound).await,
         Err(error) => {

@@ -109,11 +109,20 @@ pub(crate) fn options(f: impl FnOnce(&mut HubOptions)) -> HubOptions {
 /// `panic()`; the server streams `count(n)` (0 to n - 1) and `forever()`
 /// (numbers every 10 ms until cancelled, then it reports `stream cancelled`);
 /// `sum(numbers)`, which adds the numbers of an upload stream; `ask(question)`,
-/// which asks the caller's `question` handler and returns its answer.
+/// which asks the caller's `question` handler and returns its answer; `pairs()`,
+/// which returns [`pairs`].
 pub(crate) struct Probe {
     events: mpsc::UnboundedSender<String>,
     gate: Arc<Semaphore>,
 }
+
+/// A map with non-string keys: MessagePack encodes it, JSON cannot.
+pub(crate) fn pairs() -> std::collections::BTreeMap<(u8, u8), u8> {
+    std::collections::BTreeMap::from([((1, 2), 3)])
+}
+
+/// [`pairs`] as MessagePack: `{[1, 2]: 3}`.
+pub(crate) const PAIRS: &[u8] = b"\x81\x92\x01\x02\x03";
 
 /// What `remember` keeps in a connection's items.
 #[derive(Clone)]
@@ -206,6 +215,7 @@ impl HubDispatch for Probe {
                 }
                 "recall" => Ok(Output::value(cx.items().get::<Memo>().map(|m| m.0))),
                 "panic" => panic!("the probe was asked to panic"),
+                "pairs" => Ok(Output::value(pairs())),
                 "ask" => {
                     let question = text("question")?;
                     let answer: String = cx

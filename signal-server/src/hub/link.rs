@@ -49,6 +49,7 @@ impl Link {
     /// never counts in the sequence, so the client misses nothing it could
     /// notice.
     pub(crate) async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+        let sequenced = frame.is_sequenced();
         let outbound = match frame.outbound(Some(&self.protocol)) {
             Ok(outbound) => outbound,
             Err(error) => {
@@ -57,7 +58,7 @@ impl Link {
             }
         };
         if let Some(state) = &mut self.stateful
-            && frame.is_sequenced()
+            && sequenced
         {
             state.sent += 1;
             state.unacked_bytes += outbound.len();
