@@ -1,8 +1,9 @@
 //! The connection registry and the one place every outgoing send goes through.
 //!
 //! Everything a hub sends to clients, from a hub method or a background task,
-//! reaches [`Lifetime::deliver`] with a [`Recipients`] and a frame serialized once;
-//! a backplane for scale-out will sit at this seam.
+//! reaches [`Lifetime::deliver`] with a [`Recipients`] and a frame that each
+//! protocol in use encodes once, however many recipients speak it; a backplane
+//! for scale-out will sit at this seam.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -222,8 +222,6 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
     let closing = handle.closing().clone().cancelled_owned();
     tokio::pin!(closing);
 
-    // Encoded once for the connection, as ASP.NET Core caches its ping.
-    let ping = Frame::hub(HubMessage::Ping);
     let mut pending_records = Vec::new();
     let mut read_failed = None;
     match leftover {
@@ -364,7 +362,7 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                 let due = last_write + options.keep_alive_interval;
                 if Instant::now() >= due {
                     // A failed write shows up as the end of the incoming stream.
-                    let _ = write_now(&mut link, ping.clone()).await;
+                    let _ = write_now(&mut link, runtime.ping.clone()).await;
                     last_write = Instant::now();
                 }
                 ping_sleep.as_mut().reset(last_write + options.keep_alive_interval);

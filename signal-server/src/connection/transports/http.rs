@@ -501,7 +501,7 @@ fn is_length_limit(error: &axum::Error) -> bool {
 }
 
 /// A POST body may batch many records; each is still held to the message size
-/// limit by the session's record reader.
+/// limit by the handler's reader (a hub protocol's frame reader).
 fn post_limit(maximum_message_size: usize) -> usize {
     maximum_message_size.saturating_mul(4).max(1024 * 1024)
 }

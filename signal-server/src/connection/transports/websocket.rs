@@ -97,7 +97,7 @@ fn configure(
     // Small buffers: most messages are small and idle connections are many (a
     // 2 KiB read buffer took an idle connection from 11.1 to 9.1 KiB with no
     // change in echo throughput, 1 KiB payloads included). Whole
-    // messages are checked against the limit by the handler (a hub's record
+    // messages are checked against the limit by the handler (a hub protocol's frame
     // reader); the WebSocket limit only bounds what one frame may make us buffer.
     let limit = options.maximum_receive_message_size;
     upgrade
