@@ -13,12 +13,14 @@ use futures_util::stream::BoxStream;
 use schemars::{JsonSchema, Schema};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 use signal_core::descriptor::DescriptorBuilder;
 use signal_core::invoker::RawItemStream;
-use signal_core::{ArgumentError, Arguments, ClientDescriptor, InvokeError, ParameterDescriptor};
+use signal_core::{
+    ArgumentError, Arguments, ClientDescriptor, InvokeError, ParameterDescriptor, Payload,
+    PayloadError,
+};
 use signal_server::{
-    Call, ClientResultError, HubError, HubStream, InvocationError, Output, SendError, UploadStream,
+    Call, ClientResultError, HubError, HubStream, InvocationError, Output, UploadStream,
 };
 
 pub use futures_util;
@@ -29,9 +31,13 @@ pub use signal_core;
 
 /// How values of `T` cross the wire: the operations generated code needs, as
 /// function pointers, so that only [`wire`] carries the trait bounds.
+///
+/// Values sent are [`Payload::Value`]s, encoded by each connection's protocol
+/// (JSON or MessagePack) when written; values received are decoded straight from
+/// the encoding they arrived in.
 pub struct Wire<T> {
-    to_raw: fn(&T) -> Result<Box<RawValue>, serde_json::Error>,
-    from_json: fn(&str) -> Result<T, serde_json::Error>,
+    to_payload: fn(T) -> Payload,
+    decode: fn(&Payload) -> Result<T, PayloadError>,
     argument: fn(&Arguments, usize, &str) -> Result<T, ArgumentError>,
     upload: fn(&mut Call, usize) -> Result<UploadStream<T>, ArgumentError>,
     schema: fn(&mut DescriptorBuilder) -> Schema,
@@ -46,12 +52,13 @@ impl<T> Clone for Wire<T> {
 impl<T> Copy for Wire<T> {}
 
 /// The wire operations of `T`; the one place generated code requires
-/// `Serialize + DeserializeOwned + JsonSchema`.
+/// `Serialize + DeserializeOwned + JsonSchema` (and `Send + Sync + 'static`, as a
+/// value encoded later by each protocol must be).
 #[inline]
-pub fn wire<T: Serialize + DeserializeOwned + JsonSchema>() -> Wire<T> {
+pub fn wire<T: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static>() -> Wire<T> {
     Wire {
-        to_raw: serde_json::value::to_raw_value::<T>,
-        from_json: |json| serde_json::from_str(json),
+        to_payload: Payload::value::<T>,
+        decode: Payload::decode::<T>,
         argument: |arguments, index, name| arguments.get::<T>(index, name),
         upload: |call, index| call.take_stream::<T>(index),
         schema: |builder| builder.schema::<T>(),
@@ -75,56 +82,40 @@ impl<T> Wire<T> {
     }
 
     /// A hub method's result.
-    pub fn output(self, method: &str, value: &T) -> Result<Output, InvocationError> {
-        (self.to_raw)(value)
-            .map(Output::Value)
-            .map_err(|source| InvocationError::Result {
-                method: method.to_owned(),
-                source,
-            })
+    pub fn output(self, value: T) -> Output {
+        Output::Value((self.to_payload)(value))
     }
 
-    /// A hub method's stream, its items serialized one by one.
+    /// A hub method's stream, each item encoded by the caller's protocol.
     pub fn output_stream(self, stream: HubStream<T>) -> Output
     where
         T: 'static,
     {
-        let to_raw = self.to_raw;
-        Output::Stream(
-            stream
-                .map(move |item| {
-                    item.and_then(|value| {
-                        to_raw(&value).map_err(|e| {
-                            HubError::new(format!("a stream item could not be serialized: {e}"))
-                        })
-                    })
-                })
-                .boxed(),
-        )
+        let to_payload = self.to_payload;
+        Output::Stream(stream.map(move |item| item.map(to_payload)).boxed())
     }
 
     /// An argument of a client method.
-    pub fn send_argument(self, method: &str, value: &T) -> Result<Box<RawValue>, SendError> {
-        (self.to_raw)(value).map_err(|e| SendError::Serialize {
-            method: method.to_owned(),
-            message: e.to_string(),
-        })
+    pub fn send_argument(self, value: T) -> Payload {
+        (self.to_payload)(value)
     }
 
-    /// A client's answer to a client-result call.
-    pub fn client_result(self, raw: &RawValue) -> Result<T, ClientResultError> {
-        (self.from_json)(raw.get()).map_err(|e| ClientResultError::Deserialize(e.to_string()))
+    /// A client's answer to a client-result call (`None` when it returned
+    /// nothing, read as `null`).
+    pub fn client_result(self, result: Option<Payload>) -> Result<T, ClientResultError> {
+        let result = result.unwrap_or_else(Payload::null);
+        (self.decode)(&result).map_err(|e| ClientResultError::Deserialize(e.to_string()))
     }
 
     /// An argument of a hub method, as a caller proxy sends it.
-    pub fn invoke_argument(self, value: &T) -> Result<Box<RawValue>, InvokeError> {
-        (self.to_raw)(value).map_err(InvokeError::Serialize)
+    pub fn invoke_argument(self, value: T) -> Payload {
+        (self.to_payload)(value)
     }
 
     /// A hub method's result, as a caller proxy receives it (`null` when void).
-    pub fn invoke_result(self, raw: Option<Box<RawValue>>) -> Result<T, InvokeError> {
-        let json = raw.as_deref().map_or("null", RawValue::get);
-        (self.from_json)(json).map_err(InvokeError::Deserialize)
+    pub fn invoke_result(self, result: Option<Payload>) -> Result<T, InvokeError> {
+        let result = result.unwrap_or_else(Payload::null);
+        (self.decode)(&result).map_err(InvokeError::Deserialize)
     }
 
     /// A hub method's stream, as a caller proxy receives it.
@@ -132,11 +123,9 @@ impl<T> Wire<T> {
     where
         T: Send + 'static,
     {
-        let from_json = self.from_json;
+        let decode = self.decode;
         stream
-            .map(move |item| {
-                item.and_then(|raw| from_json(raw.get()).map_err(InvokeError::Deserialize))
-            })
+            .map(move |item| item.and_then(|item| decode(&item).map_err(InvokeError::Deserialize)))
             .boxed()
     }
 

@@ -165,7 +165,7 @@ async fn the_user_id_hook_names_the_connections_of_a_user() {
         async move {
             clients
                 .user(user)
-                .send("note", Arguments::from_values([text]).unwrap())
+                .send("note", Arguments::from_values([text]))
                 .await
                 .unwrap()
         }
@@ -185,7 +185,7 @@ async fn the_user_id_hook_names_the_connections_of_a_user() {
         .handle
         .clients()
         .all()
-        .send("note", Arguments::from_values(["for all"]).unwrap())
+        .send("note", Arguments::from_values(["for all"]))
         .await
         .unwrap();
     assert_eq!(ada_1.next().await, Some(note("for all")));

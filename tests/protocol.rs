@@ -84,8 +84,12 @@ async fn handshake_refusals_name_what_was_refused() {
     let server = serve(HubOptions::default()).await;
     for (request, error) in [
         (
-            "{\"protocol\":\"messagepack\",\"version\":1}",
-            "The protocol 'messagepack' is not supported.",
+            "{\"protocol\":\"xml\",\"version\":1}",
+            "The protocol 'xml' is not supported.",
+        ),
+        (
+            "{\"protocol\":\"MessagePack\",\"version\":3}",
+            "The server does not support version 3 of the 'MessagePack' protocol.",
         ),
         (
             "{\"protocol\":\"json\",\"version\":3}",
@@ -107,6 +111,20 @@ async fn handshake_refusals_name_what_was_refused() {
     // Version 0 is accepted, as ASP.NET Core accepts it.
     let mut client = WsClient::open(server.addr, "").await;
     client.handshake(0).await;
+
+    // A hub restricted to JSON refuses MessagePack as any unknown protocol.
+    let server = serve(options(|o| o.protocols.retain(|name| name == "json"))).await;
+    let mut client = WsClient::open(server.addr, "").await;
+    client
+        .send(&record("{\"protocol\":\"messagepack\",\"version\":1}"))
+        .await;
+    assert_eq!(
+        client.next().await,
+        Some(record(
+            "{\"error\":\"The protocol 'messagepack' is not supported.\"}"
+        ))
+    );
+    client.expect_end().await;
 }
 
 #[tokio::test]
@@ -334,8 +352,7 @@ async fn a_client_that_stops_reading_is_closed_and_the_others_get_every_message(
             })
             .await;
         }
-        let arguments =
-            Arguments::from_values([serde_json::json!(sent), payload.clone().into()]).unwrap();
+        let arguments = Arguments::from_values([serde_json::json!(sent), payload.clone().into()]);
         server
             .handle
             .clients()
@@ -978,7 +995,7 @@ async fn stateful_reconnect_never_replays_what_was_acknowledged_and_keeps_groups
         .handle
         .clients()
         .group("room")
-        .send("note", Arguments::from_values(["still a member"]).unwrap())
+        .send("note", Arguments::from_values(["still a member"]))
         .await
         .unwrap();
     assert_eq!(
@@ -1015,4 +1032,575 @@ async fn a_sequence_past_what_the_server_received_closes_the_connection() {
     assert_eq!(socket.next_message().await, Some(close_with(reason)));
     socket.expect_end().await;
     assert_eq!(server.events.next().await, format!("disconnected {reason}"));
+}
+
+// ------------------------------------------------------------ MessagePack
+
+/// `"hi"` as MessagePack.
+const HI: &[u8] = b"\xa2hi";
+
+#[tokio::test]
+async fn messagepack_invocations_complete_in_messagepack() {
+    let mut server = serve(HubOptions::default()).await;
+    let mut client = MsgPackClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    // `[1, {}, "1", "echo", ["hi"], []]`, as the JS client writes it.
+    client
+        .send(b"\x0f\x96\x01\x80\xa11\xa4echo\x91\xa2hi\x90")
+        .await;
+    // `[3, {}, "1", 3, "hi"]`: a result.
+    assert_eq!(
+        client.next().await.as_deref(),
+        Some(&b"\x09\x95\x03\x80\xa11\x03\xa2hi"[..])
+    );
+    // The JS client's five-element invocation (no stream ids) reads too, and a
+    // `null` result is a result (kind 3, nil), as ASP.NET Core writes it.
+    client.send(b"\x0d\x95\x01\x80\xa12\xa6recall\x90").await;
+    assert_eq!(
+        client.next().await.as_deref(),
+        Some(&b"\x07\x95\x03\x80\xa12\x03\xc0"[..])
+    );
+    // A void method, and one that fails: kind 2, kind 1 with ASP.NET Core's text.
+    client
+        .send(&msgpack::invocation(
+            Some("3"),
+            "join",
+            &[&msgpack::str("room")],
+        ))
+        .await;
+    assert_eq!(client.next().await, Some(msgpack::completion_void("3")));
+    client
+        .send(&msgpack::invocation(Some("4"), "nope", &[]))
+        .await;
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::completion_error(
+            "4",
+            "Failed to invoke 'nope' due to an error on the server. HubException: Method does not exist."
+        ))
+    );
+    client
+        .send(&msgpack::invocation(Some("5"), "panic", &[]))
+        .await;
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::completion_error(
+            "5",
+            "An unexpected error occurred invoking 'panic' on the server."
+        ))
+    );
+    // An argument of the wrong type is decoded straight from MessagePack and
+    // refused as it is in JSON.
+    client
+        .send(&msgpack::invocation(Some("6"), "echo", &[&msgpack::int(7)]))
+        .await;
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::completion_error(
+            "6",
+            "Failed to invoke 'echo' due to an error on the server."
+        ))
+    );
+}
+
+#[tokio::test]
+async fn a_broadcast_reaches_each_client_in_its_protocol() {
+    let server = serve(HubOptions::default()).await;
+    let mut json = WsClient::connect(server.addr).await;
+    let mut binary = MsgPackClient::connect(server.addr).await;
+    server
+        .handle
+        .clients()
+        .all()
+        .send("note", Arguments::from_values(["x"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        json.next_message().await,
+        Some(record(
+            "{\"type\":1,\"target\":\"note\",\"arguments\":[\"x\"]}"
+        ))
+    );
+    // `[1, {}, nil, "note", ["x"], []]`
+    assert_eq!(
+        binary.next_message().await.as_deref(),
+        Some(&b"\x0d\x96\x01\x80\xc0\xa4note\x91\xa1x\x90"[..])
+    );
+    // A structured value has the same shape in both: a map with string keys.
+    #[derive(serde::Serialize)]
+    struct Point {
+        x: i32,
+        y: i32,
+    }
+    server
+        .handle
+        .clients()
+        .all()
+        .send("moved", Arguments::from_values([Point { x: 1, y: -1 }]))
+        .await
+        .unwrap();
+    assert_eq!(
+        json.next_message().await,
+        Some(record(
+            "{\"type\":1,\"target\":\"moved\",\"arguments\":[{\"x\":1,\"y\":-1}]}"
+        ))
+    );
+    let point: &[u8] = b"\x82\xa1x\x01\xa1y\xff";
+    assert_eq!(
+        binary.next_message().await,
+        Some(msgpack::invocation(None, "moved", &[point]))
+    );
+}
+
+#[tokio::test]
+async fn idle_messagepack_connections_get_the_two_byte_ping() {
+    let server = serve(options(|o| {
+        o.keep_alive_interval = Duration::from_millis(100)
+    }))
+    .await;
+    let mut client = MsgPackClient::connect(server.addr).await;
+    assert_eq!(client.next().await.as_deref(), Some(msgpack::PING));
+}
+
+#[tokio::test]
+async fn messagepack_streams_run_both_ways_and_cancel() {
+    let mut server = serve(HubOptions::default()).await;
+    let mut client = MsgPackClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+
+    // Server to client: items, then a void completion.
+    client
+        .send(&msgpack::stream_invocation(
+            "1",
+            "count",
+            &[&msgpack::int(3)],
+        ))
+        .await;
+    for n in 0..3 {
+        assert_eq!(
+            client.next().await,
+            Some(msgpack::stream_item("1", &msgpack::int(n)))
+        );
+    }
+    assert_eq!(client.next().await, Some(msgpack::completion_void("1")));
+
+    // Cancelled by the client: the producer is told, the stream completes.
+    client
+        .send(&msgpack::stream_invocation("2", "forever", &[]))
+        .await;
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::stream_item("2", &msgpack::int(0)))
+    );
+    client.send(&msgpack::cancel("2")).await;
+    assert_eq!(server.events.next().await, "stream cancelled");
+    loop {
+        let message = client.next().await.expect("the stream completes");
+        if message == msgpack::completion_void("2") {
+            break;
+        }
+        assert_eq!(
+            message[..7],
+            msgpack::stream_item("2", &[0])[..7],
+            "an item"
+        );
+    }
+
+    // Client to server: an upload stream of numbers, summed.
+    client
+        .send(&msgpack::invocation_with_streams("3", "sum", &[], &["s"]))
+        .await;
+    for n in [1, 2, 39] {
+        client
+            .send(&msgpack::stream_item("s", &msgpack::int(n)))
+            .await;
+    }
+    client.send(&msgpack::completion_void("s")).await;
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::completion("3", &msgpack::int(42)))
+    );
+
+    // The wrong invocation kind gets ASP.NET Core's sentence.
+    client
+        .send(&msgpack::invocation(
+            Some("4"),
+            "count",
+            &[&msgpack::int(1)],
+        ))
+        .await;
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::completion_error(
+            "4",
+            "The client attempted to invoke the streaming 'count' method with a non-streaming invocation."
+        ))
+    );
+}
+
+#[tokio::test]
+async fn messagepack_client_results_round_trip() {
+    let server = serve(HubOptions::default()).await;
+    let mut client = MsgPackClient::connect(server.addr).await;
+    client
+        .send(&msgpack::invocation(
+            Some("1"),
+            "ask",
+            &[&msgpack::str("six times seven?")],
+        ))
+        .await;
+    // The server asks with an invocation id of its own.
+    let question = client.next().await.unwrap();
+    let id = "1";
+    assert_eq!(
+        question,
+        msgpack::invocation(Some(id), "question", &[&msgpack::str("six times seven?")])
+    );
+    client
+        .send(&msgpack::completion(id, &msgpack::str("42")))
+        .await;
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::completion("1", &msgpack::str("42")))
+    );
+    // An error from the client is passed through unchanged.
+    client
+        .send(&msgpack::invocation(
+            Some("2"),
+            "ask",
+            &[&msgpack::str("?")],
+        ))
+        .await;
+    let _question = client.next().await.unwrap();
+    client
+        .send(&msgpack::completion_error(
+            "2",
+            "Client didn't provide a result.",
+        ))
+        .await;
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::completion_error(
+            "2",
+            "An unexpected error occurred invoking 'ask' on the server. HubException: Client didn't provide a result."
+        ))
+    );
+}
+
+/// Opens a MessagePack connection, sends `bytes`, and expects exactly the Close
+/// carrying `error`, then the end; the hub reports the same error.
+async fn closes_with(server: &mut Server, bytes: &[u8], error: &str) {
+    let mut client = MsgPackClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    client.send(bytes).await;
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::close(Some(error), false)),
+        "after sending {bytes:?}"
+    );
+    client.expect_end().await;
+    assert_eq!(server.events.next().await, format!("disconnected {error}"));
+}
+
+#[tokio::test]
+async fn malformed_messagepack_closes_only_its_connection_saying_what_was_wrong() {
+    let mut server = serve(HubOptions::default()).await;
+    let mut bystander = MsgPackClient::connect(server.addr).await;
+    let mut json = WsClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    assert_eq!(server.events.next().await, "connected WebSockets");
+
+    let invalid = "Connection closed with an error. InvalidDataException:";
+    // A length prefix running past its fifth byte.
+    closes_with(
+        &mut server,
+        &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+        &format!(
+            "{invalid} malformed message: the length prefix of a binary message is longer than 5 bytes"
+        ),
+    )
+    .await;
+    // Five bytes announcing 4 GiB: refused by the size limit before any of it
+    // is buffered.
+    closes_with(&mut server, &[0x80, 0x80, 0x80, 0x80, 0x10], TOO_LARGE_32K).await;
+    // An array announcing six elements, holding two.
+    closes_with(
+        &mut server,
+        b"\x03\x96\x01\x80",
+        &format!(
+            "{invalid} malformed MessagePack message: the message ends after 3 bytes, in the middle of 'invocationId'"
+        ),
+    )
+    .await;
+    // A target that is a number.
+    closes_with(
+        &mut server,
+        b"\x08\x96\x01\x80\xa11\x2a\x90\x90",
+        &format!(
+            "{invalid} malformed MessagePack message: expected a string for 'target' at byte 5, found an integer"
+        ),
+    )
+    .await;
+    // A message type that is a string.
+    closes_with(
+        &mut server,
+        b"\x03\x91\xa11",
+        &format!(
+            "{invalid} malformed MessagePack message: expected an integer for 'messageType' at byte 1, found a string"
+        ),
+    )
+    .await;
+
+    // Nothing happened to the other connections.
+    bystander
+        .send(&msgpack::invocation(Some("1"), "echo", &[HI]))
+        .await;
+    assert_eq!(
+        bystander.next_message().await,
+        Some(msgpack::completion("1", HI))
+    );
+    json.send(&invocation("1", "echo", "\"hi\"")).await;
+    assert_eq!(json.next_message().await, Some(completion("1", "\"hi\"")));
+    assert_eq!(server.events.try_next(), None, "no other connection ended");
+}
+
+#[tokio::test]
+async fn a_messagepack_message_over_the_limit_closes_with_the_limit() {
+    let mut server = serve(options(|o| o.maximum_receive_message_size = 64)).await;
+    let mut client = MsgPackClient::connect(server.addr).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    let text = "x".repeat(80);
+    client
+        .send(&msgpack::invocation(
+            Some("1"),
+            "echo",
+            &[&msgpack::str(&text)],
+        ))
+        .await;
+    let reason = "Connection closed with an error. InvalidDataException: The maximum message size of 64B was exceeded. The message size can be configured in HubOptions.";
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::close(Some(reason), false))
+    );
+    client.expect_end().await;
+}
+
+#[tokio::test]
+async fn messagepack_messages_split_across_frames_and_batched_in_one() {
+    let server = serve(HubOptions::default()).await;
+    let mut client = MsgPackClient::open(server.addr, "").await;
+    // The handshake and a first message in one binary frame: the bytes after
+    // the handshake record are MessagePack, handed on unsplit (0x1E inside).
+    let mut first = b"{\"protocol\":\"messagepack\",\"version\":1}\x1e".to_vec();
+    let record_separator: &[u8] = b"\xa1\x1e";
+    first.extend(msgpack::invocation(Some("1"), "echo", &[record_separator]));
+    client.send(&first).await;
+    client.expect_handshake_answer().await;
+    assert_eq!(
+        client.next().await,
+        Some(msgpack::completion("1", record_separator))
+    );
+    // One message split across frames, then two in one frame.
+    let two = msgpack::invocation(Some("2"), "echo", &[HI]);
+    let (a, b) = two.split_at(5);
+    client.send(a).await;
+    client.send(b).await;
+    assert_eq!(client.next().await, Some(msgpack::completion("2", HI)));
+    let mut both = msgpack::invocation(Some("3"), "echo", &[HI]);
+    both.extend(msgpack::invocation(Some("4"), "echo", &[HI]));
+    client.send(&both).await;
+    assert_eq!(client.next().await, Some(msgpack::completion("3", HI)));
+    assert_eq!(client.next().await, Some(msgpack::completion("4", HI)));
+}
+
+#[tokio::test]
+async fn messagepack_over_server_sent_events_is_refused_in_the_handshake() {
+    let server = serve(HubOptions::default()).await;
+    let client = reqwest::Client::new();
+    let token = negotiate(&client, server.addr, false).await.token;
+    let mut events = SseClient::open(&client, server.addr, &token).await;
+    let handshake = record("{\"protocol\":\"messagepack\",\"version\":1}");
+    assert_eq!(post(&client, server.addr, &token, handshake).await, 200);
+    // ASP.NET Core's text (`HubConnectionContext.HandshakeAsync`), as JSON text.
+    assert_eq!(
+        events.next().await.as_deref(),
+        Some(
+            "data: {\"error\":\"Cannot use the 'messagepack' protocol on the current transport. The transport does not support 'Binary' transfer format.\"}\u{1e}"
+        )
+    );
+    assert_eq!(events.next().await, None, "the event stream ends");
+}
+
+#[tokio::test]
+async fn messagepack_over_long_polling_comes_as_octet_stream() {
+    let server = serve(HubOptions::default()).await;
+    let client = reqwest::Client::new();
+    let token = negotiate(&client, server.addr, false).await.token;
+    let url = format!("http://{}/hub?id={token}", server.addr);
+    let poll = || async {
+        let answer = within("a long poll", client.get(&url).send())
+            .await
+            .unwrap();
+        let content_type = answer
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (content_type, answer.bytes().await.unwrap().to_vec())
+    };
+    // The first poll starts the connection.
+    assert_eq!(poll().await.1, b"");
+    let post_binary = |body: Vec<u8>| {
+        client
+            .post(&url)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+    };
+    let mut handshake = b"{\"protocol\":\"messagepack\",\"version\":1}\x1e".to_vec();
+    handshake.extend(msgpack::invocation(Some("1"), "echo", &[HI]));
+    assert_eq!(
+        within("a POST", post_binary(handshake))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut body = Vec::new();
+    while body.len() < 3 + msgpack::completion("1", HI).len() {
+        let (content_type, bytes) = poll().await;
+        if !bytes.is_empty() {
+            assert_eq!(content_type.as_deref(), Some("application/octet-stream"));
+        }
+        body.extend(bytes);
+    }
+    let mut expected = b"{}\x1e".to_vec();
+    expected.extend(msgpack::completion("1", HI));
+    assert_eq!(body, expected);
+}
+
+#[tokio::test]
+async fn messagepack_stateful_reconnect_acks_and_replays_in_messagepack() {
+    let mut server = serve(options(|o| o.stateful_reconnect = true)).await;
+    let client = reqwest::Client::new();
+    let token = negotiate(&client, server.addr, true).await.token;
+
+    let mut socket = MsgPackClient::open_token(server.addr, &token).await;
+    socket.handshake(2).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    socket
+        .send(&msgpack::invocation(Some("1"), "echo", &[HI]))
+        .await;
+    assert_eq!(
+        socket.next_message().await,
+        Some(msgpack::completion("1", HI))
+    );
+    // The server acknowledges the client's message 1, in MessagePack.
+    loop {
+        let message = socket.next().await.unwrap();
+        if message == msgpack::ack(1) {
+            break;
+        }
+        assert_eq!(message, msgpack::PING, "only pings meanwhile");
+    }
+    drop(socket);
+
+    let mut socket = MsgPackClient::open_token(server.addr, &token).await;
+    // No handshake on the new socket: Sequence, then the unacknowledged
+    // completion again, as it was sent.
+    assert_eq!(socket.next().await, Some(msgpack::sequence(1)));
+    assert_eq!(socket.next().await, Some(msgpack::completion("1", HI)));
+    // The client acknowledges it and goes on at its message 2.
+    socket.send(&msgpack::ack(1)).await;
+    socket.send(&msgpack::sequence(2)).await;
+    socket
+        .send(&msgpack::invocation(Some("2"), "echo", &[HI]))
+        .await;
+    assert_eq!(
+        socket.next_message().await,
+        Some(msgpack::completion("2", HI))
+    );
+    drop(socket);
+
+    // Only the unacknowledged completion 2 comes again.
+    let mut socket = MsgPackClient::open_token(server.addr, &token).await;
+    assert_eq!(socket.next().await, Some(msgpack::sequence(2)));
+    assert_eq!(socket.next().await, Some(msgpack::completion("2", HI)));
+    // A Sequence past what the server received closes, in MessagePack.
+    socket.send(&msgpack::sequence(9)).await;
+    let reason = "Connection closed with an error. InvalidOperationException: Sequence ID greater than amount of messages we've received.";
+    assert_eq!(
+        socket.next_message().await,
+        Some(msgpack::close(Some(reason), false))
+    );
+    socket.expect_end().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_messagepack_clients_with_allow_reconnect() {
+    let server = serve(HubOptions::default()).await;
+    let mut client = MsgPackClient::connect(server.addr).await;
+    within("the shutdown", server.handle.shutdown(WAIT)).await;
+    assert_eq!(
+        client.next_message().await,
+        Some(msgpack::close(None, true))
+    );
+    client.expect_end().await;
+}
+
+#[tokio::test]
+async fn a_value_one_protocol_cannot_encode_fails_only_for_that_protocol() {
+    let server = serve(HubOptions::default()).await;
+    let mut json = WsClient::connect(server.addr).await;
+    let mut binary = MsgPackClient::connect(server.addr).await;
+    // A map with non-string keys: MessagePack has them, JSON does not. The call
+    // fails for the JSON caller, with ASP.NET Core's text, and only the call.
+    json.send(&invocation("1", "pairs", "")).await;
+    assert_eq!(
+        json.next_message().await,
+        Some(record(
+            "{\"type\":3,\"invocationId\":\"1\",\"error\":\"An unexpected error occurred invoking 'pairs' on the server.\"}"
+        ))
+    );
+    binary
+        .send(&msgpack::invocation(Some("1"), "pairs", &[]))
+        .await;
+    assert_eq!(
+        binary.next_message().await,
+        Some(msgpack::completion("1", PAIRS))
+    );
+    // A broadcast of it reaches the MessagePack client; the JSON client misses
+    // only that message.
+    let clients = server.handle.clients();
+    let all = clients.all();
+    all.send("pairs", Arguments::from_values([pairs()]))
+        .await
+        .unwrap();
+    all.send("note", Arguments::from_values(["after"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        json.next_message().await,
+        Some(record(
+            "{\"type\":1,\"target\":\"note\",\"arguments\":[\"after\"]}"
+        ))
+    );
+    assert_eq!(
+        binary.next_message().await,
+        Some(msgpack::invocation(None, "pairs", &[PAIRS]))
+    );
+    assert_eq!(
+        binary.next_message().await,
+        Some(msgpack::invocation(None, "note", &[&msgpack::str("after")]))
+    );
+
+    // With detailed errors, the caller learns why.
+    let server = serve(options(|o| o.enable_detailed_errors = true)).await;
+    let mut json = WsClient::connect(server.addr).await;
+    json.send(&invocation("1", "pairs", "")).await;
+    assert_eq!(
+        json.next_message().await,
+        Some(record(
+            "{\"type\":3,\"invocationId\":\"1\",\"error\":\"An unexpected error occurred invoking 'pairs' on the server. SerializationException: a value could not be serialized for the 'json' protocol: key must be a string\"}"
+        ))
+    );
 }

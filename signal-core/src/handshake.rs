@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::RECORD_SEPARATOR;
+use crate::protocol::framing::RECORD_SEPARATOR;
 
 /// The client's handshake request: `{"protocol":"json","version":1}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,12 +8,12 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures_core::Stream;
-use serde_json::value::RawValue;
 
 use crate::message::Arguments;
+use crate::payload::{Payload, PayloadError};
 
-/// A boxed stream of raw items, as a server stream arrives.
-pub type RawItemStream = Pin<Box<dyn Stream<Item = Result<Box<RawValue>, InvokeError>> + Send>>;
+/// A boxed stream of undecoded items, as a server stream arrives.
+pub type RawItemStream = Pin<Box<dyn Stream<Item = Result<Payload, InvokeError>> + Send>>;
 
 /// A typed server stream, as a caller proxy returns it.
 pub type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, InvokeError>> + Send>>;
@@ -26,10 +26,10 @@ pub enum InvokeError {
     Hub(String),
     /// An argument could not be serialized.
     #[error("an argument could not be serialized: {0}")]
-    Serialize(#[source] serde_json::Error),
+    Serialize(#[source] PayloadError),
     /// The result did not have the type the proxy declares.
     #[error("the result could not be read as the declared type: {0}")]
-    Deserialize(#[source] serde_json::Error),
+    Deserialize(#[source] PayloadError),
     /// The connection failed or closed before the call completed.
     #[error("the connection failed: {0}")]
     Connection(String),
@@ -42,7 +42,7 @@ pub trait Invoker: Send + Sync {
         &self,
         method: &str,
         arguments: Arguments,
-    ) -> impl Future<Output = Result<Option<Box<RawValue>>, InvokeError>> + Send;
+    ) -> impl Future<Output = Result<Option<Payload>, InvokeError>> + Send;
 
     /// Invokes `method` without waiting for anything but the send itself.
     fn send(
@@ -64,7 +64,7 @@ impl<I: Invoker + ?Sized> Invoker for &I {
         &self,
         method: &str,
         arguments: Arguments,
-    ) -> impl Future<Output = Result<Option<Box<RawValue>>, InvokeError>> + Send {
+    ) -> impl Future<Output = Result<Option<Payload>, InvokeError>> + Send {
         (**self).invoke(method, arguments)
     }
 
@@ -90,7 +90,7 @@ impl<I: Invoker + ?Sized> Invoker for std::sync::Arc<I> {
         &self,
         method: &str,
         arguments: Arguments,
-    ) -> impl Future<Output = Result<Option<Box<RawValue>>, InvokeError>> + Send {
+    ) -> impl Future<Output = Result<Option<Payload>, InvokeError>> + Send {
         (**self).invoke(method, arguments)
     }
 

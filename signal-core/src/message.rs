@@ -1,14 +1,16 @@
 //! The hub messages of the SignalR hub protocol, independent of their encoding.
 //!
-//! Arguments, results and stream items are kept as raw JSON ([`RawValue`]) so that
-//! they are deserialized exactly once, straight into the types the hub method
-//! declares, and serialized exactly once however many connections receive them.
+//! Arguments, results and stream items are [`Payload`]s: what a client sent stays in its
+//! encoding until it is decoded exactly once, straight into the type the hub method
+//! declares; what the server sends is encoded once per protocol in use, however many
+//! connections receive it.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
+
+use crate::payload::{Payload, PayloadError};
 
 /// Headers any message but Ping may carry.
 pub type Headers = BTreeMap<String, String>;
@@ -57,50 +59,20 @@ impl HubMessage {
             HubMessage::Sequence { .. } => 9,
         }
     }
-}
 
-/// Positional arguments of an invocation, each kept as raw JSON until the
-/// receiving method deserializes it into the type it declares.
-#[derive(Debug, Clone, Default)]
-pub struct Arguments(Vec<Box<RawValue>>);
-
-impl PartialEq for Arguments {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| raw_eq(a, b))
+    /// Whether the message counts in stateful reconnect's sequence: types 1 to 5
+    /// carry an implicit sequence id, are buffered until acknowledged and replayed
+    /// after a reconnect; Ping, Close, Ack and Sequence are not.
+    pub fn is_sequenced(&self) -> bool {
+        (1..=5).contains(&self.message_type())
     }
 }
 
-/// Equality of raw values is textual.
-fn raw_eq(a: &RawValue, b: &RawValue) -> bool {
-    a.get() == b.get()
-}
-
-impl PartialEq for Completion {
-    fn eq(&self, other: &Self) -> bool {
-        self.invocation_id == other.invocation_id
-            && self.outcome == other.outcome
-            && self.headers == other.headers
-    }
-}
-
-impl PartialEq for CompletionOutcome {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (CompletionOutcome::Void, CompletionOutcome::Void) => true,
-            (CompletionOutcome::Result(a), CompletionOutcome::Result(b)) => raw_eq(a, b),
-            (CompletionOutcome::Error(a), CompletionOutcome::Error(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-
-impl PartialEq for StreamItem {
-    fn eq(&self, other: &Self) -> bool {
-        self.invocation_id == other.invocation_id
-            && raw_eq(&self.item, &other.item)
-            && self.headers == other.headers
-    }
-}
+/// Positional arguments of an invocation, each kept in the encoding it arrived in
+/// (or as a value to encode) until the receiving method decodes it into the type it
+/// declares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Arguments(Vec<Payload>);
 
 /// Why an argument could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -134,22 +106,19 @@ pub enum ArgumentError {
 }
 
 impl Arguments {
-    /// Wraps raw arguments.
-    pub fn new(values: Vec<Box<RawValue>>) -> Self {
+    /// Wraps payloads.
+    pub fn new(values: Vec<Payload>) -> Self {
         Arguments(values)
     }
 
-    /// Serializes each value once into an argument list.
-    pub fn from_values<I, T>(values: I) -> Result<Self, serde_json::Error>
+    /// One [`Payload::Value`] per value: each is encoded later, once per protocol
+    /// that writes the message.
+    pub fn from_values<I, T>(values: I) -> Self
     where
         I: IntoIterator<Item = T>,
-        T: Serialize,
+        T: Serialize + Send + Sync + 'static,
     {
-        values
-            .into_iter()
-            .map(|v| serde_json::value::to_raw_value(&v))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Arguments)
+        Arguments(values.into_iter().map(Payload::value).collect())
     }
 
     /// How many arguments there are.
@@ -162,14 +131,24 @@ impl Arguments {
         self.0.is_empty()
     }
 
-    /// The raw arguments.
-    pub fn as_slice(&self) -> &[Box<RawValue>] {
+    /// The payloads.
+    pub fn as_slice(&self) -> &[Payload] {
         &self.0
     }
 
-    /// Appends one serialized argument.
-    pub fn push(&mut self, value: Box<RawValue>) {
-        self.0.push(value);
+    /// The payloads, by value.
+    pub fn into_vec(self) -> Vec<Payload> {
+        self.0
+    }
+
+    /// Iterates over the payloads.
+    pub fn iter(&self) -> std::slice::Iter<'_, Payload> {
+        self.0.iter()
+    }
+
+    /// Appends one argument.
+    pub fn push(&mut self, value: impl Into<Payload>) {
+        self.0.push(value.into());
     }
 
     /// Fails unless there are exactly `expected` arguments.
@@ -184,28 +163,55 @@ impl Arguments {
         }
     }
 
-    /// Deserializes the argument at `index`, named `name` in error messages.
+    /// Decodes the argument at `index`, named `name` in error messages.
     pub fn get<T: DeserializeOwned>(&self, index: usize, name: &str) -> Result<T, ArgumentError> {
-        let raw = self.0.get(index).ok_or(ArgumentError::Count {
+        let payload = self.0.get(index).ok_or(ArgumentError::Count {
             expected: index + 1,
             actual: self.0.len(),
         })?;
-        serde_json::from_str(raw.get()).map_err(|e| {
-            // serde's position ("at line 1 column 3") is inside one argument: noise.
-            let text = e.to_string();
-            let message = match text.rfind(" at line ") {
-                Some(at) => text[..at].to_owned(),
-                None => text,
-            };
-            ArgumentError::Invalid {
-                index,
-                name: name.to_owned(),
-                message,
-            }
+        payload.decode().map_err(|error| ArgumentError::Invalid {
+            index,
+            name: name.to_owned(),
+            message: argument_message(&error),
         })
     }
 }
 
+/// What serde said about an argument, without serde_json's position ("at line 1
+/// column 3"): the position is inside one argument, noise to the caller.
+fn argument_message(error: &PayloadError) -> String {
+    let text = error.to_string();
+    match error {
+        PayloadError::Json(_) => match text.rfind(" at line ") {
+            Some(at) => text[..at].to_owned(),
+            None => text,
+        },
+        _ => text,
+    }
+}
+
+impl From<Vec<Payload>> for Arguments {
+    fn from(values: Vec<Payload>) -> Self {
+        Arguments(values)
+    }
+}
+
+impl FromIterator<Payload> for Arguments {
+    fn from_iter<I: IntoIterator<Item = Payload>>(iter: I) -> Self {
+        Arguments(iter.into_iter().collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a Arguments {
+    type Item = &'a Payload;
+    type IntoIter = std::slice::Iter<'a, Payload>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// Serializes the arguments as a sequence of their values, in any serde format.
 impl Serialize for Arguments {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(serializer)
@@ -256,29 +262,40 @@ pub struct StreamInvocation {
 }
 
 /// Type 2: one item of a stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamItem {
     /// The stream's invocation id.
     pub invocation_id: String,
-    /// The item as raw JSON.
-    pub item: Box<RawValue>,
+    /// The item.
+    pub item: Payload,
     /// Optional headers.
     pub headers: Headers,
 }
 
+impl StreamItem {
+    /// The item `item` of the stream `invocation_id`.
+    pub fn new(invocation_id: impl Into<String>, item: impl Into<Payload>) -> Self {
+        StreamItem {
+            invocation_id: invocation_id.into(),
+            item: item.into(),
+            headers: Headers::new(),
+        }
+    }
+}
+
 /// How an invocation ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CompletionOutcome {
     /// Success without a value.
     Void,
     /// Success with a value.
-    Result(Box<RawValue>),
+    Result(Payload),
     /// Failure, with a message for the caller.
     Error(String),
 }
 
 /// Type 3: the end of an invocation or of a stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     /// The invocation this completes.
     pub invocation_id: String,
@@ -295,8 +312,8 @@ impl Completion {
     }
 
     /// A successful completion carrying `result`.
-    pub fn result(invocation_id: impl Into<String>, result: Box<RawValue>) -> Self {
-        Self::with(invocation_id, CompletionOutcome::Result(result))
+    pub fn result(invocation_id: impl Into<String>, result: impl Into<Payload>) -> Self {
+        Self::with(invocation_id, CompletionOutcome::Result(result.into()))
     }
 
     /// A failed completion carrying `error`.

@@ -73,6 +73,22 @@ pub enum TransferFormat {
     Binary,
 }
 
+impl TransferFormat {
+    /// The name used on the wire (`Text`, `Binary`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferFormat::Text => "Text",
+            TransferFormat::Binary => "Binary",
+        }
+    }
+}
+
+impl fmt::Display for TransferFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One entry of `availableTransports`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

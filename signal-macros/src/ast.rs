@@ -334,7 +334,7 @@ fn check_owned(cx: &Ctxt, ty: &Type, role: &str) -> bool {
             cx.error_at(
                 span,
                 format!(
-                    "borrowed data cannot be {role}: values cross the wire as JSON; use an \
+                    "borrowed data cannot be {role}: values are decoded from the wire (JSON or MessagePack); use an \
                      owned type (`String` for `&str`, `Vec<T>` for `&[T]`)"
                 ),
             );

@@ -1,15 +1,16 @@
 //! The connection registry and the one place every outgoing send goes through.
 //!
 //! Everything a hub sends to clients, from a hub method or a background task,
-//! reaches [`Lifetime::deliver`] with a [`Recipients`] and a frame serialized once;
-//! a backplane for scale-out will sit at this seam.
+//! reaches [`Lifetime::deliver`] with a [`Recipients`] and a frame that each
+//! protocol in use encodes once, however many recipients speak it; a backplane
+//! for scale-out will sit at this seam.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use signal_core::{CompletionOutcome, TransportType};
+use signal_core::{CompletionOutcome, RegisteredProtocol, TransportType};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,8 @@ pub(crate) struct ConnectionHandle {
     pub(crate) id: ConnectionId,
     pub(crate) user: Option<Arc<str>>,
     pub(crate) transport: TransportType,
+    /// The hub protocol the connection speaks; `None` for a raw connection.
+    pub(crate) protocol: Option<RegisteredProtocol>,
     outgoing: mpsc::Sender<Frame>,
     groups: Mutex<HashSet<Arc<str>>>,
     pub(crate) items: Items,
@@ -39,6 +42,7 @@ impl ConnectionHandle {
         id: ConnectionId,
         user: Option<Arc<str>>,
         transport: TransportType,
+        protocol: Option<RegisteredProtocol>,
         outgoing: mpsc::Sender<Frame>,
         client_result_timeout: Duration,
     ) -> Self {
@@ -46,6 +50,7 @@ impl ConnectionHandle {
             id,
             user,
             transport,
+            protocol,
             outgoing,
             groups: Mutex::default(),
             items: Items::default(),

@@ -181,6 +181,7 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, start: Start, mut du
         start.id.clone(),
         start.user.clone(),
         start.transport,
+        None,
         tx,
         std::time::Duration::ZERO,
     ));
@@ -227,7 +228,7 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, start: Start, mut du
     }
     // What the handler queued before the end still goes out.
     while let Ok(frame) = rx.try_recv() {
-        if duplex.feed(frame).await.is_err() {
+        if feed(&mut duplex, frame).await.is_err() {
             break;
         }
     }
@@ -249,14 +250,25 @@ async fn write_batch(
     first: Frame,
 ) -> Result<(), crate::connection::TransportClosed> {
     const MAX_BATCH: usize = 64;
-    duplex.feed(first).await?;
+    feed(duplex, first).await?;
     for _ in 1..MAX_BATCH {
         match rx.try_recv() {
-            Ok(frame) => duplex.feed(frame).await?,
+            Ok(frame) => feed(duplex, frame).await?,
             Err(_) => break,
         }
     }
     duplex.flush().await
+}
+
+/// Feeds one frame as it is: raw connections queue raw frames only.
+async fn feed(duplex: &mut Duplex, frame: Frame) -> Result<(), crate::connection::TransportClosed> {
+    match frame.outbound(None) {
+        Ok(outbound) => duplex.feed(outbound).await,
+        Err(error) => {
+            tracing::error!(%error, "a frame could not be written; dropped");
+            Ok(())
+        }
+    }
 }
 
 fn frame_of(message: Message) -> Frame {

@@ -5,13 +5,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use signal_core::{Arguments, HubDescriptor, HubMessage, JsonHubProtocol, StreamInvocation};
+use signal_core::{
+    Arguments, HubDescriptor, HubMessage, HubProtocol, JsonHubProtocol, Payload, StreamInvocation,
+};
 use tokio::sync::mpsc;
 
 use crate::connection::{
     ChannelOutgoing, ConnectionId, Duplex, Incoming, Message, Start, TransportSink,
 };
-use crate::frame::Frame;
+use crate::frame::Outbound;
 use crate::hub::Hub;
 use crate::hub::context::Context;
 use crate::hub::dispatch::{BoxFuture, Call, HubDispatch, Output};
@@ -43,8 +45,7 @@ impl HubDispatch for Producer {
                 let produced = produced.clone();
                 async move {
                     produced.fetch_add(1, Ordering::SeqCst);
-                    let raw = serde_json::value::to_raw_value(&n).expect("a number serializes");
-                    Some((Ok(raw), n + 1))
+                    Some((Ok(Payload::value(n)), n + 1))
                 }
             });
             Ok(Output::Stream(Box::pin(numbers)))
@@ -62,12 +63,14 @@ impl HubDispatch for Producer {
 }
 
 fn record(message: &HubMessage) -> Bytes {
-    Bytes::from(JsonHubProtocol.to_record(message))
+    JsonHubProtocol
+        .to_bytes(message)
+        .expect("a test message encodes")
 }
 
 /// Frames a stalled transport took: it takes `capacity`, then stalls like a
 /// client that stopped reading.
-struct Taken(mpsc::Receiver<Frame>);
+struct Taken(mpsc::Receiver<Outbound>);
 
 impl Taken {
     fn load(&self, _: Ordering) -> usize {

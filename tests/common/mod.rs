@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use futures_util::{SinkExt, StreamExt};
+use signal::protocol::Arguments;
 use signal::{
     BoxFuture, Call, Context, Hub, HubDispatch, HubHandle, HubOptions, InvocationError, Output,
+    cancellable_stream,
 };
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
@@ -104,11 +106,23 @@ pub(crate) fn options(f: impl FnOnce(&mut HubOptions)) -> HubOptions {
 /// Methods: `echo(text)`; `wait(tag)`, which returns `tag` once the test adds a
 /// permit to the gate; `join(group)`; `remember(text)` and `recall()`, which
 /// keep a text in the connection's items (`remember` returns the previous one);
-/// `panic()`.
+/// `panic()`; the server streams `count(n)` (0 to n - 1) and `forever()`
+/// (numbers every 10 ms until cancelled, then it reports `stream cancelled`);
+/// `sum(numbers)`, which adds the numbers of an upload stream; `ask(question)`,
+/// which asks the caller's `question` handler and returns its answer; `pairs()`,
+/// which returns [`pairs`].
 pub(crate) struct Probe {
     events: mpsc::UnboundedSender<String>,
     gate: Arc<Semaphore>,
 }
+
+/// A map with non-string keys: MessagePack encodes it, JSON cannot.
+pub(crate) fn pairs() -> std::collections::BTreeMap<(u8, u8), u8> {
+    std::collections::BTreeMap::from([((1, 2), 3)])
+}
+
+/// [`pairs`] as MessagePack: `{[1, 2]: 3}`.
+pub(crate) const PAIRS: &[u8] = b"\x81\x92\x01\x02\x03";
 
 /// What `remember` keeps in a connection's items.
 #[derive(Clone)]
@@ -130,9 +144,45 @@ impl HubDispatch for Probe {
     fn dispatch<'a>(
         &'a self,
         cx: &'a Context,
-        call: Call,
+        mut call: Call,
     ) -> BoxFuture<'a, Result<Output, InvocationError>> {
         Box::pin(async move {
+            match call.target.as_str() {
+                "count" => {
+                    let n = call
+                        .arguments
+                        .get::<u32>(0, "n")
+                        .map_err(|e| InvocationError::arguments(&call.target, e))?;
+                    let items = futures_util::stream::iter((0..n).map(Ok));
+                    return Ok(Output::stream(Box::pin(items)));
+                }
+                "forever" => {
+                    let events = self.events.clone();
+                    let numbers = cancellable_stream(move |cancelled| {
+                        tokio::spawn(async move {
+                            cancelled.cancelled().await;
+                            let _ = events.send("stream cancelled".to_owned());
+                        });
+                        futures_util::stream::unfold(0u32, |n| async move {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            Some((Ok(n), n + 1))
+                        })
+                    });
+                    return Ok(Output::stream(numbers));
+                }
+                "sum" => {
+                    let target = call.target.clone();
+                    let mut numbers = call
+                        .take_stream::<i64>(0)
+                        .map_err(|e| InvocationError::arguments(&target, e))?;
+                    let mut total = 0;
+                    while let Some(number) = numbers.next().await {
+                        total += number.map_err(|e| InvocationError::hub(&target, e))?;
+                    }
+                    return Ok(Output::value(total));
+                }
+                _ => {}
+            }
             let target = call.target.as_str();
             let text = |name| {
                 call.arguments
@@ -140,7 +190,7 @@ impl HubDispatch for Probe {
                     .map_err(|e| InvocationError::arguments(target, e))
             };
             match target {
-                "echo" => Output::value(target, &text("text")?),
+                "echo" => Ok(Output::value(text("text")?)),
                 "wait" => {
                     let tag = text("tag")?;
                     self.report(format!("waiting {tag}"));
@@ -149,7 +199,7 @@ impl HubDispatch for Probe {
                         .await
                         .expect("the gate stays open")
                         .forget();
-                    Output::value(target, &tag)
+                    Ok(Output::value(tag))
                 }
                 "join" => {
                     let group = text("group")?;
@@ -161,10 +211,21 @@ impl HubDispatch for Probe {
                 }
                 "remember" => {
                     let previous = cx.items().insert(Memo(text("text")?));
-                    Output::value(target, &previous.map(|m| m.0))
+                    Ok(Output::value(previous.map(|m| m.0)))
                 }
-                "recall" => Output::value(target, &cx.items().get::<Memo>().map(|m| m.0)),
+                "recall" => Ok(Output::value(cx.items().get::<Memo>().map(|m| m.0))),
                 "panic" => panic!("the probe was asked to panic"),
+                "pairs" => Ok(Output::value(pairs())),
+                "ask" => {
+                    let question = text("question")?;
+                    let answer: String = cx
+                        .clients()
+                        .caller()
+                        .invoke("question", Arguments::from_values([question]))
+                        .await
+                        .map_err(|e| InvocationError::hub(target, e.into()))?;
+                    Ok(Output::value(answer))
+                }
                 _ => Err(InvocationError::UnknownMethod(call.target.clone())),
             }
         })
@@ -468,4 +529,265 @@ pub(crate) async fn poll(client: &reqwest::Client, addr: SocketAddr, token: &str
     .unwrap();
     let status = answer.status().as_u16();
     (status, answer.text().await.unwrap())
+}
+
+/// MessagePack hub messages built byte by byte, as `HubProtocol.md` lays them
+/// out, so that tests compare what the server sends with what the other side
+/// expects rather than with the server's own encoder.
+pub(crate) mod msgpack {
+    /// The framed Ping: length 2, `[6]`.
+    pub(crate) const PING: &[u8] = &[0x02, 0x91, 0x06];
+
+    /// `body` preceded by its VarInt length.
+    pub(crate) fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(body.len() + 5);
+        let mut length = body.len();
+        loop {
+            let low = (length & 0x7f) as u8;
+            length >>= 7;
+            if length == 0 {
+                out.push(low);
+                break;
+            }
+            out.push(low | 0x80);
+        }
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// A string: fixstr, str 8 or str 16.
+    pub(crate) fn str(text: &str) -> Vec<u8> {
+        let mut out = match text.len() {
+            n if n < 32 => vec![0xa0 | n as u8],
+            n if n < 256 => vec![0xd9, n as u8],
+            n => vec![0xda, (n >> 8) as u8, n as u8],
+        };
+        out.extend_from_slice(text.as_bytes());
+        out
+    }
+
+    /// A non-negative integer below 128 (positive fixint).
+    pub(crate) fn int(n: u8) -> Vec<u8> {
+        assert!(n < 128, "a positive fixint");
+        vec![n]
+    }
+
+    /// An id, or nil.
+    fn id(id: Option<&str>) -> Vec<u8> {
+        id.map_or(vec![0xc0], str)
+    }
+
+    /// A fixarray of `items`.
+    pub(crate) fn array(items: &[&[u8]]) -> Vec<u8> {
+        assert!(items.len() < 16, "a fixarray");
+        let mut out = vec![0x90 | items.len() as u8];
+        for item in items {
+            out.extend_from_slice(item);
+        }
+        out
+    }
+
+    /// `[1, {}, id, target, [arguments], []]`, framed.
+    pub(crate) fn invocation(id_: Option<&str>, target: &str, arguments: &[&[u8]]) -> Vec<u8> {
+        framed(&array(&[
+            &[0x01],
+            &[0x80],
+            &id(id_),
+            &str(target),
+            &array(arguments),
+            &[0x90],
+        ]))
+    }
+
+    /// `[1, {}, id, target, [arguments], [streamIds]]`, framed.
+    pub(crate) fn invocation_with_streams(
+        id_: &str,
+        target: &str,
+        arguments: &[&[u8]],
+        streams: &[&str],
+    ) -> Vec<u8> {
+        let streams: Vec<Vec<u8>> = streams.iter().map(|s| str(s)).collect();
+        let streams: Vec<&[u8]> = streams.iter().map(Vec::as_slice).collect();
+        framed(&array(&[
+            &[0x01],
+            &[0x80],
+            &str(id_),
+            &str(target),
+            &array(arguments),
+            &array(&streams),
+        ]))
+    }
+
+    /// `[4, {}, id, target, [arguments], []]`, framed.
+    pub(crate) fn stream_invocation(id: &str, target: &str, arguments: &[&[u8]]) -> Vec<u8> {
+        framed(&array(&[
+            &[0x04],
+            &[0x80],
+            &str(id),
+            &str(target),
+            &array(arguments),
+            &[0x90],
+        ]))
+    }
+
+    /// `[2, {}, id, item]`, framed.
+    pub(crate) fn stream_item(id: &str, item: &[u8]) -> Vec<u8> {
+        framed(&array(&[&[0x02], &[0x80], &str(id), item]))
+    }
+
+    /// `[3, {}, id, 3, result]`, framed.
+    pub(crate) fn completion(id: &str, result: &[u8]) -> Vec<u8> {
+        framed(&array(&[&[0x03], &[0x80], &str(id), &[0x03], result]))
+    }
+
+    /// `[3, {}, id, 2]`, framed.
+    pub(crate) fn completion_void(id: &str) -> Vec<u8> {
+        framed(&array(&[&[0x03], &[0x80], &str(id), &[0x02]]))
+    }
+
+    /// `[3, {}, id, 1, error]`, framed.
+    pub(crate) fn completion_error(id: &str, error: &str) -> Vec<u8> {
+        framed(&array(&[&[0x03], &[0x80], &str(id), &[0x01], &str(error)]))
+    }
+
+    /// `[5, {}, id]`, framed.
+    pub(crate) fn cancel(id: &str) -> Vec<u8> {
+        framed(&array(&[&[0x05], &[0x80], &str(id)]))
+    }
+
+    /// `[7, error | nil, allowReconnect]`, framed.
+    pub(crate) fn close(error: Option<&str>, allow_reconnect: bool) -> Vec<u8> {
+        let allow: &[u8] = if allow_reconnect { &[0xc3] } else { &[0xc2] };
+        framed(&array(&[&[0x07], &id(error), allow]))
+    }
+
+    /// `[8, sequenceId]`, framed.
+    pub(crate) fn ack(sequence_id: u8) -> Vec<u8> {
+        framed(&array(&[&[0x08], &int(sequence_id)]))
+    }
+
+    /// `[9, sequenceId]`, framed.
+    pub(crate) fn sequence(sequence_id: u8) -> Vec<u8> {
+        framed(&array(&[&[0x09], &int(sequence_id)]))
+    }
+}
+
+/// A raw WebSocket client of the MessagePack hub protocol: the handshake in
+/// JSON, then binary frames of length-prefixed messages.
+pub(crate) struct MsgPackClient {
+    socket: Socket,
+    messages: VecDeque<Vec<u8>>,
+    closed: bool,
+}
+
+impl MsgPackClient {
+    /// Opens `ws://{addr}/hub{query}` (no handshake yet).
+    pub(crate) async fn open(addr: SocketAddr, query: &str) -> Self {
+        MsgPackClient {
+            socket: WsClient::open(addr, query).await.into_socket(),
+            messages: VecDeque::new(),
+            closed: false,
+        }
+    }
+
+    /// Opens the socket of a negotiated connection.
+    pub(crate) async fn open_token(addr: SocketAddr, token: &str) -> Self {
+        Self::open(addr, &format!("?id={token}")).await
+    }
+
+    /// Opens a connection without negotiate and completes a version 1 handshake.
+    pub(crate) async fn connect(addr: SocketAddr) -> Self {
+        let mut client = Self::open(addr, "").await;
+        client.handshake(1).await;
+        client
+    }
+
+    /// Sends the handshake for `messagepack` `version` (a JSON text frame) and
+    /// expects `{}` back, in a binary frame: the server has switched the
+    /// transport to the protocol's format, as ASP.NET Core does.
+    pub(crate) async fn handshake(&mut self, version: u32) {
+        let request = record(&format!(
+            "{{\"protocol\":\"messagepack\",\"version\":{version}}}"
+        ));
+        self.socket.send(Message::text(request)).await.unwrap();
+        self.expect_handshake_answer().await;
+    }
+
+    /// Expects `{}` in a binary frame of its own: the handshake answer.
+    pub(crate) async fn expect_handshake_answer(&mut self) {
+        match within("the handshake answer", self.socket.next()).await {
+            Some(Ok(Message::Binary(answer))) => assert_eq!(&answer[..], b"{}\x1e"),
+            other => panic!("expected the handshake answer in a binary frame, got {other:?}"),
+        }
+    }
+
+    /// Sends `bytes` as one binary frame.
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
+        self.socket
+            .send(Message::binary(bytes.to_vec()))
+            .await
+            .unwrap();
+    }
+
+    /// The next message, its length prefix included; `None` once the socket
+    /// has ended.
+    pub(crate) async fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(message) = self.messages.pop_front() {
+                return Some(message);
+            }
+            if self.closed {
+                return None;
+            }
+            match within("a message from the server", self.socket.next()).await {
+                Some(Ok(Message::Binary(frame))) => {
+                    let mut rest = &frame[..];
+                    while !rest.is_empty() {
+                        let (length, prefix) = varint(rest);
+                        assert!(
+                            rest.len() >= prefix + length,
+                            "a frame ends on a message: {frame:?}"
+                        );
+                        self.messages.push_back(rest[..prefix + length].to_vec());
+                        rest = &rest[prefix + length..];
+                    }
+                }
+                Some(Ok(Message::Text(text))) => {
+                    panic!("a MessagePack connection got a text frame: {text:?}")
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => self.closed = true,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// The next message that is not a Ping or an Ack (which come on the
+    /// server's own schedule).
+    pub(crate) async fn next_message(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let message = self.next().await?;
+            // An Ack is `[8, id]`: a two-element array whose first element is 8.
+            let ack = message.get(1..3) == Some(&[0x92, 0x08][..]);
+            if message != msgpack::PING && !ack {
+                return Some(message);
+            }
+        }
+    }
+
+    /// Expects the socket to end with no further message.
+    pub(crate) async fn expect_end(&mut self) {
+        assert_eq!(self.next().await, None, "the socket ends");
+    }
+}
+
+/// A VarInt length and how many bytes it took.
+fn varint(bytes: &[u8]) -> (usize, usize) {
+    let mut length = 0usize;
+    for (i, byte) in bytes.iter().enumerate().take(5) {
+        length |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return (length, i + 1);
+        }
+    }
+    panic!("a length prefix of at most 5 bytes: {bytes:?}");
 }

@@ -92,7 +92,6 @@ pub(crate) fn render(contract: &Contract) -> TokenStream {
 }
 
 fn signature(method: &Method) -> (TokenStream, TokenStream) {
-    let wire_name = &method.wire;
     let params = method.params.iter().map(|p| {
         let (ident, ty) = (&p.ident, &p.ty);
         quote!(#ident: #ty)
@@ -100,7 +99,7 @@ fn signature(method: &Method) -> (TokenStream, TokenStream) {
     let arguments = method.params.iter().map(|p| {
         let wire = wire(&p.ty);
         let ident = &p.ident;
-        quote!(#wire.send_argument(#wire_name, &#ident)?)
+        quote!(#wire.send_argument(#ident))
     });
     (
         quote!(#(#params),*),
@@ -139,14 +138,11 @@ fn client_result(vis: &syn::Visibility, method: &Method) -> TokenStream {
         #docs
         #vis async fn #ident(&self, #params) -> ::core::result::Result<#ty, ::signal::ClientResultError> {
             let __signal_arguments = #arguments;
-            let __signal_raw = self
+            let __signal_result = self
                 .0
-                .invoke::<::std::boxed::Box<::signal::__private::serde_json::value::RawValue>>(
-                    #wire_name,
-                    __signal_arguments,
-                )
+                .invoke_payload(#wire_name, __signal_arguments)
                 .await?;
-            #wire.client_result(&__signal_raw)
+            #wire.client_result(__signal_result)
         }
     }
 }

@@ -143,7 +143,7 @@ fn dispatch_branch(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
         }),
         Shape::Value(ty) => {
             let wire = wire(ty);
-            quote!(#wire.output(&__signal_call.target, &#value))
+            quote!(::core::result::Result::Ok(#wire.output(#value)))
         }
         Shape::Stream(ty) => {
             let wire = wire(ty);

@@ -50,7 +50,7 @@ fn method(vis: &syn::Visibility, method: &Method) -> TokenStream {
     let arguments = method.params.iter().map(|p| {
         let wire = wire(&p.ty);
         let ident = &p.ident;
-        quote!(#wire.invoke_argument(&#ident)?)
+        quote!(#wire.invoke_argument(#ident))
     });
     let invoker = quote!(::signal::protocol::Invoker);
     let error = quote!(::signal::protocol::InvokeError);

@@ -12,7 +12,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use crate::frame::Frame;
+use crate::frame::Outbound;
 
 /// The transport could not be written to: the client has gone.
 #[derive(Debug)]
@@ -61,8 +61,9 @@ pub(crate) type Incoming = Pin<Box<dyn Stream<Item = Inbound> + Send>>;
 
 /// The sending half of a transport.
 pub(crate) trait Outgoing: Send {
-    /// Buffers one frame.
-    fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+    /// Buffers one frame, encoded for this connection.
+    fn feed(&mut self, frame: Outbound)
+    -> impl Future<Output = Result<(), TransportClosed>> + Send;
     /// Writes what is buffered.
     fn flush(&mut self) -> impl Future<Output = Result<(), TransportClosed>> + Send;
     /// Ends the transport.
@@ -77,7 +78,7 @@ pub(crate) enum TransportSink {
 }
 
 impl Outgoing for TransportSink {
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+    async fn feed(&mut self, frame: Outbound) -> Result<(), TransportClosed> {
         match self {
             TransportSink::WebSocket(sink) => sink.feed(frame).await,
             TransportSink::Channel(sink) => sink.feed(frame).await,
@@ -235,7 +236,7 @@ impl Duplex {
 }
 
 impl Outgoing for Duplex {
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+    async fn feed(&mut self, frame: Outbound) -> Result<(), TransportClosed> {
         tokio::time::timeout(self.write_timeout, self.outgoing.feed(frame))
             .await
             .unwrap_or(Err(TransportClosed))

@@ -9,7 +9,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use signal_core::{Arguments, ClientDescriptor, CompletionOutcome, HubMessage, Invocation};
+use signal_core::{
+    Arguments, ClientDescriptor, CompletionOutcome, HubMessage, Invocation, Payload,
+    SerializedHubMessage,
+};
 
 use super::error::{ClientResultError, SendError};
 use crate::connection::ConnectionId;
@@ -94,14 +97,34 @@ impl SingleClient {
         method: &str,
         arguments: Arguments,
     ) -> Result<T, ClientResultError> {
+        let result = self
+            .invoke_payload(method, arguments)
+            .await?
+            .unwrap_or_else(Payload::null);
+        result
+            .decode()
+            .map_err(|e| ClientResultError::Deserialize(e.to_string()))
+    }
+
+    /// Like [`invoke`](Self::invoke), but hands back the client's result as it
+    /// arrived, to be decoded later (`None` when the client returned nothing).
+    pub async fn invoke_payload(
+        &self,
+        method: &str,
+        arguments: Arguments,
+    ) -> Result<Option<Payload>, ClientResultError> {
         let connection = self.connection()?;
         let (invocation_id, answer) = connection.expect_result();
         let mut invocation = Invocation::new(method, arguments);
         invocation.invocation_id = Some(invocation_id.clone());
-        if !connection
-            .send(Frame::encode(&HubMessage::Invocation(invocation)))
-            .await
-        {
+        let frame = match encode_for(&connection, method, HubMessage::Invocation(invocation)) {
+            Ok(frame) => frame,
+            Err(error) => {
+                connection.forget_result(&invocation_id);
+                return Err(error.into());
+            }
+        };
+        if !connection.send(frame).await {
             connection.forget_result(&invocation_id);
             return Err(ClientResultError::Disconnected(self.id.to_string()));
         }
@@ -114,17 +137,35 @@ impl SingleClient {
                 return Err(ClientResultError::Timeout(timeout));
             }
         };
-        let raw = match outcome {
-            CompletionOutcome::Error(error) => return Err(ClientResultError::Client(error)),
-            CompletionOutcome::Result(raw) => raw,
-            CompletionOutcome::Void => return serde_json::from_str("null").map_err(deserialize),
-        };
-        serde_json::from_str(raw.get()).map_err(deserialize)
+        match outcome {
+            CompletionOutcome::Error(error) => Err(ClientResultError::Client(error)),
+            CompletionOutcome::Result(result) => Ok(Some(result)),
+            CompletionOutcome::Void => Ok(None),
+        }
     }
 }
 
-fn deserialize(e: serde_json::Error) -> ClientResultError {
-    ClientResultError::Deserialize(e.to_string())
+/// A message for one connection, encoded now in its protocol, so that a value
+/// that cannot be encoded fails the send that carries it.
+fn encode_for(
+    connection: &ConnectionHandle,
+    method: &str,
+    message: HubMessage,
+) -> Result<Frame, SendError> {
+    let Some(protocol) = &connection.protocol else {
+        return Ok(Frame::hub(message));
+    };
+    let framed = protocol
+        .to_bytes(&message)
+        .map_err(|error| SendError::Serialize {
+            method: method.to_owned(),
+            message: error.to_string(),
+        })?;
+    Ok(Frame::hub(SerializedHubMessage::from_framed(
+        protocol.id(),
+        framed,
+        message.is_sequenced(),
+    )))
 }
 
 impl Target for SingleClient {
@@ -135,7 +176,8 @@ impl Target for SingleClient {
             tracing::debug!(connection = %self.id, method, "send to a connection that is not connected; dropped");
             return Ok(());
         };
-        let frame = Frame::encode(&HubMessage::Invocation(Invocation::new(method, arguments)));
+        let invocation = HubMessage::Invocation(Invocation::new(method, arguments));
+        let frame = encode_for(&connection, method, invocation)?;
         connection.send(frame).await;
         Ok(())
     }
@@ -151,8 +193,11 @@ pub struct MultiClient {
 impl sealed::Sealed for MultiClient {}
 
 impl Target for MultiClient {
+    /// Queues the invocation for every recipient; each connection encodes it in
+    /// its protocol, once per protocol in use. A value that one protocol cannot
+    /// encode is not sent to that protocol's connections (and is logged).
     async fn send(&self, method: &str, arguments: Arguments) -> Result<(), SendError> {
-        let frame = Frame::encode(&HubMessage::Invocation(Invocation::new(method, arguments)));
+        let frame = Frame::hub(HubMessage::Invocation(Invocation::new(method, arguments)));
         self.lifetime.deliver(&self.recipients, &frame);
         Ok(())
     }

@@ -7,8 +7,7 @@ use std::pin::Pin;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
-use signal_core::{ArgumentError, Arguments, HubDescriptor};
+use signal_core::{ArgumentError, Arguments, HubDescriptor, Payload};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -83,10 +82,10 @@ impl Call {
 pub enum Output {
     /// Nothing: the Completion carries no result.
     Void,
-    /// A value, serialized once.
-    Value(Box<RawValue>),
-    /// A server → client stream of serialized items.
-    Stream(BoxStream<'static, Result<Box<RawValue>, HubError>>),
+    /// A value, encoded by the caller's protocol.
+    Value(Payload),
+    /// A server → client stream of items, each encoded by the caller's protocol.
+    Stream(BoxStream<'static, Result<Payload, HubError>>),
 }
 
 impl std::fmt::Debug for Output {
@@ -100,17 +99,19 @@ impl std::fmt::Debug for Output {
 }
 
 impl Output {
-    /// Serializes `value` as the method's result.
-    pub fn value<T: Serialize + ?Sized>(
-        method: &str,
-        value: &T,
-    ) -> Result<Output, InvocationError> {
-        serde_json::value::to_raw_value(value)
-            .map(Output::Value)
-            .map_err(|source| InvocationError::Result {
-                method: method.to_owned(),
-                source,
-            })
+    /// `value` as the method's result. It is encoded when the Completion is
+    /// written, in the caller's protocol (JSON or MessagePack); a value that
+    /// cannot be encoded fails the call with
+    /// [`InvocationError::Result`]'s text.
+    pub fn value<T: Serialize + Send + Sync + 'static>(value: T) -> Output {
+        Output::Value(Payload::value(value))
+    }
+
+    /// A stream of `T` items as the method's result, each item encoded in the
+    /// caller's protocol when it is sent.
+    pub fn stream<T: Serialize + Send + Sync + 'static>(stream: HubStream<T>) -> Output {
+        use futures_util::StreamExt;
+        Output::Stream(stream.map(|item| item.map(Payload::value)).boxed())
     }
 }
 

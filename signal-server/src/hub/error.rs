@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use signal_core::ArgumentError;
+use signal_core::{ArgumentError, WriteError};
 
 /// The error a hub method returns on purpose; its message reaches the caller.
 ///
@@ -109,14 +109,14 @@ pub enum InvocationError {
         #[source]
         source: HubError,
     },
-    /// The method's result could not be serialized.
+    /// The method's result could not be encoded in the connection's protocol.
     #[error("An unexpected error occurred invoking '{method}' on the server.")]
     Result {
         /// The method's wire name.
         method: String,
-        /// What serde said.
+        /// What the protocol said.
         #[source]
-        source: serde_json::Error,
+        source: WriteError,
     },
     /// The method was invoked the wrong way (a streaming method by Invocation,
     /// say): ASP.NET Core sends the bare sentence.
@@ -179,12 +179,12 @@ impl InvocationError {
 /// A message could not be sent to a client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// The arguments could not be serialized.
+    /// The arguments could not be encoded in the connection's protocol.
     #[error("the arguments of '{method}' could not be serialized: {message}")]
     Serialize {
         /// The client method.
         method: String,
-        /// What serde said.
+        /// What the protocol said.
         message: String,
     },
     /// The target connection is not (or no longer) connected.

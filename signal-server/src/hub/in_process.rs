@@ -1,17 +1,17 @@
 //! An in-process transport: a client connection over channels that runs the real
-//! handshake, session loop and JSON codec without a socket. For tests, and for
-//! code that calls a hub from inside the same process.
+//! handshake, session loop and JSON hub protocol without a socket. For tests, and
+//! for code that calls a hub from inside the same process.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use serde_json::value::RawValue;
 use signal_core::invoker::RawItemStream;
 use signal_core::{
-    Arguments, Completion, CompletionOutcome, HandshakeRequest, HubMessage, Invocation,
-    InvokeError, Invoker, JsonHubProtocol, RecordReader, StreamInvocation, TransportType,
+    Arguments, Completion, CompletionOutcome, HandshakeRequest, HubMessage, HubProtocol,
+    Invocation, InvokeError, Invoker, JsonHubProtocol, Payload, PayloadError, RecordReader,
+    StreamInvocation, TransportType,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,7 +21,7 @@ use super::session;
 use crate::connection::{
     ChannelOutgoing, ConnectionId, Duplex, Incoming, Message, Start, TransportSink,
 };
-use crate::frame::Frame;
+use crate::frame::Outbound;
 use crate::hub::HubRuntime;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +51,7 @@ impl<D: HubDispatch> InProcess<D> {
         user_id: Option<&str>,
     ) -> Result<InProcessConnection, InvokeError> {
         let (to_server, from_client) = mpsc::channel::<Bytes>(64);
-        let (to_client, mut from_server) = mpsc::channel::<Frame>(64);
+        let (to_client, mut from_server) = mpsc::channel::<Outbound>(64);
         let id = ConnectionId::random();
         let start = Start {
             id: id.clone(),
@@ -90,8 +90,8 @@ impl<D: HubDispatch> InProcess<D> {
             let frame = from_server.recv().await.ok_or_else(closed)?;
             records = reader.push(frame.as_bytes()).expect("no size limit");
         }
-        let answer: signal_core::HandshakeResponse =
-            serde_json::from_slice(&records.remove(0)).map_err(InvokeError::Deserialize)?;
+        let answer: signal_core::HandshakeResponse = serde_json::from_slice(&records.remove(0))
+            .map_err(|e| InvokeError::Deserialize(PayloadError::Json(e)))?;
         if let Some(error) = answer.error {
             return Err(InvokeError::Connection(error));
         }
@@ -123,7 +123,7 @@ struct Shared {
 
 enum Pending {
     Completion(oneshot::Sender<CompletionOutcome>),
-    Stream(mpsc::UnboundedSender<Result<Box<RawValue>, InvokeError>>),
+    Stream(mpsc::UnboundedSender<Result<Payload, InvokeError>>),
 }
 
 /// An in-process client connection; implements [`Invoker`] for typed proxies.
@@ -159,11 +159,13 @@ impl InProcessConnection {
     }
 
     async fn write(&self, message: &HubMessage) -> Result<(), InvokeError> {
-        let frame = Frame::encode(message);
-        self.to_server
-            .send(frame.bytes())
-            .await
-            .map_err(|_| self.closed())
+        let record = JsonHubProtocol
+            .to_bytes(message)
+            .map_err(|error| match error {
+                signal_core::WriteError::Payload { source, .. } => InvokeError::Serialize(source),
+                other => InvokeError::Connection(other.to_string()),
+            })?;
+        self.to_server.send(record).await.map_err(|_| self.closed())
     }
 
     fn closed(&self) -> InvokeError {
@@ -184,7 +186,7 @@ impl Invoker for InProcessConnection {
         &self,
         method: &str,
         arguments: Arguments,
-    ) -> Result<Option<Box<RawValue>>, InvokeError> {
+    ) -> Result<Option<Payload>, InvokeError> {
         let id = self.next_id();
         let (tx, rx) = oneshot::channel();
         self.shared
@@ -236,7 +238,7 @@ impl Invoker for InProcessConnection {
 
 /// Routes the hub's messages to waiting calls, streams and the invocation queue.
 async fn read_frames(
-    mut from_server: mpsc::Receiver<Frame>,
+    mut from_server: mpsc::Receiver<Outbound>,
     mut reader: RecordReader,
     mut records: Vec<Bytes>,
     shared: Arc<Shared>,

@@ -11,43 +11,23 @@
 
 use std::collections::VecDeque;
 
-use signal_core::HubMessage;
+use signal_core::{HubMessage, RegisteredProtocol};
 
 use crate::connection::{Duplex, Event, Outgoing, TransportClosed};
-use crate::frame::Frame;
-
-impl Outgoing for Link {
-    /// Buffers a frame for the transport; a sequenced frame is also kept until
-    /// the client acknowledges it.
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
-        if let Some(state) = &mut self.stateful
-            && frame.is_sequenced()
-        {
-            state.sent += 1;
-            state.unacked_bytes += frame.len();
-            state.unacked.push_back((state.sent, frame.clone()));
-        }
-        self.duplex.feed(frame).await
-    }
-
-    async fn flush(&mut self) -> Result<(), TransportClosed> {
-        self.duplex.flush().await
-    }
-
-    async fn close(&mut self) {
-        self.duplex.close().await;
-    }
-}
+use crate::frame::{Frame, Outbound};
 
 pub(crate) struct Link {
     duplex: Duplex,
+    /// What the connection's frames are encoded with.
+    protocol: RegisteredProtocol,
     stateful: Option<Stateful>,
 }
 
 struct Stateful {
     buffer_limit: usize,
     sent: u64,
-    unacked: VecDeque<(u64, Frame)>,
+    /// Kept as sent: replayed bytes are the bytes the client missed.
+    unacked: VecDeque<(u64, Outbound)>,
     unacked_bytes: usize,
     next_receiving: u64,
     latest_received: u64,
@@ -55,15 +35,48 @@ struct Stateful {
 }
 
 impl Link {
-    pub(crate) fn new(duplex: Duplex) -> Self {
+    pub(crate) fn new(duplex: Duplex, protocol: RegisteredProtocol) -> Self {
         Link {
             duplex,
+            protocol,
             stateful: None,
         }
     }
 
-    /// Turns on stateful reconnect: at most `buffer_limit` bytes stay
-    /// unacknowledged.
+    /// Buffers a frame for the transport, encoded in the connection's protocol;
+    /// a sequenced frame is also kept until the client acknowledges it. A frame
+    /// that cannot be encoded for this connection is dropped (and logged): it
+    /// never counts in the sequence, so the client misses nothing it could
+    /// notice.
+    pub(crate) async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+        let sequenced = frame.is_sequenced();
+        let outbound = match frame.outbound(Some(&self.protocol)) {
+            Ok(outbound) => outbound,
+            Err(error) => {
+                tracing::error!(%error, protocol = self.protocol.name(), "a message could not be encoded for this connection; it was not sent");
+                return Ok(());
+            }
+        };
+        if let Some(state) = &mut self.stateful
+            && sequenced
+        {
+            state.sent += 1;
+            state.unacked_bytes += outbound.len();
+            state.unacked.push_back((state.sent, outbound.clone()));
+        }
+        self.duplex.feed(outbound).await
+    }
+
+    /// Writes what is buffered.
+    pub(crate) async fn flush(&mut self) -> Result<(), TransportClosed> {
+        self.duplex.flush().await
+    }
+
+    /// Ends the transport.
+    pub(crate) async fn close(&mut self) {
+        self.duplex.close().await;
+    }
+
     pub(crate) fn make_stateful(&mut self, buffer_limit: usize) {
         self.stateful = Some(Stateful {
             buffer_limit,
@@ -114,11 +127,11 @@ impl Link {
         };
         match message {
             HubMessage::Ack { sequence_id } => {
-                while let Some((id, frame)) = state.unacked.front() {
+                while let Some((id, sent)) = state.unacked.front() {
                     if id > sequence_id {
                         break;
                     }
-                    state.unacked_bytes -= frame.len();
+                    state.unacked_bytes -= sent.len();
                     state.unacked.pop_front();
                 }
                 Ok(false)
@@ -154,7 +167,7 @@ impl Link {
         if !std::mem::take(&mut state.ack_due) {
             return None;
         }
-        Some(Frame::encode(&HubMessage::Ack {
+        Some(Frame::hub(HubMessage::Ack {
             sequence_id: state.latest_received,
         }))
     }
@@ -166,10 +179,12 @@ impl Link {
             return Ok(());
         };
         let first = state.unacked.front().map_or(state.sent + 1, |(id, _)| *id);
-        let replay: Vec<Frame> = state.unacked.iter().map(|(_, f)| f.clone()).collect();
-        self.duplex
-            .feed(Frame::encode(&HubMessage::Sequence { sequence_id: first }))
-            .await?;
+        let replay: Vec<Outbound> = state.unacked.iter().map(|(_, f)| f.clone()).collect();
+        let sequence = Frame::hub(HubMessage::Sequence { sequence_id: first });
+        match sequence.outbound(Some(&self.protocol)) {
+            Ok(sequence) => self.duplex.feed(sequence).await?,
+            Err(error) => tracing::error!(%error, "the Sequence message could not be encoded"),
+        }
         for frame in replay {
             self.duplex.feed(frame).await?;
         }

@@ -18,7 +18,10 @@ use axum::routing::get;
 use http::HeaderValue;
 use http::request::Parts;
 
+use signal_core::HubMessage;
+
 use crate::connection::{Duplex, Endpoint, Handler, HandlerFuture, Start, UserIdFn, parse_origins};
+use crate::frame::Frame;
 use crate::lifetime::Lifetime;
 use context::HubHandle;
 use dispatch::HubDispatch;
@@ -48,6 +51,9 @@ pub(crate) struct HubRuntime<D: HubDispatch> {
     pub(crate) dispatch: D,
     pub(crate) options: HubOptions,
     pub(crate) lifetime: Arc<Lifetime>,
+    /// The keep-alive Ping, shared by every connection: encoded once per
+    /// protocol for the whole hub, as ASP.NET Core caches its ping bytes.
+    pub(crate) ping: Frame,
 }
 
 /// Runs each connection of the endpoint as a hub connection.
@@ -160,6 +166,7 @@ impl<D: HubDispatch> Hub<D> {
             dispatch: self.dispatch,
             options: self.options,
             lifetime: self.lifetime,
+            ping: Frame::hub(HubMessage::Ping),
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use signal_core::TransportType;
+use signal_core::{ProtocolSet, TransportType};
 
 use crate::connection::ConnectionOptions;
 
@@ -69,6 +69,11 @@ pub struct HubOptions {
     /// How long a negotiated connection may wait for its first transport
     /// request before its token expires (30 s).
     pub negotiate_timeout: Duration,
+    /// The hub protocols clients may ask for in their handshake: `json` and
+    /// `messagepack` by default. Restrict them with
+    /// [`ProtocolSet::retain`] (`options.protocols.retain(|name| name == "json")`);
+    /// a client asking for another one is refused in the handshake.
+    pub protocols: ProtocolSet,
 }
 
 impl HubOptions {
@@ -112,6 +117,7 @@ impl Default for HubOptions {
             long_polling_disconnect_timeout: Duration::from_secs(15),
             negotiate_timeout: Duration::from_secs(30),
             enable_detailed_errors: false,
+            protocols: ProtocolSet::default(),
         }
     }
 }

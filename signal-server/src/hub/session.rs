@@ -8,12 +8,14 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use signal_core::{
-    Close, Completion, CompletionOutcome, HandshakeRequest, HandshakeResponse, HubMessage,
-    JsonHubProtocol, RecordError, RecordReader, StreamItem, TransportType,
+    Close, Completion, CompletionOutcome, HandshakeRequest, HandshakeResponse, HubMessage, Payload,
+    ProtocolSet, RecordError, RecordReader, RegisteredProtocol, SerializedHubMessage, StreamItem,
+    TransferFormat, TransportType,
 };
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, sleep_until};
@@ -27,7 +29,7 @@ use super::error::InvocationError;
 use super::link::Link;
 use super::upload::UploadItem;
 use crate::connection::{Duplex, Event, Outgoing, Start, TransportClosed};
-use crate::frame::Frame;
+use crate::frame::{Frame, Outbound};
 use crate::lifetime::ConnectionHandle;
 
 /// How often a stateful connection acknowledges what it received (as the JS client does).
@@ -41,6 +43,14 @@ pub(crate) fn too_large_error(limit: usize) -> String {
     )
 }
 
+/// The Close error for bytes that could not be read as messages.
+fn read_error(error: &RecordError, limit: usize) -> String {
+    match error {
+        RecordError::TooLarge { .. } => too_large_error(limit),
+        other => format!("Connection closed with an error. InvalidDataException: {other}"),
+    }
+}
+
 /// Transports with a keep-alive of their own (long polling) get no pings and no
 /// client timeout.
 fn inherent_keep_alive(start: &Start) -> bool {
@@ -48,10 +58,7 @@ fn inherent_keep_alive(start: &Start) -> bool {
 }
 
 /// A server stream to send, once its method has returned it.
-type ItemStream = futures_util::stream::BoxStream<
-    'static,
-    Result<Box<serde_json::value::RawValue>, crate::HubError>,
->;
+type ItemStream = futures_util::stream::BoxStream<'static, Result<Payload, crate::HubError>>;
 
 /// What a finished piece of work leaves behind.
 struct Done {
@@ -85,14 +92,17 @@ pub(crate) async fn run<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Star
 
 async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mut duplex: Duplex) {
     let options = &runtime.options;
-    let mut reader = RecordReader::new(options.maximum_receive_message_size);
-
     let handshake = tokio::time::timeout(
         options.handshake_timeout,
-        read_handshake(&mut duplex, &mut reader),
+        read_handshake(
+            &mut duplex,
+            &options.protocols,
+            start.transport,
+            options.maximum_receive_message_size,
+        ),
     )
     .await;
-    let leftover = match handshake {
+    let accepted = match handshake {
         Err(_) => {
             tracing::debug!("no handshake within the handshake timeout");
             duplex.close().await;
@@ -104,9 +114,10 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
         }
         Ok(Err(Some(error))) => {
             tracing::debug!(%error, "handshake refused");
+            // A refusal is JSON text whatever was asked for: no protocol is in use.
             let _ = write_handshake(
                 &mut duplex,
-                handshake_frame(&HandshakeResponse::error(error)),
+                handshake_answer(&HandshakeResponse::error(error), TransferFormat::Text),
                 options.handshake_timeout,
             )
             .await;
@@ -115,9 +126,17 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
         }
         Ok(Ok(accepted)) => accepted,
     };
+    let Accepted {
+        protocol,
+        version,
+        rest,
+    } = accepted;
+    tracing::debug!(protocol = protocol.name(), version, "handshake accepted");
+    // The answer goes in the protocol's transfer format, as ASP.NET Core
+    // switches the transport to it before answering.
     if write_handshake(
         &mut duplex,
-        handshake_frame(&HandshakeResponse::ok()),
+        handshake_answer(&HandshakeResponse::ok(), protocol.transfer_format()),
         options.handshake_timeout,
     )
     .await
@@ -126,8 +145,15 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
         duplex.close().await;
         return;
     }
-    let (version, leftover) = leftover;
-    let mut link = Link::new(duplex);
+    let limit = options.maximum_receive_message_size;
+    // What followed the handshake record is the protocol's, unsplit.
+    let mut reader = protocol.reader(limit);
+    let leftover = if rest.is_empty() {
+        Ok(Vec::new())
+    } else {
+        reader.push_bytes(rest)
+    };
+    let mut link = Link::new(duplex, protocol.clone());
     // Stateful reconnect needs both the negotiate flag and protocol version 2.
     if link.is_reattachable() && version >= 2 {
         link.make_stateful(options.stateful_reconnect_buffer_size);
@@ -140,6 +166,7 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
         start.id.clone(),
         start.user.clone(),
         start.transport,
+        Some(protocol.clone()),
         tx,
         options.client_result_timeout,
     ));
@@ -150,6 +177,7 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
         runtime: runtime.clone(),
         cx: cx.clone(),
         handle: handle.clone(),
+        protocol: protocol.clone(),
         queue: VecDeque::new(),
         background: Vec::new(),
         stream_tokens: HashMap::new(),
@@ -194,11 +222,19 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
     let closing = handle.closing().clone().cancelled_owned();
     tokio::pin!(closing);
 
-    let mut pending_records = leftover;
+    let mut pending_records = Vec::new();
+    let mut read_failed = None;
+    match leftover {
+        Ok(records) => pending_records = records,
+        Err(error) => read_failed = Some(error),
+    }
     let end = 'session: loop {
-        // Records already read (the rest of the handshake's chunk, or of the last one).
+        if let Some(error) = read_failed.take() {
+            break End::ServerClose(Some(read_error(&error, limit)));
+        }
+        // Messages already read (the rest of the handshake's chunk, or of the last one).
         for record in std::mem::take(&mut pending_records) {
-            let message = match JsonHubProtocol.parse(&record) {
+            let message = match protocol.parse(&record) {
                 Ok(Some(message)) => message,
                 Ok(None) => {
                     tracing::debug!("ignored a message of an unknown type");
@@ -242,13 +278,11 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                     last_read = Instant::now();
                     match reader.push_bytes(message.into_bytes()) {
                         Ok(records) => pending_records = records,
-                        Err(RecordError::TooLarge { .. }) => {
-                            break End::ServerClose(Some(too_large_error(options.maximum_receive_message_size)));
-                        }
+                        Err(error) => break End::ServerClose(Some(read_error(&error, limit))),
                     }
                 }
                 Some(Event::Oversized) => {
-                    break End::ServerClose(Some(too_large_error(options.maximum_receive_message_size)));
+                    break End::ServerClose(Some(too_large_error(limit)));
                 }
                 Some(Event::Lost) => {
                     tracing::debug!("transport lost; waiting for the client to reconnect");
@@ -259,7 +293,7 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                     if !replayed {
                         link.lost();
                     }
-                    reader = RecordReader::new(options.maximum_receive_message_size);
+                    reader = protocol.reader(limit);
                     last_read = Instant::now();
                     last_write = Instant::now();
                 }
@@ -313,8 +347,11 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                         invocation_id,
                         stream,
                         token,
-                        options.stream_buffer_capacity,
-                        options.enable_detailed_errors,
+                        Pace {
+                            protocol: protocol.clone(),
+                            window: options.stream_buffer_capacity,
+                            detailed_errors: options.enable_detailed_errors,
+                        },
                     )));
                 }
             }
@@ -325,7 +362,7 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                 let due = last_write + options.keep_alive_interval;
                 if Instant::now() >= due {
                     // A failed write shows up as the end of the incoming stream.
-                    let _ = write_now(&mut link, Frame::encode(&HubMessage::Ping)).await;
+                    let _ = write_now(&mut link, runtime.ping.clone()).await;
                     last_write = Instant::now();
                 }
                 ping_sleep.as_mut().reset(last_write + options.keep_alive_interval);
@@ -393,7 +430,7 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                 error: error.clone(),
                 allow_reconnect: handle.allow_reconnect(),
             });
-            let _ = write_now(&mut link, Frame::encode(&close)).await;
+            let _ = write_now(&mut link, Frame::hub(close)).await;
             if let Some(error) = &error {
                 tracing::debug!(%error, "server closed the connection");
             }
@@ -424,75 +461,87 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
     tracing::debug!(error = error.as_deref(), "connection ended");
 }
 
-/// Reads until the first record. `Err(Some(text))` refuses the handshake with
-/// `text`; `Err(None)` means the client left first.
+/// A handshake the server accepted.
+struct Accepted {
+    protocol: RegisteredProtocol,
+    version: u32,
+    /// The bytes after the handshake record: the protocol's first messages.
+    rest: Bytes,
+}
+
+/// Reads until the handshake record and picks the protocol it asks for among
+/// `protocols`, refusing one that `transport` cannot carry. `Err(Some(text))`
+/// refuses the handshake with `text`; `Err(None)` means the client left first.
 async fn read_handshake(
     duplex: &mut Duplex,
-    reader: &mut RecordReader,
-) -> Result<(u32, Vec<Bytes>), Option<String>> {
+    protocols: &ProtocolSet,
+    transport: TransportType,
+    limit: usize,
+) -> Result<Accepted, Option<String>> {
+    // The handshake is a JSON record whatever protocol it asks for.
+    let mut reader = RecordReader::new(limit);
     loop {
         let chunk = match duplex.recv().await.ok_or(None)? {
             Event::Data(message) => message.into_bytes(),
-            Event::Oversized => {
-                return Err(Some(
-                    RecordError::TooLarge {
-                        limit: reader.max_record_size(),
-                    }
-                    .to_string(),
-                ));
-            }
+            Event::Oversized => return Err(Some(RecordError::TooLarge { limit }.to_string())),
             // Before the handshake there is nothing to resume.
             Event::Lost | Event::Reattached => return Err(None),
         };
-        let mut records = reader.push_bytes(chunk).map_err(|e| Some(e.to_string()))?;
-        if records.is_empty() {
+        let Some((record, rest)) = reader
+            .push_until_record(chunk)
+            .map_err(|e| Some(e.to_string()))?
+        else {
             continue;
-        }
-        let first = records.remove(0);
-        let request = HandshakeRequest::parse(&first).map_err(|e| Some(e.to_string()))?;
-        if request.protocol != JsonHubProtocol::NAME {
-            return Err(Some(format!(
-                "The protocol '{}' is not supported.",
-                request.protocol
-            )));
-        }
+        };
+        let request = HandshakeRequest::parse(&record).map_err(|e| Some(e.to_string()))?;
         // Version 0 is accepted as ASP.NET Core accepts it: some third-party
         // clients send the negotiate version there.
-        if request.version > JsonHubProtocol::MAX_VERSION {
-            return Err(Some(format!(
-                "The server does not support version {} of the 'json' protocol.",
-                request.version
-            )));
-        }
-        return Ok((request.version, records));
+        let protocol = protocols
+            .select_for(&request, transport.transfer_formats())
+            .map_err(|refusal| Some(refusal.to_string()))?;
+        return Ok(Accepted {
+            protocol,
+            version: request.version,
+            rest,
+        });
     }
 }
 
-fn handshake_frame(response: &HandshakeResponse) -> Frame {
-    Frame::unsequenced(response.to_record())
+/// The handshake answer, always JSON text, in a frame of `format`.
+fn handshake_answer(response: &HandshakeResponse, format: TransferFormat) -> Outbound {
+    let record = response.to_record();
+    match (format, String::from_utf8(record)) {
+        (TransferFormat::Text, Ok(text)) => Outbound::text_message(Utf8Bytes::from(text)),
+        (_, Ok(text)) => Outbound::binary_message(Bytes::from(text)),
+        (_, Err(error)) => Outbound::binary_message(Bytes::from(error.into_bytes())),
+    }
 }
 
-async fn write_now<O: Outgoing>(outgoing: &mut O, frame: Frame) -> Result<(), TransportClosed> {
-    outgoing.feed(frame).await?;
-    outgoing.flush().await
+async fn write_now(link: &mut Link, frame: Frame) -> Result<(), TransportClosed> {
+    link.feed(frame).await?;
+    link.flush().await
 }
 
 /// A write before the link exists (the handshake answer), bounded like the
 /// handshake itself.
-async fn write_handshake<O: Outgoing>(
-    outgoing: &mut O,
-    frame: Frame,
+async fn write_handshake(
+    duplex: &mut Duplex,
+    answer: Outbound,
     timeout: std::time::Duration,
 ) -> Result<(), TransportClosed> {
-    tokio::time::timeout(timeout, write_now(outgoing, frame))
+    let write = async {
+        duplex.feed(answer).await?;
+        duplex.flush().await
+    };
+    tokio::time::timeout(timeout, write)
         .await
         .unwrap_or(Err(TransportClosed))
 }
 
 /// Writes what is already queued, then a call's Completion, then flushes: the
 /// call's own sends (queued before it finished) arrive before its result.
-async fn write_completion<O: Outgoing>(
-    outgoing: &mut O,
+async fn write_completion(
+    outgoing: &mut Link,
     rx: &mut mpsc::Receiver<Frame>,
     completion: Frame,
 ) -> Result<(), TransportClosed> {
@@ -504,8 +553,8 @@ async fn write_completion<O: Outgoing>(
 }
 
 /// Writes `first` and whatever else is already queued, then flushes once.
-async fn write_batch<O: Outgoing>(
-    outgoing: &mut O,
+async fn write_batch(
+    outgoing: &mut Link,
     rx: &mut mpsc::Receiver<Frame>,
     first: Frame,
 ) -> Result<(), TransportClosed> {
@@ -526,6 +575,9 @@ struct Calls<D: HubDispatch> {
     runtime: Arc<HubRuntime<D>>,
     cx: Context<D::Client>,
     handle: Arc<ConnectionHandle>,
+    /// The connection's protocol, which completions are encoded in as soon as
+    /// they are known.
+    protocol: RegisteredProtocol,
     queue: VecDeque<Work>,
     background: Vec<Work>,
     stream_tokens: HashMap<String, CancellationToken>,
@@ -605,6 +657,7 @@ impl<D: HubDispatch> Calls<D> {
         let work = invoke(
             self.runtime.clone(),
             self.cx.clone(),
+            self.protocol.clone(),
             invocation_id,
             call.with_streams(streams),
             ordered,
@@ -621,6 +674,7 @@ impl<D: HubDispatch> Calls<D> {
 fn invoke<D: HubDispatch>(
     runtime: Arc<HubRuntime<D>>,
     cx: Context<D::Client>,
+    protocol: RegisteredProtocol,
     invocation_id: Option<String>,
     call: Call,
     ordered: bool,
@@ -654,7 +708,7 @@ fn invoke<D: HubDispatch>(
             Ok(Err(error)) => {
                 match &error {
                     InvocationError::Result { source, .. } => {
-                        tracing::error!(parent: &span, %source, "the result could not be serialized")
+                        tracing::error!(parent: &span, %source, "the result could not be encoded")
                     }
                     InvocationError::Arguments { source, .. } => {
                         tracing::debug!(parent: &span, %source, "the arguments did not bind")
@@ -678,12 +732,9 @@ fn invoke<D: HubDispatch>(
                 })
             }
         };
+        let detailed = runtime.options.enable_detailed_errors;
         let completion = invocation_id.map(|invocation_id| {
-            Frame::encode(&HubMessage::Completion(Completion {
-                invocation_id,
-                outcome,
-                headers: Default::default(),
-            }))
+            encode_completion(&protocol, invocation_id, outcome, &target, detailed, &span)
         });
         Done {
             ordered,
@@ -693,22 +744,65 @@ fn invoke<D: HubDispatch>(
     })
 }
 
+/// The Completion of a call, encoded now in the connection's protocol: it goes
+/// to this connection only, and a result that cannot be encoded must fail the
+/// call (with ASP.NET Core's text), not the connection.
+fn encode_completion(
+    protocol: &RegisteredProtocol,
+    invocation_id: String,
+    outcome: CompletionOutcome,
+    target: &str,
+    detailed: bool,
+    span: &tracing::Span,
+) -> Frame {
+    let message = HubMessage::Completion(Completion {
+        invocation_id,
+        outcome,
+        headers: Default::default(),
+    });
+    match protocol.to_bytes(&message) {
+        Ok(framed) => Frame::hub(SerializedHubMessage::from_framed(
+            protocol.id(),
+            framed,
+            true,
+        )),
+        Err(source) => {
+            tracing::error!(parent: span, %source, "the result could not be encoded");
+            let HubMessage::Completion(Completion { invocation_id, .. }) = message else {
+                unreachable!("built as a Completion above")
+            };
+            let error = InvocationError::Result {
+                method: target.to_owned(),
+                source,
+            };
+            Frame::hub(HubMessage::Completion(Completion::error(
+                invocation_id,
+                error.completion_text(detailed),
+            )))
+        }
+    }
+}
+
+/// How a server stream is sent: in which protocol, how far ahead of its
+/// client, with which error texts.
+struct Pace {
+    protocol: RegisteredProtocol,
+    window: usize,
+    detailed_errors: bool,
+}
+
 /// Sends a server stream's items, then its Completion; stops when cancelled.
 async fn pump(
     handle: Arc<ConnectionHandle>,
     invocation_id: String,
-    stream: futures_util::stream::BoxStream<
-        'static,
-        Result<Box<serde_json::value::RawValue>, crate::HubError>,
-    >,
+    stream: ItemStream,
     cancelled: CancellationToken,
-    window: usize,
-    detailed: bool,
+    pace: Pace,
 ) -> String {
     let mut stream = AssertUnwindSafe(stream).catch_unwind();
     // At most `window` items between the producer and the transport: a slow
     // client slows the producer down instead of filling memory.
-    let window = Arc::new(Semaphore::new(window.max(1)));
+    let window = Arc::new(Semaphore::new(pace.window.max(1)));
     let outcome = loop {
         let slot = tokio::select! {
             _ = cancelled.cancelled() => break CompletionOutcome::Void,
@@ -720,12 +814,23 @@ async fn pump(
         };
         match next {
             Some(Ok(Ok(item))) => {
-                let message = HubMessage::StreamItem(StreamItem {
-                    invocation_id: invocation_id.clone(),
-                    item,
-                    headers: Default::default(),
-                });
-                let frame = Frame::stream_item(&message, slot);
+                let message = HubMessage::StreamItem(StreamItem::new(invocation_id.clone(), item));
+                // Encoded here, for this connection only: an item that cannot be
+                // encoded ends the stream with an error, as a failing producer does.
+                let framed = match pace.protocol.to_bytes(&message) {
+                    Ok(framed) => framed,
+                    Err(error) => {
+                        tracing::error!(%error, "a stream item could not be encoded");
+                        let mut text =
+                            "An error occurred on the server while streaming results.".to_owned();
+                        if pace.detailed_errors {
+                            text.push_str(&format!(" SerializationException: {error}"));
+                        }
+                        break CompletionOutcome::Error(text);
+                    }
+                };
+                let message = SerializedHubMessage::from_framed(pace.protocol.id(), framed, true);
+                let frame = Frame::stream_item(message, slot);
                 let sent = tokio::select! {
                     _ = cancelled.cancelled() => break CompletionOutcome::Void,
                     sent = handle.send(frame) => sent,
@@ -737,7 +842,7 @@ async fn pump(
             Some(Ok(Err(error))) => {
                 break CompletionOutcome::Error(error.text(
                     "An error occurred on the server while streaming results.",
-                    detailed,
+                    pace.detailed_errors,
                 ));
             }
             Some(Err(panic)) => {
@@ -757,7 +862,7 @@ async fn pump(
         headers: Default::default(),
     };
     handle
-        .send(Frame::encode(&HubMessage::Completion(completion)))
+        .send(Frame::hub(HubMessage::Completion(completion)))
         .await;
     invocation_id
 }

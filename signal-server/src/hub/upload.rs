@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
+use signal_core::Payload;
 use tokio::sync::mpsc;
 
 use super::error::HubError;
@@ -15,7 +15,8 @@ use super::error::HubError;
 /// What the session forwards to an upload stream.
 #[derive(Debug)]
 pub(crate) enum UploadItem {
-    Item(Box<RawValue>),
+    /// An item, decoded when the hub method reads it.
+    Item(Payload),
     /// The client completed the stream with an error.
     Error(String),
 }
@@ -48,7 +49,7 @@ impl<T: DeserializeOwned> Stream for UploadStream<T> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.items.poll_recv(cx).map(|item| {
             item.map(|item| match item {
-                UploadItem::Item(raw) => serde_json::from_str(raw.get()).map_err(|e| {
+                UploadItem::Item(item) => item.decode().map_err(|e| {
                     HubError::new(format!(
                         "a stream item could not be read as {}: {e}",
                         std::any::type_name::<T>()

@@ -22,7 +22,7 @@ struct Impl;
 
 impl Untyped for Impl {
     async fn broadcast(&self, cx: &Context, text: String) -> Result<(), HubError> {
-        let args = Arguments::from_values([text]).map_err(|e| HubError::new(e.to_string()))?;
+        let args = Arguments::from_values([text]);
         cx.clients().all().send("notify", args).await?;
         Ok(())
     }

@@ -28,7 +28,7 @@ use crate::connection::duplex::{
 };
 use crate::connection::endpoint::Endpoint;
 use crate::connection::id::ConnectionToken;
-use crate::frame::Frame;
+use crate::frame::Outbound;
 
 /// A connection on an HTTP transport, as its POSTs, polls and DELETE find it.
 pub(crate) struct HttpConnection {
@@ -45,7 +45,7 @@ pub(crate) struct HttpConnection {
 
 /// Long polling: frames wait here between polls.
 struct PollState {
-    frames: tokio::sync::Mutex<mpsc::Receiver<Frame>>,
+    frames: tokio::sync::Mutex<mpsc::Receiver<Outbound>>,
     current: Mutex<CancellationToken>,
     in_flight: AtomicUsize,
     last_poll: Mutex<Instant>,
@@ -84,18 +84,18 @@ const ENDED_GRACE: Duration = Duration::from_secs(5);
 /// channel that the event stream or the polls drain; writing fails once the
 /// transport is aborted.
 pub(crate) struct ChannelOutgoing {
-    frames: mpsc::Sender<Frame>,
+    frames: mpsc::Sender<Outbound>,
     abort: CancellationToken,
 }
 
 impl ChannelOutgoing {
-    pub(crate) fn new(frames: mpsc::Sender<Frame>, abort: CancellationToken) -> Self {
+    pub(crate) fn new(frames: mpsc::Sender<Outbound>, abort: CancellationToken) -> Self {
         ChannelOutgoing { frames, abort }
     }
 }
 
 impl Outgoing for ChannelOutgoing {
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+    async fn feed(&mut self, frame: Outbound) -> Result<(), TransportClosed> {
         tokio::select! {
             sent = self.frames.send(frame) => sent.map_err(|_| TransportClosed),
             _ = self.abort.cancelled() => Err(TransportClosed),
@@ -236,10 +236,11 @@ async fn long_poll(runtime: &Endpoint, poll: &PollState) -> Response {
         let Some(first) = first else {
             return StatusCode::NO_CONTENT.into_response();
         };
-        let mut binary = first.text_payload().is_none();
+        // A binary protocol's frames go out as `application/octet-stream`.
+        let mut binary = first.is_binary();
         let mut body = BytesMut::from(first.as_bytes());
         while let Ok(frame) = frames.try_recv() {
-            binary |= frame.text_payload().is_none();
+            binary |= frame.is_binary();
             body.extend_from_slice(frame.as_bytes());
         }
         let content_type = if binary {
@@ -292,7 +293,7 @@ async fn watch_polls(connection: Arc<HttpConnection>, timeout: Duration) {
 }
 
 /// The event stream of a Server-Sent Events connection.
-fn event_stream(frames: mpsc::Receiver<Frame>, abort: CancellationToken) -> Response {
+fn event_stream(frames: mpsc::Receiver<Outbound>, abort: CancellationToken) -> Response {
     let events = futures_util::stream::once(async {
         Ok::<_, std::convert::Infallible>(Bytes::from_static(b":\r\n"))
     })
@@ -500,7 +501,7 @@ fn is_length_limit(error: &axum::Error) -> bool {
 }
 
 /// A POST body may batch many records; each is still held to the message size
-/// limit by the session's record reader.
+/// limit by the handler's reader (a hub protocol's frame reader).
 fn post_limit(maximum_message_size: usize) -> usize {
     maximum_message_size.saturating_mul(4).max(1024 * 1024)
 }

@@ -22,7 +22,7 @@ use crate::connection::duplex::{
 use crate::connection::endpoint::{Endpoint, Start};
 use crate::connection::id::ConnectionToken;
 use crate::connection::options::ConnectionOptions;
-use crate::frame::Frame;
+use crate::frame::Outbound;
 
 /// A reconnected WebSocket on its way to its connection.
 type Reattachment = Attachment;
@@ -97,7 +97,7 @@ fn configure(
     // Small buffers: most messages are small and idle connections are many (a
     // 2 KiB read buffer took an idle connection from 11.1 to 9.1 KiB with no
     // change in echo throughput, 1 KiB payloads included). Whole
-    // messages are checked against the limit by the handler (a hub's record
+    // messages are checked against the limit by the handler (a hub protocol's frame
     // reader); the WebSocket limit only bounds what one frame may make us buffer.
     let limit = options.maximum_receive_message_size;
     upgrade
@@ -187,8 +187,9 @@ impl WebSocketOutgoing {
 }
 
 impl Outgoing for WebSocketOutgoing {
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
-        let message = match frame.text_payload() {
+    async fn feed(&mut self, frame: Outbound) -> Result<(), TransportClosed> {
+        // Text for a text protocol (and raw text), Binary for a binary one.
+        let message = match frame.text() {
             Some(text) => Message::Text(text),
             None => Message::Binary(frame.bytes()),
         };

@@ -1,42 +1,20 @@
-//! The JSON hub protocol (`json`, version 1 and 2): one JSON object per record.
+//! The JSON hub protocol (`json`, versions 1 and 2): one JSON object per record, each
+//! record ended by `0x1E`.
 
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::framing::{Framing, RECORD_SEPARATOR};
+use super::{HubProtocol, ProtocolError, WriteError};
 use crate::message::{
     Arguments, CancelInvocation, Close, Completion, CompletionOutcome, Headers, HubMessage,
     Invocation, StreamInvocation, StreamItem,
 };
-use crate::record::RECORD_SEPARATOR;
+use crate::negotiate::TransferFormat;
+use crate::payload::{Payload, PayloadError};
 
-/// A message could not be decoded. The connection that sent it is closed with this
-/// text, so it names what was wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum ProtocolError {
-    /// Not JSON, or not an object of the expected shape.
-    #[error("malformed message: {0}")]
-    Malformed(#[from] serde_json::Error),
-    /// A field the message type requires is absent.
-    #[error(
-        "malformed message: missing required property '{property}' for message type {message_type}"
-    )]
-    MissingProperty {
-        /// The numeric message type.
-        message_type: u8,
-        /// The absent property.
-        property: &'static str,
-    },
-    /// A Completion carried both `result` and `error`.
-    #[error(
-        "malformed message: the 'error' and 'result' properties of a completion are mutually exclusive"
-    )]
-    ResultAndError,
-    /// The record has no `type` field.
-    #[error("malformed message: missing required property 'type'")]
-    MissingType,
-}
-
-/// The JSON hub protocol: name `json`, versions 1 and 2, text transfer format.
+/// The JSON hub protocol: name `json`, versions up to 2, text transfer format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonHubProtocol;
 
@@ -49,7 +27,9 @@ struct WireMessage {
     target: Option<String>,
     arguments: Option<Vec<Box<RawValue>>>,
     stream_ids: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     item: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
     result: Option<Box<RawValue>>,
     error: Option<String>,
     allow_reconnect: Option<bool>,
@@ -62,12 +42,41 @@ impl JsonHubProtocol {
     /// The protocol name sent in the handshake.
     pub const NAME: &'static str = "json";
 
-    /// The highest protocol version understood.
+    /// The highest protocol version understood (2 adds stateful reconnect's Ack and
+    /// Sequence).
     pub const MAX_VERSION: u32 = 2;
+}
 
-    /// Decodes one record (without its separator). Returns `Ok(None)` for a message
-    /// type this version does not know: the protocol says to ignore those.
-    pub fn parse(&self, record: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
+/// A property that is present, `null` included: `"result": null` is a result (a
+/// method that returned null), not a void completion, as in ASP.NET Core.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(deserializer).map(Some)
+}
+
+fn arguments(raw: Vec<Box<RawValue>>) -> Arguments {
+    raw.into_iter().map(Payload::Json).collect()
+}
+
+impl HubProtocol for JsonHubProtocol {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn max_version(&self) -> u32 {
+        Self::MAX_VERSION
+    }
+
+    fn transfer_format(&self) -> TransferFormat {
+        TransferFormat::Text
+    }
+
+    fn framing(&self) -> Framing {
+        Framing::Records
+    }
+
+    fn parse(&self, record: &Bytes) -> Result<Option<HubMessage>, ProtocolError> {
         let wire: WireMessage = serde_json::from_slice(record)?;
         let message_type = wire.message_type.ok_or(ProtocolError::MissingType)?;
         let missing = |property| ProtocolError::MissingProperty {
@@ -78,19 +87,19 @@ impl JsonHubProtocol {
             1 => HubMessage::Invocation(Invocation {
                 invocation_id: wire.invocation_id,
                 target: wire.target.ok_or_else(|| missing("target"))?,
-                arguments: Arguments::new(wire.arguments.ok_or_else(|| missing("arguments"))?),
+                arguments: arguments(wire.arguments.ok_or_else(|| missing("arguments"))?),
                 stream_ids: wire.stream_ids.unwrap_or_default(),
                 headers: wire.headers,
             }),
             2 => HubMessage::StreamItem(StreamItem {
                 invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
-                item: wire.item.unwrap_or_else(null),
+                item: Payload::Json(wire.item.unwrap_or_else(null)),
                 headers: wire.headers,
             }),
             3 => {
                 let outcome = match (wire.result, wire.error) {
                     (Some(_), Some(_)) => return Err(ProtocolError::ResultAndError),
-                    (Some(result), None) => CompletionOutcome::Result(result),
+                    (Some(result), None) => CompletionOutcome::Result(Payload::Json(result)),
                     (None, Some(error)) => CompletionOutcome::Error(error),
                     (None, None) => CompletionOutcome::Void,
                 };
@@ -103,7 +112,7 @@ impl JsonHubProtocol {
             4 => HubMessage::StreamInvocation(StreamInvocation {
                 invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
                 target: wire.target.ok_or_else(|| missing("target"))?,
-                arguments: Arguments::new(wire.arguments.ok_or_else(|| missing("arguments"))?),
+                arguments: arguments(wire.arguments.ok_or_else(|| missing("arguments"))?),
                 stream_ids: wire.stream_ids.unwrap_or_default(),
                 headers: wire.headers,
             }),
@@ -127,14 +136,13 @@ impl JsonHubProtocol {
         Ok(Some(message))
     }
 
-    /// Encodes `message` and its record separator, appending to `out`.
-    pub fn write(&self, message: &HubMessage, out: &mut Vec<u8>) {
+    fn write(&self, message: &HubMessage, out: &mut BytesMut) -> Result<(), WriteError> {
         let wire = match message {
             HubMessage::Invocation(m) => Out {
                 message_type: 1,
                 invocation_id: m.invocation_id.as_deref(),
                 target: Some(&m.target),
-                arguments: Some(&m.arguments),
+                arguments: Some(JsonArguments(&m.arguments)),
                 stream_ids: non_empty(&m.stream_ids),
                 headers: non_empty_headers(&m.headers),
                 ..Out::default()
@@ -142,14 +150,14 @@ impl JsonHubProtocol {
             HubMessage::StreamItem(m) => Out {
                 message_type: 2,
                 invocation_id: Some(&m.invocation_id),
-                item: Some(&m.item),
+                item: Some(JsonPayload(&m.item)),
                 headers: non_empty_headers(&m.headers),
                 ..Out::default()
             },
             HubMessage::Completion(m) => {
                 let (result, error) = match &m.outcome {
                     CompletionOutcome::Void => (None, None),
-                    CompletionOutcome::Result(r) => (Some(&**r), None),
+                    CompletionOutcome::Result(r) => (Some(JsonPayload(r)), None),
                     CompletionOutcome::Error(e) => (None, Some(e.as_str())),
                 };
                 Out {
@@ -165,7 +173,7 @@ impl JsonHubProtocol {
                 message_type: 4,
                 invocation_id: Some(&m.invocation_id),
                 target: Some(&m.target),
-                arguments: Some(&m.arguments),
+                arguments: Some(JsonArguments(&m.arguments)),
                 stream_ids: non_empty(&m.stream_ids),
                 headers: non_empty_headers(&m.headers),
                 ..Out::default()
@@ -176,10 +184,10 @@ impl JsonHubProtocol {
                 headers: non_empty_headers(&m.headers),
                 ..Out::default()
             },
-            HubMessage::Ping => Out {
-                message_type: 6,
-                ..Out::default()
-            },
+            HubMessage::Ping => {
+                out.put_slice(b"{\"type\":6}\x1e");
+                return Ok(());
+            }
             HubMessage::Close(m) => Out {
                 message_type: 7,
                 error: m.error.as_deref(),
@@ -197,30 +205,30 @@ impl JsonHubProtocol {
                 ..Out::default()
             },
         };
-        // Writing JSON of owned, well-formed values into a Vec cannot fail.
-        serde_json::to_writer(&mut *out, &wire).expect("hub messages always serialize");
-        out.push(RECORD_SEPARATOR);
-    }
-
-    /// Encodes `message` as one record.
-    pub fn to_record(&self, message: &HubMessage) -> Vec<u8> {
-        let mut out = Vec::with_capacity(estimated_size(message));
-        self.write(message, &mut out);
-        out
+        let start = out.len();
+        out.reserve(estimated_size(message));
+        // Writing into a BytesMut cannot fail; a value's Serialize impl can.
+        if let Err(error) = serde_json::to_writer((&mut *out).writer(), &wire) {
+            out.truncate(start);
+            return Err(WriteError::Payload {
+                protocol: Self::NAME,
+                source: PayloadError::Json(error),
+            });
+        }
+        out.put_u8(RECORD_SEPARATOR);
+        Ok(())
     }
 }
 
-/// Room for the message's raw JSON payloads plus its fields, so that a large
-/// result or argument is not copied through several reallocations.
+/// Room for the message's payloads plus its fields, so that a large result or
+/// argument is not copied through several reallocations.
 fn estimated_size(message: &HubMessage) -> usize {
     let payload = match message {
-        HubMessage::Invocation(m) => m.arguments.as_slice().iter().map(|a| a.get().len()).sum(),
-        HubMessage::StreamInvocation(m) => {
-            m.arguments.as_slice().iter().map(|a| a.get().len()).sum()
-        }
-        HubMessage::StreamItem(m) => m.item.get().len(),
+        HubMessage::Invocation(m) => m.arguments.iter().map(Payload::size_hint).sum(),
+        HubMessage::StreamInvocation(m) => m.arguments.iter().map(Payload::size_hint).sum(),
+        HubMessage::StreamItem(m) => m.item.size_hint(),
         HubMessage::Completion(m) => match &m.outcome {
-            CompletionOutcome::Result(r) => r.get().len(),
+            CompletionOutcome::Result(r) => r.size_hint(),
             CompletionOutcome::Error(e) => e.len(),
             CompletionOutcome::Void => 0,
         },
@@ -241,6 +249,29 @@ fn non_empty_headers(headers: &Headers) -> Option<&Headers> {
     (!headers.is_empty()).then_some(headers)
 }
 
+/// A payload as JSON: raw JSON copied as it is, a value serialized by serde_json,
+/// MessagePack transcoded. The server avoids the transcoding by sending values
+/// ([`Payload::Value`]), which each protocol encodes itself.
+struct JsonPayload<'a>(&'a Payload);
+
+impl Serialize for JsonPayload<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            // serde_json's serializer writes a RawValue verbatim.
+            Payload::Json(raw) => raw.serialize(serializer),
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+struct JsonArguments<'a>(&'a Arguments);
+
+impl Serialize for JsonArguments<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(JsonPayload))
+    }
+}
+
 #[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Out<'a> {
@@ -253,13 +284,13 @@ struct Out<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<&'a Arguments>,
+    arguments: Option<JsonArguments<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_ids: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    item: Option<&'a RawValue>,
+    item: Option<JsonPayload<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a RawValue>,
+    result: Option<JsonPayload<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -271,20 +302,24 @@ struct Out<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::RecordReader;
+    use crate::protocol::framing::RecordReader;
 
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_owned()).unwrap()
+    fn raw(s: &str) -> Payload {
+        Payload::json(s).unwrap()
+    }
+
+    fn to_record(message: &HubMessage) -> Vec<u8> {
+        JsonHubProtocol.to_bytes(message).unwrap().to_vec()
+    }
+
+    fn parse(record: &[u8]) -> Result<Option<HubMessage>, ProtocolError> {
+        JsonHubProtocol.parse(&Bytes::copy_from_slice(record))
     }
 
     fn round_trip(message: HubMessage) {
-        let protocol = JsonHubProtocol;
-        let record = protocol.to_record(&message);
+        let record = to_record(&message);
         assert_eq!(*record.last().unwrap(), RECORD_SEPARATOR);
-        let parsed = protocol
-            .parse(&record[..record.len() - 1])
-            .unwrap()
-            .unwrap();
+        let parsed = parse(&record[..record.len() - 1]).unwrap().unwrap();
         assert_eq!(parsed, message);
     }
 
@@ -311,6 +346,7 @@ mod tests {
         round_trip(HubMessage::Completion(Completion::void("3")));
         round_trip(HubMessage::Completion(Completion::result("3", raw("[1]"))));
         round_trip(HubMessage::Completion(Completion::error("3", "boom")));
+        round_trip(HubMessage::Completion(Completion::result("3", raw("null"))));
         round_trip(HubMessage::StreamInvocation(StreamInvocation {
             invocation_id: "4".into(),
             target: "counter".into(),
@@ -334,8 +370,7 @@ mod tests {
 
     #[test]
     fn writes_the_wire_shape() {
-        let protocol = JsonHubProtocol;
-        let record = protocol.to_record(&HubMessage::Completion(Completion::result(
+        let record = to_record(&HubMessage::Completion(Completion::result(
             "1",
             raw("\"x\""),
         )));
@@ -343,26 +378,25 @@ mod tests {
             record,
             b"{\"type\":3,\"invocationId\":\"1\",\"result\":\"x\"}\x1e"
         );
-        assert_eq!(protocol.to_record(&HubMessage::Ping), b"{\"type\":6}\x1e");
+        assert_eq!(to_record(&HubMessage::Ping), b"{\"type\":6}\x1e");
         let invocation = HubMessage::Invocation(Invocation::new(
             "message",
-            Arguments::from_values(["hello"]).unwrap(),
+            Arguments::from_values(["hello"]),
         ));
         assert_eq!(
-            protocol.to_record(&invocation),
+            to_record(&invocation),
             b"{\"type\":1,\"target\":\"message\",\"arguments\":[\"hello\"]}\x1e"
         );
     }
 
     #[test]
     fn parses_what_the_js_client_sends() {
-        let protocol = JsonHubProtocol;
         let input = b"{\"arguments\":[1,2],\"invocationId\":\"0\",\"streamIds\":[],\"target\":\"add\",\"type\":1}\x1e{\"type\":6}\x1e";
         let mut reader = RecordReader::new(32 * 1024);
         let records = reader.push(input).unwrap();
         let messages: Vec<_> = records
             .iter()
-            .map(|r| protocol.parse(r).unwrap().unwrap())
+            .map(|r| JsonHubProtocol.parse(r).unwrap().unwrap())
             .collect();
         match &messages[0] {
             HubMessage::Invocation(inv) => {
@@ -377,25 +411,24 @@ mod tests {
 
     #[test]
     fn unknown_message_types_are_ignored() {
-        assert!(JsonHubProtocol.parse(b"{\"type\":99}").unwrap().is_none());
+        assert!(parse(b"{\"type\":99}").unwrap().is_none());
     }
 
     #[test]
     fn malformed_messages_name_the_problem() {
-        let protocol = JsonHubProtocol;
-        let err = protocol.parse(b"{not json").unwrap_err();
+        let err = parse(b"{not json").unwrap_err();
         assert!(err.to_string().starts_with("malformed message"), "{err}");
-        let err = protocol.parse(b"{\"target\":\"x\"}").unwrap_err();
+        let err = parse(b"{\"target\":\"x\"}").unwrap_err();
         assert!(matches!(err, ProtocolError::MissingType));
-        let err = protocol
-            .parse(b"{\"type\":1,\"arguments\":[]}")
-            .unwrap_err();
+        let err = parse(b"{\"type\":1,\"arguments\":[]}").unwrap_err();
         assert!(err.to_string().contains("'target'"), "{err}");
-        let err = protocol
-            .parse(b"{\"type\":3,\"invocationId\":\"1\",\"result\":1,\"error\":\"x\"}")
+        let err =
+            parse(b"{\"type\":3,\"invocationId\":\"1\",\"result\":1,\"error\":\"x\"}").unwrap_err();
+        assert!(matches!(err, ProtocolError::ResultAndError));
+        let err = parse(b"{\"type\":3,\"invocationId\":\"1\",\"result\":null,\"error\":\"x\"}")
             .unwrap_err();
         assert!(matches!(err, ProtocolError::ResultAndError));
-        assert!(protocol.parse(b"[1,2]").is_err());
+        assert!(parse(b"[1,2]").is_err());
     }
 
     #[test]
@@ -410,5 +443,73 @@ mod tests {
             args.expect_len(2).unwrap_err().to_string(),
             "Invocation provides 1 argument(s) but target expects 2."
         );
+    }
+
+    #[test]
+    fn payloads_of_any_encoding_are_written_as_json() {
+        let item = |payload| to_record(&HubMessage::StreamItem(StreamItem::new("1", payload)));
+        let expected = b"{\"type\":2,\"invocationId\":\"1\",\"item\":{\"a\":[1,true,null]}}\x1e";
+        assert_eq!(item(raw("{\"a\":[1,true,null]}")), expected);
+        assert_eq!(
+            item(Payload::value(serde_json::json!({"a": [1, true, null]}))),
+            expected
+        );
+        // MessagePack from a client (a client result passed on, say), transcoded.
+        assert_eq!(
+            item(Payload::messagepack(&b"\x81\xa1a\x93\x01\xc3\xc0"[..]).unwrap()),
+            expected
+        );
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_json_is_an_error_and_writes_nothing() {
+        let mut map = std::collections::HashMap::new();
+        map.insert((1, 2), "tuple keys are not JSON");
+        let message = HubMessage::Completion(Completion::result("7", Payload::value(map)));
+        let mut out = BytesMut::from(&b"before"[..]);
+        let err = JsonHubProtocol.write(&message, &mut out).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a value could not be serialized for the 'json' protocol: key must be a string"
+        );
+        assert_eq!(&out[..], b"before");
+        // The same value is fine in MessagePack, whose map keys may be anything.
+        assert!(
+            crate::protocol::MessagePackHubProtocol
+                .to_bytes(&message)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn no_prefix_or_corruption_of_valid_records_panics() {
+        let records: [&[u8]; 5] = [
+            b"{\"type\":1,\"invocationId\":\"1\",\"target\":\"a\",\"arguments\":[1,\"x\",{\"b\":[]}],\"streamIds\":[\"2\"]}",
+            b"{\"type\":2,\"invocationId\":\"1\",\"item\":[1.5,null]}",
+            b"{\"type\":3,\"invocationId\":\"1\",\"result\":{\"k\":\"v\"},\"headers\":{\"a\":\"b\"}}",
+            b"{\"type\":7,\"error\":\"x\",\"allowReconnect\":true}",
+            b"{\"type\":8,\"sequenceId\":12}",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for record in records {
+            for end in 0..=record.len() {
+                let _ = parse(&record[..end]);
+            }
+            for _ in 0..1_000 {
+                let mut input = record.to_vec();
+                let at = (next() as usize) % input.len();
+                input[at] = next() as u8;
+                if let Ok(Some(message)) = parse(&input) {
+                    let _ = JsonHubProtocol.to_bytes(&message);
+                    let _ = crate::protocol::MessagePackHubProtocol.to_bytes(&message);
+                }
+            }
+        }
     }
 }
