@@ -15,9 +15,9 @@ pub use signal_core as protocol;
 pub use signal_server::{
     BoxFuture, Call, CallerClients, CancellationToken, ClientContract, ClientResultError, Clients,
     ConnectionId, ConnectionOptions, Context, Groups, Hub, HubDispatch, HubError, HubHandle,
-    HubOptions, HubStream, InProcess, InProcessConnection, InvocationError, Items, MultiClient,
-    Output, SendError, SingleClient, Target, TransportType, UploadStream, UserIdFn,
-    cancellable_stream, persistent, texts,
+    HubLifetimeManager, HubOptions, HubStream, InProcess, InProcessConnection, InvocationError,
+    Items, LocalLifetimeManager, MultiClient, Output, Recipients, SendError, SingleClient, Target,
+    TransportType, UploadStream, UserIdFn, cancellable_stream, lifetime, persistent, texts,
 };
 
 pub use signal_macros::{client, hub, method};

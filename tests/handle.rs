@@ -329,3 +329,107 @@ async fn shutdown_returns_after_its_timeout_and_the_close_still_comes() {
     })
     .await;
 }
+
+/// A lifetime manager that records what goes through the seam, then delivers
+/// on this node: what a backplane sees.
+#[derive(Default)]
+struct Recording {
+    local: signal::LocalLifetimeManager,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl signal::HubLifetimeManager for Recording {
+    fn local(&self) -> &signal::LocalLifetimeManager {
+        &self.local
+    }
+
+    fn on_connected<'a>(
+        &'a self,
+        connection: &'a ConnectionId,
+        user: Option<&'a str>,
+    ) -> signal::BoxFuture<'a, ()> {
+        self.record(format!("connected {} {user:?}", connection.as_str().len()));
+        Box::pin(async {})
+    }
+
+    fn on_disconnected<'a>(&'a self, _connection: &'a ConnectionId) -> signal::BoxFuture<'a, ()> {
+        self.record("disconnected".to_owned());
+        Box::pin(async {})
+    }
+
+    fn send<'a>(
+        &'a self,
+        recipients: &'a signal::Recipients,
+        message: signal::protocol::SerializedHubMessage,
+    ) -> signal::BoxFuture<'a, Result<(), signal::SendError>> {
+        self.record(format!("send {recipients:?}"));
+        self.local.send_local(recipients, message);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn add_to_group<'a>(
+        &'a self,
+        connection: &'a ConnectionId,
+        group: &'a str,
+    ) -> signal::BoxFuture<'a, Result<(), signal::SendError>> {
+        self.record(format!("add to {group}"));
+        let result = if self.local.add_to_group(connection, group) {
+            Ok(())
+        } else {
+            Err(signal::SendError::Backplane(
+                "no such connection".to_owned(),
+            ))
+        };
+        Box::pin(async move { result })
+    }
+}
+
+impl Recording {
+    fn record(&self, event: String) {
+        self.seen.lock().unwrap().push(event);
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn every_send_and_group_change_goes_through_the_lifetime_manager() {
+    let recording = std::sync::Arc::new(Recording::default());
+    let hub = FeedHub
+        .into_hub()
+        .lifetime_manager(recording.clone())
+        .in_process();
+    let handle = hub.handle();
+    let subscriber = hub.connect_as(Some("ada")).await.unwrap();
+    FeedProxy::new(&subscriber).subscribe().await.unwrap();
+    handle.clients().group("feed").update(7).await.unwrap();
+    let delivered = within("the update", subscriber.next_invocation())
+        .await
+        .unwrap();
+    assert_eq!(value_of(&delivered), 7);
+    // A manager's error reaches the sender as it said it.
+    assert_eq!(
+        handle.groups().add("nobody", "feed").await,
+        Err(signal::SendError::Backplane(
+            "no such connection".to_owned()
+        ))
+    );
+    subscriber.close().await;
+    eventually("the disconnect to reach the manager", || {
+        recording.seen().last().map(String::as_str) == Some("disconnected")
+    })
+    .await;
+    assert_eq!(
+        recording.seen(),
+        [
+            // Ids are random: their length shows one was passed.
+            "connected 22 Some(\"ada\")".to_owned(),
+            "add to feed".to_owned(),
+            "send Groups { names: [\"feed\"], except: [] }".to_owned(),
+            "add to feed".to_owned(),
+            "disconnected".to_owned(),
+        ]
+    );
+}

@@ -7,7 +7,7 @@ mod connection;
 mod frame;
 mod hub;
 mod items;
-mod lifetime;
+pub mod lifetime;
 pub mod persistent;
 #[cfg(test)]
 mod tests;
@@ -27,6 +27,7 @@ pub use hub::in_process::{InProcess, InProcessConnection};
 pub use hub::options::HubOptions;
 pub use hub::upload::UploadStream;
 pub use items::Items;
+pub use lifetime::{HubLifetimeManager, LocalLifetimeManager, Recipients};
 pub use signal_core::TransportType;
 pub use tokio_util::sync::CancellationToken;
 

@@ -41,7 +41,7 @@ use crate::connection::{
 };
 use crate::frame::Frame;
 use crate::hub::error::SendError;
-use crate::lifetime::{ConnectionHandle, Lifetime, Recipients};
+use crate::lifetime::{ConnectionHandle, LocalLifetimeManager, Recipients};
 
 /// What runs each raw connection. Implemented for every
 /// `Fn(Connection) -> impl Future<Output = ()>`; the connection ends when the
@@ -68,7 +68,7 @@ pub struct PersistentConnection<H: ConnectionHandler> {
     options: ConnectionOptions,
     user_id: Option<UserIdFn>,
     allowed_origins: Vec<HeaderValue>,
-    lifetime: Arc<Lifetime>,
+    lifetime: Arc<LocalLifetimeManager>,
 }
 
 impl<H: ConnectionHandler> std::fmt::Debug for PersistentConnection<H> {
@@ -154,7 +154,7 @@ impl<H: ConnectionHandler> PersistentConnection<H> {
 
 struct RawInner<H> {
     handler: H,
-    lifetime: Arc<Lifetime>,
+    lifetime: Arc<LocalLifetimeManager>,
     max_message_size: usize,
     queue_capacity: usize,
 }
@@ -362,7 +362,7 @@ impl ConnectionSender {
 /// queue is full is closed rather than buffered without bound.
 #[derive(Clone)]
 pub struct PersistentHandle {
-    lifetime: Arc<Lifetime>,
+    lifetime: Arc<LocalLifetimeManager>,
 }
 
 impl std::fmt::Debug for PersistentHandle {

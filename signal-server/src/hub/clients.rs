@@ -17,7 +17,7 @@ use signal_core::{
 use super::error::{ClientResultError, SendError};
 use crate::connection::ConnectionId;
 use crate::frame::Frame;
-use crate::lifetime::{ConnectionHandle, Lifetime, Recipients};
+use crate::lifetime::{ConnectionHandle, HubLifetimeManager, Recipients};
 
 /// A typed client contract: what the `#[signal::client]` macro implements for
 /// `dyn YourClientTrait`, and `()` for untyped targets.
@@ -67,14 +67,14 @@ pub trait Target: sealed::Sealed + Send + Sync + 'static {
 /// asked of.
 #[derive(Clone)]
 pub struct SingleClient {
-    lifetime: Arc<Lifetime>,
+    lifetime: Arc<dyn HubLifetimeManager>,
     id: ConnectionId,
 }
 
 impl sealed::Sealed for SingleClient {}
 
 impl SingleClient {
-    pub(crate) fn new(lifetime: Arc<Lifetime>, id: ConnectionId) -> Self {
+    pub(crate) fn new(lifetime: Arc<dyn HubLifetimeManager>, id: ConnectionId) -> Self {
         SingleClient { lifetime, id }
     }
 
@@ -85,6 +85,7 @@ impl SingleClient {
 
     fn connection(&self) -> Result<Arc<ConnectionHandle>, SendError> {
         self.lifetime
+            .local()
             .get(&self.id)
             .ok_or_else(|| SendError::NotConnected(self.id.to_string()))
     }
@@ -172,9 +173,15 @@ impl Target for SingleClient {
     /// Sends to the connection if it is connected here; as in ASP.NET Core, a
     /// connection that is gone (or never was) is not an error for a send.
     async fn send(&self, method: &str, arguments: Arguments) -> Result<(), SendError> {
-        let Some(connection) = self.lifetime.get(&self.id) else {
-            tracing::debug!(connection = %self.id, method, "send to a connection that is not connected; dropped");
-            return Ok(());
+        let Some(connection) = self.lifetime.local().get(&self.id) else {
+            // Elsewhere (a backplane's other nodes), or nowhere: the lifetime
+            // manager decides.
+            let invocation = HubMessage::Invocation(Invocation::new(method, arguments));
+            let recipients = Recipients::Connections(vec![self.id.clone()]);
+            return self
+                .lifetime
+                .send(&recipients, SerializedHubMessage::new(invocation))
+                .await;
         };
         let invocation = HubMessage::Invocation(Invocation::new(method, arguments));
         let frame = encode_for(&connection, method, invocation)?;
@@ -186,7 +193,7 @@ impl Target for SingleClient {
 /// Any number of connections: all, others, several clients, groups, users.
 #[derive(Clone)]
 pub struct MultiClient {
-    lifetime: Arc<Lifetime>,
+    lifetime: Arc<dyn HubLifetimeManager>,
     recipients: Recipients,
 }
 
@@ -197,15 +204,16 @@ impl Target for MultiClient {
     /// its protocol, once per protocol in use. A value that one protocol cannot
     /// encode is not sent to that protocol's connections (and is logged).
     async fn send(&self, method: &str, arguments: Arguments) -> Result<(), SendError> {
-        let frame = Frame::hub(HubMessage::Invocation(Invocation::new(method, arguments)));
-        self.lifetime.deliver(&self.recipients, &frame);
-        Ok(())
+        let invocation = HubMessage::Invocation(Invocation::new(method, arguments));
+        self.lifetime
+            .send(&self.recipients, SerializedHubMessage::new(invocation))
+            .await
     }
 }
 
 /// The targets reachable from anywhere: a hub method or a background task.
 pub struct Clients<C: ?Sized = ()> {
-    lifetime: Arc<Lifetime>,
+    lifetime: Arc<dyn HubLifetimeManager>,
     _contract: PhantomData<fn(&C)>,
 }
 
@@ -235,7 +243,7 @@ where
 }
 
 impl<C: ?Sized + ClientContract> Clients<C> {
-    pub(crate) fn new(lifetime: Arc<Lifetime>) -> Self {
+    pub(crate) fn new(lifetime: Arc<dyn HubLifetimeManager>) -> Self {
         Clients {
             lifetime,
             _contract: PhantomData,

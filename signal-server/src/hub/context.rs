@@ -10,12 +10,12 @@ use super::clients::{CallerClients, ClientContract, Clients};
 use super::error::SendError;
 use crate::connection::ConnectionId;
 use crate::items::Items;
-use crate::lifetime::{ConnectionHandle, Lifetime};
+use crate::lifetime::{ConnectionHandle, HubLifetimeManager};
 
 /// Adds connections to groups and removes them.
 #[derive(Clone)]
 pub struct Groups {
-    lifetime: Arc<Lifetime>,
+    lifetime: Arc<dyn HubLifetimeManager>,
 }
 
 impl Groups {
@@ -26,11 +26,7 @@ impl Groups {
         connection: impl Into<ConnectionId>,
         group: &str,
     ) -> Result<(), SendError> {
-        let id = connection.into();
-        if !self.lifetime.add_to_group(&id, group) {
-            tracing::debug!(connection = %id, group, "group add for a connection that is not connected; ignored");
-        }
-        Ok(())
+        self.lifetime.add_to_group(&connection.into(), group).await
     }
 
     /// Removes `connection` from `group`.
@@ -39,15 +35,16 @@ impl Groups {
         connection: impl Into<ConnectionId>,
         group: &str,
     ) -> Result<(), SendError> {
-        self.lifetime.remove_from_group(&connection.into(), group);
-        Ok(())
+        self.lifetime
+            .remove_from_group(&connection.into(), group)
+            .await
     }
 }
 
 /// A cloneable handle to a hub's clients and groups, for code outside hub
 /// methods: background tasks, other HTTP handlers, timers.
 pub struct HubHandle<C: ?Sized = ()> {
-    lifetime: Arc<Lifetime>,
+    lifetime: Arc<dyn HubLifetimeManager>,
     _contract: PhantomData<fn(&C)>,
 }
 
@@ -61,7 +58,7 @@ impl<C: ?Sized> Clone for HubHandle<C> {
 }
 
 impl<C: ?Sized + ClientContract> HubHandle<C> {
-    pub(crate) fn new(lifetime: Arc<Lifetime>) -> Self {
+    pub(crate) fn new(lifetime: Arc<dyn HubLifetimeManager>) -> Self {
         HubHandle {
             lifetime,
             _contract: PhantomData,
@@ -82,7 +79,7 @@ impl<C: ?Sized + ClientContract> HubHandle<C> {
 
     /// How many connections are live on this server.
     pub fn connection_count(&self) -> usize {
-        self.lifetime.len()
+        self.lifetime.local().len()
     }
 
     /// Closes every connection with `allowReconnect`, so clients with automatic
@@ -94,16 +91,16 @@ impl<C: ?Sized + ClientContract> HubHandle<C> {
     /// Use it in axum's graceful shutdown:
     /// `axum::serve(listener, app).with_graceful_shutdown(async move { ctrl_c().await; handle.shutdown(timeout).await })`.
     pub async fn shutdown(&self, timeout: std::time::Duration) {
-        self.lifetime.close_all_for_reconnect();
+        self.lifetime.local().close_all_for_reconnect();
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.lifetime.len() > 0 && tokio::time::Instant::now() < deadline {
+        while self.lifetime.local().len() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
     /// How many groups have at least one member on this server.
     pub fn group_count(&self) -> usize {
-        self.lifetime.group_count()
+        self.lifetime.local().group_count()
     }
 }
 
@@ -128,7 +125,10 @@ impl<C: ?Sized> Clone for Context<C> {
 }
 
 impl<C: ?Sized + ClientContract> Context<C> {
-    pub(crate) fn new(connection: Arc<ConnectionHandle>, lifetime: Arc<Lifetime>) -> Self {
+    pub(crate) fn new(
+        connection: Arc<ConnectionHandle>,
+        lifetime: Arc<dyn HubLifetimeManager>,
+    ) -> Self {
         Context {
             connection,
             hub: HubHandle::new(lifetime),

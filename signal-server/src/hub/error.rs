@@ -4,6 +4,8 @@ use std::borrow::Cow;
 
 use signal_core::{ArgumentError, WriteError};
 
+pub use crate::lifetime::SendError;
+
 /// The error a hub method returns on purpose; its message reaches the caller.
 ///
 /// ```
@@ -174,22 +176,6 @@ impl InvocationError {
             other => other.to_string(),
         }
     }
-}
-
-/// A message could not be sent to a client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// The arguments could not be encoded in the connection's protocol.
-    #[error("the arguments of '{method}' could not be serialized: {message}")]
-    Serialize {
-        /// The client method.
-        method: String,
-        /// What the protocol said.
-        message: String,
-    },
-    /// The target connection is not (or no longer) connected.
-    #[error("connection '{0}' is not connected")]
-    NotConnected(String),
 }
 
 /// A client result could not be had.

@@ -22,7 +22,7 @@ use signal_core::HubMessage;
 
 use crate::connection::{Duplex, Endpoint, Handler, HandlerFuture, Start, UserIdFn, parse_origins};
 use crate::frame::Frame;
-use crate::lifetime::Lifetime;
+use crate::lifetime::{HubLifetimeManager, LocalLifetimeManager};
 use context::HubHandle;
 use dispatch::HubDispatch;
 use in_process::InProcess;
@@ -42,7 +42,7 @@ pub struct Hub<D: HubDispatch> {
     dispatch: D,
     options: HubOptions,
     user_id: Option<UserIdFn>,
-    lifetime: Arc<Lifetime>,
+    lifetime: Arc<dyn HubLifetimeManager>,
     allowed_origins: Vec<HeaderValue>,
 }
 
@@ -50,7 +50,7 @@ pub struct Hub<D: HubDispatch> {
 pub(crate) struct HubRuntime<D: HubDispatch> {
     pub(crate) dispatch: D,
     pub(crate) options: HubOptions,
-    pub(crate) lifetime: Arc<Lifetime>,
+    pub(crate) lifetime: Arc<dyn HubLifetimeManager>,
     /// The keep-alive Ping, shared by every connection: encoded once per
     /// protocol for the whole hub, as ASP.NET Core caches its ping bytes.
     pub(crate) ping: Frame,
@@ -72,7 +72,7 @@ impl<D: HubDispatch> Hub<D> {
             dispatch,
             options: HubOptions::default(),
             user_id: None,
-            lifetime: Arc::default(),
+            lifetime: Arc::new(LocalLifetimeManager::new()),
             allowed_origins: Vec::new(),
         }
     }
@@ -112,6 +112,15 @@ impl<D: HubDispatch> Hub<D> {
     {
         self.allowed_origins.extend(parse_origins(origins)?);
         Ok(self)
+    }
+
+    /// Sends and group changes go through `manager` (a backplane, for
+    /// scale-out) instead of this node's registry alone. Set it before taking
+    /// [`handle`](Self::handle)s.
+    #[must_use]
+    pub fn lifetime_manager(mut self, manager: impl HubLifetimeManager) -> Self {
+        self.lifetime = Arc::new(manager);
+        self
     }
 
     /// The options in force.

@@ -170,7 +170,11 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
         tx,
         options.client_result_timeout,
     ));
-    runtime.lifetime.add(handle.clone());
+    runtime.lifetime.local().add(handle.clone());
+    runtime
+        .lifetime
+        .on_connected(&handle.id, handle.user.as_deref())
+        .await;
     let cx: Context<D::Client> = Context::new(handle.clone(), runtime.lifetime.clone());
 
     let mut calls = Calls {
@@ -457,7 +461,8 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
     {
         tracing::error!(panic = panic_message(&panic), "on_disconnected panicked");
     }
-    runtime.lifetime.remove(&handle);
+    runtime.lifetime.on_disconnected(&handle.id).await;
+    runtime.lifetime.local().remove(&handle);
     tracing::debug!(error = error.as_deref(), "connection ended");
 }
 

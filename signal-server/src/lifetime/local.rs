@@ -1,9 +1,5 @@
-//! The connection registry and the one place every outgoing send goes through.
-//!
-//! Everything a hub sends to clients, from a hub method or a background task,
-//! reaches [`Lifetime::deliver`] with a [`Recipients`] and a frame that each
-//! protocol in use encodes once, however many recipients speak it; a backplane
-//! for scale-out will sit at this seam.
+//! This node's registry of connections, groups and users, and the delivery to
+//! them: what every [`HubLifetimeManager`](super::HubLifetimeManager) builds on.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +10,9 @@ use signal_core::{CompletionOutcome, RegisteredProtocol, TransportType};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use signal_core::SerializedHubMessage;
+
+use super::Recipients;
 use crate::connection::ConnectionId;
 use crate::frame::Frame;
 use crate::items::Items;
@@ -147,31 +146,53 @@ impl ConnectionHandle {
     }
 }
 
-/// Whom a send addresses.
-#[derive(Debug, Clone)]
-pub(crate) enum Recipients {
-    All {
-        except: Vec<ConnectionId>,
-    },
-    Connections(Vec<ConnectionId>),
-    Groups {
-        names: Vec<Arc<str>>,
-        except: Vec<ConnectionId>,
-    },
-    Users(Vec<Arc<str>>),
-}
-
 type Members = HashMap<ConnectionId, Arc<ConnectionHandle>>;
 
-/// The registry of a hub's connections, groups and users.
+/// The connections of one hub (or raw endpoint) on this node, their groups
+/// and users, and delivery to them. The [`HubLifetimeManager`](super::HubLifetimeManager)
+/// of a single node; a backplane wraps one and adds the other nodes.
 #[derive(Default)]
-pub(crate) struct Lifetime {
+pub struct LocalLifetimeManager {
     connections: RwLock<Members>,
     groups: RwLock<HashMap<Arc<str>, Members>>,
     users: RwLock<HashMap<Arc<str>, Members>>,
 }
 
-impl Lifetime {
+impl std::fmt::Debug for LocalLifetimeManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalLifetimeManager")
+            .field("connections", &self.len())
+            .field("groups", &self.group_count())
+            .finish()
+    }
+}
+
+impl LocalLifetimeManager {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues `message` for every connection here that `recipients` names,
+    /// encoded once per protocol in use among them. Never waits: a connection
+    /// that cannot take it is closed rather than buffered without bound.
+    pub fn send_local(&self, recipients: &Recipients, message: SerializedHubMessage) {
+        self.deliver(recipients, &Frame::hub(message));
+    }
+
+    /// Whether `connection` is connected to this node.
+    pub fn contains(&self, connection: &ConnectionId) -> bool {
+        self.connections
+            .read()
+            .expect("connections lock")
+            .contains_key(connection)
+    }
+
+    /// How many connections this node has.
+    pub fn connection_count(&self) -> usize {
+        self.len()
+    }
+
     pub(crate) fn add(&self, connection: Arc<ConnectionHandle>) {
         if let Some(user) = &connection.user {
             self.users
@@ -233,7 +254,8 @@ impl Lifetime {
         self.connections.read().expect("connections lock").len()
     }
 
-    pub(crate) fn add_to_group(&self, id: &ConnectionId, group: &str) -> bool {
+    /// Adds a connection of this node to `group`; false when it is not here.
+    pub fn add_to_group(&self, id: &ConnectionId, group: &str) -> bool {
         let Some(connection) = self.get(id) else {
             return false;
         };
@@ -252,7 +274,8 @@ impl Lifetime {
         true
     }
 
-    pub(crate) fn remove_from_group(&self, id: &ConnectionId, group: &str) -> bool {
+    /// Removes a connection of this node from `group`; false when it is not here.
+    pub fn remove_from_group(&self, id: &ConnectionId, group: &str) -> bool {
         let Some(connection) = self.get(id) else {
             return false;
         };
@@ -261,7 +284,8 @@ impl Lifetime {
         true
     }
 
-    pub(crate) fn group_count(&self) -> usize {
+    /// How many groups have members on this node.
+    pub fn group_count(&self) -> usize {
         self.groups.read().expect("groups lock").len()
     }
 
