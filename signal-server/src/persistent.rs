@@ -40,7 +40,7 @@ use crate::connection::{
     Start, UserIdFn, parse_origins,
 };
 use crate::frame::Frame;
-use crate::hub::error::SendError;
+use crate::lifetime::SendError;
 use crate::lifetime::{ConnectionHandle, LocalLifetimeManager, Recipients};
 
 /// What runs each raw connection. Implemented for every

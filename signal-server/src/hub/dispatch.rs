@@ -1,9 +1,6 @@
 //! The runtime's hub interface: what the `#[signal::hub]` macro implements for a
 //! hub type, and what a hand-written hub implements.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use futures_util::stream::BoxStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,8 +14,7 @@ use super::clients::ClientContract;
 use super::context::Context;
 use super::error::{HubError, InvocationError};
 
-/// A boxed, sendable future, as hub dispatch returns them.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::lifetime::BoxFuture;
 
 /// One call of a hub method, as the runtime hands it to [`HubDispatch::dispatch`].
 #[derive(Debug)]

@@ -12,10 +12,12 @@ use std::sync::Arc;
 use signal_core::SerializedHubMessage;
 
 use crate::connection::ConnectionId;
-use crate::hub::dispatch::BoxFuture;
 
 pub(crate) use local::ConnectionHandle;
 pub use local::LocalLifetimeManager;
+
+/// A boxed, sendable future, as hub dispatch and lifetime managers return them.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Whom a send addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
