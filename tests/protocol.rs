@@ -899,6 +899,29 @@ async fn websocket_upgrades_from_other_origins_are_refused() {
     assert!(upgrade(&own).await.is_ok());
 }
 
+/// A stateful connection whose socket dropped after one call (`echo("a")`),
+/// before the client acknowledged anything: the client is back on a new socket
+/// (no new negotiate, no handshake), where the server announced its first
+/// unacknowledged message and sent it again.
+async fn back_after_a_drop(server: &mut Server) -> WsClient {
+    let client = reqwest::Client::new();
+    let token = negotiate(&client, server.addr, true).await.token;
+    let mut socket = WsClient::open_token(server.addr, &token).await;
+    socket.handshake(2).await;
+    assert_eq!(server.events.next().await, "connected WebSockets");
+    socket.send(&invocation("1", "echo", "\"a\"")).await;
+    assert_eq!(socket.next_message().await, Some(completion("1", "\"a\"")));
+    drop(socket);
+
+    let mut socket = WsClient::open_token(server.addr, &token).await;
+    assert_eq!(
+        socket.next().await,
+        Some(record("{\"type\":9,\"sequenceId\":1}"))
+    );
+    assert_eq!(socket.next().await, Some(completion("1", "\"a\"")));
+    socket
+}
+
 #[tokio::test]
 async fn stateful_reconnect_replays_what_was_not_acknowledged() {
     let mut server = serve(options(|o| {
@@ -906,25 +929,7 @@ async fn stateful_reconnect_replays_what_was_not_acknowledged() {
         o.disconnect_timeout = Duration::from_secs(2);
     }))
     .await;
-    let client = reqwest::Client::new();
-    let token = negotiate(&client, server.addr, true).await.token;
-
-    let mut socket = WsClient::open_token(server.addr, &token).await;
-    socket.handshake(2).await;
-    assert_eq!(server.events.next().await, "connected WebSockets");
-    socket.send(&invocation("1", "echo", "\"a\"")).await;
-    assert_eq!(socket.next_message().await, Some(completion("1", "\"a\"")));
-    // The socket drops before the client acknowledged anything.
-    drop(socket);
-
-    let mut socket = WsClient::open_token(server.addr, &token).await;
-    // No handshake on the new socket: the server announces its first
-    // unacknowledged message and sends it again.
-    assert_eq!(
-        socket.next().await,
-        Some(record("{\"type\":9,\"sequenceId\":1}"))
-    );
-    assert_eq!(socket.next().await, Some(completion("1", "\"a\"")));
+    let mut socket = back_after_a_drop(&mut server).await;
     // The client resends from its own message 1: invocation 1 again (a
     // duplicate, dropped) and the new invocation 2.
     socket
@@ -1011,21 +1016,7 @@ async fn stateful_reconnect_never_replays_what_was_acknowledged_and_keeps_groups
 #[tokio::test]
 async fn a_sequence_past_what_the_server_received_closes_the_connection() {
     let mut server = serve(options(|o| o.stateful_reconnect = true)).await;
-    let client = reqwest::Client::new();
-    let token = negotiate(&client, server.addr, true).await.token;
-    let mut socket = WsClient::open_token(server.addr, &token).await;
-    socket.handshake(2).await;
-    assert_eq!(server.events.next().await, "connected WebSockets");
-    socket.send(&invocation("1", "echo", "\"a\"")).await;
-    assert_eq!(socket.next_message().await, Some(completion("1", "\"a\"")));
-    drop(socket);
-
-    let mut socket = WsClient::open_token(server.addr, &token).await;
-    assert_eq!(
-        socket.next().await,
-        Some(record("{\"type\":9,\"sequenceId\":1}"))
-    );
-    assert_eq!(socket.next().await, Some(completion("1", "\"a\"")));
+    let mut socket = back_after_a_drop(&mut server).await;
     // The server received one message; the client claims to go on at 5.
     socket.send(&record("{\"type\":9,\"sequenceId\":5}")).await;
     let reason = "Connection closed with an error. InvalidOperationException: Sequence ID greater than amount of messages we've received.";
@@ -1490,17 +1481,16 @@ async fn messagepack_stateful_reconnect_acks_and_replays_in_messagepack() {
     socket
         .send(&msgpack::invocation(Some("1"), "echo", &[HI]))
         .await;
-    assert_eq!(
-        socket.next_message().await,
-        Some(msgpack::completion("1", HI))
-    );
-    // The server acknowledges the client's message 1, in MessagePack.
-    loop {
-        let message = socket.next().await.unwrap();
-        if message == msgpack::ack(1) {
-            break;
+    // The completion, and the server's Ack of the client's message 1 in
+    // MessagePack: the Ack comes on the server's schedule (every second), so
+    // before or after the completion.
+    let (mut completed, mut acknowledged) = (false, false);
+    while !(completed && acknowledged) {
+        match socket.next().await.unwrap() {
+            message if message == msgpack::completion("1", HI) => completed = true,
+            message if message == msgpack::ack(1) => acknowledged = true,
+            message => assert_eq!(message, msgpack::PING, "only pings meanwhile"),
         }
-        assert_eq!(message, msgpack::PING, "only pings meanwhile");
     }
     drop(socket);
 
