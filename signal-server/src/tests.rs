@@ -10,16 +10,13 @@ use signal_core::{
 };
 use tokio::sync::mpsc;
 
-use crate::connection::{
-    ChannelOutgoing, ConnectionId, Duplex, Incoming, Message, Start, TransportSink,
-};
+use crate::connection::{ConnectionId, Duplex, Start};
 use crate::frame::Outbound;
 use crate::hub::Hub;
 use crate::hub::context::Context;
 use crate::hub::dispatch::{BoxFuture, Call, HubDispatch, Output};
 use crate::hub::error::InvocationError;
 use crate::hub::session;
-use tokio_util::sync::CancellationToken;
 
 /// A hub whose `numbers` stream never ends, counting what it produced.
 struct Producer {
@@ -92,14 +89,6 @@ async fn stall(
     .configure(configure);
     let runtime = hub.into_runtime();
     let (to_server, from_client) = mpsc::channel::<Bytes>(8);
-    let incoming: Incoming = Box::pin(futures_util::stream::unfold(
-        from_client,
-        |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|chunk| (Ok(Message::Binary(chunk)), rx))
-        },
-    ));
     let start = Start {
         id: ConnectionId::from("stalled"),
         token: None,
@@ -110,8 +99,7 @@ async fn stall(
         early: Vec::new(),
     };
     let (frames, taken) = mpsc::channel(capacity);
-    let outgoing = TransportSink::Channel(ChannelOutgoing::new(frames, CancellationToken::new()));
-    let duplex = Duplex::new(incoming, outgoing, runtime.options.client_timeout);
+    let duplex = Duplex::in_process(from_client, frames, runtime.options.client_timeout);
     tokio::spawn(session::run(runtime, start, duplex));
     let taken = Taken(taken);
     to_server

@@ -148,6 +148,29 @@ impl Duplex {
         }
     }
 
+    /// A duplex over channels, for a client in the same process: what it sends
+    /// arrives as binary messages (the hub reads bytes either way), what the
+    /// handler writes goes to `to_client` as frames.
+    pub(crate) fn in_process(
+        from_client: mpsc::Receiver<Bytes>,
+        to_client: mpsc::Sender<Outbound>,
+        write_timeout: Duration,
+    ) -> Self {
+        let incoming: Incoming = Box::pin(futures_util::stream::unfold(
+            from_client,
+            |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|chunk| (Ok(Message::Binary(chunk)), rx))
+            },
+        ));
+        let abort = tokio_util::sync::CancellationToken::new();
+        let outgoing = TransportSink::Channel(super::transports::http::ChannelOutgoing::new(
+            to_client, abort,
+        ));
+        Duplex::new(incoming, outgoing, write_timeout)
+    }
+
     /// Lets the client come back on new transports (sent to `attachments`)
     /// within `disconnect_timeout` of losing one.
     pub(crate) fn reattachable(

@@ -13,11 +13,9 @@ pub(crate) mod transports;
 
 pub use duplex::Message;
 pub(crate) use duplex::{Duplex, Event, Outgoing, TransportClosed};
-pub(crate) use duplex::{Incoming, TransportSink};
 pub use endpoint::UserIdFn;
 #[cfg(test)]
 pub(crate) use endpoint::origin_allowed;
 pub(crate) use endpoint::{Endpoint, Handler, HandlerFuture, Start, parse_origins};
 pub use id::ConnectionId;
 pub use options::ConnectionOptions;
-pub(crate) use transports::http::ChannelOutgoing;

@@ -18,12 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::context::HubHandle;
 use super::dispatch::HubDispatch;
 use super::session;
-use crate::connection::{
-    ChannelOutgoing, ConnectionId, Duplex, Incoming, Message, Start, TransportSink,
-};
+use crate::connection::{ConnectionId, Duplex, Start};
 use crate::frame::Outbound;
 use crate::hub::HubRuntime;
-use tokio_util::sync::CancellationToken;
 
 /// A hub that in-process connections reach without a network.
 pub struct InProcess<D: HubDispatch> {
@@ -62,17 +59,8 @@ impl<D: HubDispatch> InProcess<D> {
             stateful: false,
             early: Vec::new(),
         };
-        let incoming: Incoming = Box::pin(futures_util::stream::unfold(
-            from_client,
-            |mut rx| async move {
-                rx.recv()
-                    .await
-                    .map(|chunk| (Ok(Message::Binary(chunk)), rx))
-            },
-        ));
-        let outgoing =
-            TransportSink::Channel(ChannelOutgoing::new(to_client, CancellationToken::new()));
-        let duplex = Duplex::new(incoming, outgoing, self.runtime.options.client_timeout);
+        let duplex =
+            Duplex::in_process(from_client, to_client, self.runtime.options.client_timeout);
         tokio::spawn(session::run(self.runtime.clone(), start, duplex));
 
         let handshake = HandshakeRequest {
