@@ -3,6 +3,12 @@
 // test also proves that a concurrent official-client connection keeps working
 // afterwards: a bad client only ever takes down its own connection. Error texts
 // are compared whole (signal-server/src/docs/texts.md).
+//
+// These tests speak raw JSON records on purpose: each pins what the JSON
+// protocol does with a particular malformed or unusual text, so they run once,
+// whatever SIGNAL_JS_PROTOCOLS says. Their MessagePack counterparts (bad VarInt
+// prefixes, truncated arrays, wrong types) are in messagepack.test.mjs. The
+// bystanders are official clients of each protocol of the run.
 
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,12 +19,14 @@ const HUB = '/conformance';
 const RS = h.RS;
 const { invocation, TEXTS } = h;
 let server;
-/** An official-client connection that must survive every test. */
-let bystander;
+/** Official-client connections (one per protocol of the run) that must survive every test. */
+let bystanders;
 
 before(async () => {
   server = await h.startServer('conformance');
-  bystander = await h.connect(server, HUB, { transport: h.HttpTransportType.WebSockets, label: 'bystander' });
+  bystanders = await Promise.all(
+    h.PROTOCOLS.map((protocol) => h.connect(server, HUB, { transport: h.HttpTransportType.WebSockets, protocol, label: `${protocol} bystander` })),
+  );
 });
 
 after(async () => {
@@ -36,11 +44,13 @@ const logged = (body) =>
     () => server,
     async (t) => {
       await body(t);
-      // The bystander is still connected and answering, and saw nothing.
-      const text = h.unique('bystander');
-      assert.equal(bystander.state, h.HubConnectionState.Connected, 'bystander still connected');
-      assert.equal(await bystander.invoke('echo', text), text);
-      await bystander.assertNothingElse();
+      // The bystanders are still connected and answering, and saw nothing.
+      for (const bystander of bystanders) {
+        const text = h.unique('bystander');
+        assert.equal(bystander.state, h.HubConnectionState.Connected, `${bystander.label} still connected`);
+        assert.equal(await bystander.invoke('echo', text), text);
+        await bystander.assertNothingElse();
+      }
     },
   );
 

@@ -1,7 +1,9 @@
 // Shared helpers of the JavaScript end-to-end suites: start a Rust example server,
-// connect the OFFICIAL @microsoft/signalr client to it, and (for protocol and
+// connect the OFFICIAL @microsoft/signalr client to it (with the JSON hub protocol
+// or @microsoft/signalr-protocol-msgpack's MessagePack), and (for protocol and
 // bad-input tests) speak the transports raw: WebSocket frames with `ws`,
-// Server-Sent Events and long polling with fetch. Waiting is always for a state
+// Server-Sent Events and long polling with fetch, in JSON records or in
+// length-prefixed MessagePack messages. Waiting is always for a state
 // or an event (`eventually`, `Waiters`), never for a fixed time; the texts the
 // server sends are in `TEXTS`, compared whole.
 //
@@ -9,6 +11,9 @@
 //   SIGNAL_JS_TRANSPORTS  comma-separated HttpTransportType names the suites run
 //                         over (default "WebSockets"), e.g.
 //                         "WebSockets,ServerSentEvents,LongPolling".
+//   SIGNAL_JS_PROTOCOLS   comma-separated hub protocols the client suites run
+//                         with (default "json,messagepack"). MessagePack is
+//                         binary, so its runs skip ServerSentEvents (text only).
 //   SIGNAL_JS_NO_BUILD=1  skip `cargo build` (the binaries must exist already).
 //   RUST_LOG              passed to the servers (default: debug for signal crates).
 
@@ -22,9 +27,12 @@ import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 
 import * as signalR from '@microsoft/signalr';
+import { MessagePackHubProtocol } from '@microsoft/signalr-protocol-msgpack';
+// The MessagePack codec the protocol package itself uses (its dependency).
+import * as msgpack from '@msgpack/msgpack';
 import WebSocket from 'ws';
 
-export { signalR, WebSocket };
+export { signalR, MessagePackHubProtocol, msgpack, WebSocket };
 export const { HttpTransportType, HubConnectionBuilder, HubConnectionState, LogLevel, Subject } =
   signalR;
 
@@ -52,22 +60,49 @@ export function transportName(transport) {
   return HttpTransportType[transport];
 }
 
+/** The hub protocols the client suites run with: 'json' and/or 'messagepack'. */
+export const PROTOCOLS = (process.env.SIGNAL_JS_PROTOCOLS ?? 'json,messagepack')
+  .split(',')
+  .map((name) => name.trim())
+  .filter(Boolean)
+  .map((name) => {
+    if (name !== 'json' && name !== 'messagepack') {
+      throw new Error(`SIGNAL_JS_PROTOCOLS: unknown protocol '${name}' (json, messagepack)`);
+    }
+    return name;
+  });
+
 /**
- * Client configurations of a suite: each transport with negotiation, plus
- * WebSockets with `skipNegotiation` when WebSockets is among the transports.
+ * Whether a hub protocol can run over a transport: MessagePack is binary and
+ * Server-Sent Events carry text only (the official client skips SSE for it).
  */
-export function clientModes({ skipNegotiation = true } = {}) {
-  const modes = TRANSPORTS.map((transport) => ({
-    name: `${transportName(transport)} (negotiated)`,
+export function carries(transport, protocol) {
+  return protocol === 'json' || transport !== HttpTransportType.ServerSentEvents;
+}
+
+/**
+ * Client configurations of a suite, for each protocol of `protocols`: each
+ * transport that carries it, negotiated, plus WebSockets with
+ * `skipNegotiation` when WebSockets is among the transports. Each mode has
+ * `name`, `transport`, `skipNegotiation`, `protocol` and `options` (the three
+ * as options of `client`/`connect`).
+ */
+export function clientModes({ skipNegotiation = true, protocols = PROTOCOLS } = {}) {
+  const modes = [];
+  const mode = (transport, skip, protocol) => ({
+    name: `${transportName(transport)} (${skip ? 'skipNegotiation' : 'negotiated'}) with ${protocol}`,
     transport,
-    skipNegotiation: false,
-  }));
-  if (skipNegotiation && TRANSPORTS.includes(HttpTransportType.WebSockets)) {
-    modes.push({
-      name: 'WebSockets (skipNegotiation)',
-      transport: HttpTransportType.WebSockets,
-      skipNegotiation: true,
-    });
+    skipNegotiation: skip,
+    protocol,
+    options: { transport, skipNegotiation: skip, protocol },
+  });
+  for (const protocol of protocols) {
+    for (const transport of TRANSPORTS) {
+      if (carries(transport, protocol)) modes.push(mode(transport, false, protocol));
+    }
+    if (skipNegotiation && TRANSPORTS.includes(HttpTransportType.WebSockets)) {
+      modes.push(mode(HttpTransportType.WebSockets, true, protocol));
+    }
   }
   return modes;
 }
@@ -381,6 +416,17 @@ const captureLogger = {
   },
 };
 
+const messagePackProtocol = new MessagePackHubProtocol();
+
+/** How many MessagePack Ping messages (`[6]`) a binary payload holds; 0 if it is not whole messages. */
+function countMessagePackPings(data) {
+  try {
+    return messagePackProtocol.parseMessages(data, signalR.NullLogger.instance).filter((m) => m.type === 6).length;
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * An official HubConnection plus an inbox of every client-method call it got.
  * `on(method)` must be called for each client method before `start()` (the
@@ -388,10 +434,11 @@ const captureLogger = {
  * messages, which the client otherwise consumes silently.
  */
 export class Client {
-  constructor(connection, label, baseUrl) {
+  constructor(connection, label, baseUrl, protocol = 'json') {
     this.connection = connection;
     this.label = label;
     this.baseUrl = baseUrl;
+    this.protocol = protocol;
     this.received = []; // { method, args } in arrival order, unconsumed
     this.pings = 0;
     this.waiters = new Waiters();
@@ -410,6 +457,11 @@ export class Client {
     http.onreceive = (data) => {
       if (typeof data === 'string') {
         this.pings += data.split(RS).filter((record) => record === '{"type":6}').length;
+        this.waiters.wake();
+      } else {
+        // MessagePack: whole length-prefixed messages (the handshake answer
+        // comes as a string or ahead of them; it is left to the client).
+        this.pings += countMessagePackPings(data);
         this.waiters.wake();
       }
       deliver(data);
@@ -526,16 +578,22 @@ export async function assertDelivered(everyone, expected, { method = 'message', 
 
 /**
  * Builds (does not start) a client. `path` is the hub path with an optional
- * query (`/targets?user=alice`).
+ * query (`/targets?user=alice`); `protocol` is 'json' (the default) or
+ * 'messagepack' (the official MessagePackHubProtocol).
  */
-export function client(server, hubPath, { transport = HttpTransportType.WebSockets, skipNegotiation = false, methods = ['message'], label = hubPath, configure } = {}) {
+export function client(server, hubPath, { transport = HttpTransportType.WebSockets, skipNegotiation = false, protocol = 'json', methods = ['message'], label = hubPath, configure } = {}) {
   let builder = new HubConnectionBuilder()
     // `transport: null` leaves the choice to the client's own fallback.
     .withUrl(`${server.url}${hubPath}`, { ...(transport === null ? {} : { transport }), skipNegotiation, logger: captureLogger, logMessageContent: true })
     .configureLogging(captureLogger);
+  if (protocol === 'messagepack') {
+    builder = builder.withHubProtocol(new MessagePackHubProtocol());
+  } else if (protocol !== 'json') {
+    throw new Error(`unknown hub protocol '${protocol}'`);
+  }
   if (configure) builder = configure(builder);
   const connection = builder.build();
-  const result = new Client(connection, label, server.url);
+  const result = new Client(connection, label, server.url, protocol);
   for (const method of methods) result.on(method);
   return result;
 }
@@ -624,6 +682,16 @@ export const TEXTS = {
 // server's records into a `RecordInbox` and offer the same calls:
 // `sendRaw(text)`, `sendRecords(...messages)`, `nextRecord(timeout)`,
 // `waitEnded(timeout)`, `close()`.
+//
+// With `protocol: 'messagepack'` (WebSockets and long polling; SSE carries text
+// only) the handshake is still a JSON record, and then the server's messages
+// are read by a `MessagePackInbox`: each record is the message's MessagePack
+// array as `@msgpack/msgpack` decodes it (`[3, {}, '1', 3, 'hi']`), and
+// `hubMessage(record)` is what the official client's `parseMessages` makes of
+// the same bytes. `sendRecords` then takes hub messages (`{ type: 1, ... }`,
+// written by the official MessagePackHubProtocol) or arrays (encoded as they
+// are, for messages the official writer would never produce), each framed
+// with its VarInt length; `sendRaw` takes bytes.
 
 /** POST {hub}/negotiate?negotiateVersion=1; returns { status, headers, body (parsed JSON or text) }. */
 export async function negotiate(server, hubPath, { version = 1, query = '', headers = {} } = {}) {
@@ -709,14 +777,162 @@ export class RecordInbox {
         if (this.records.length > 0) return this.records.shift();
         if (this.ended) {
           throw new Error(
-            `${this.label} ended (${JSON.stringify(this.ended)}) with no record left; received: ${JSON.stringify(this.chunks)}; partial: ${JSON.stringify(this.buffer)}`,
+            `${this.label} ended (${JSON.stringify(this.ended)}) with no record left; received: ${this.describe(this.chunks)}; partial: ${this.describe(this.buffer)}`,
           );
         }
         return undefined;
       },
-      { timeout, what: `a record from ${this.label}`, detail: () => `; received so far: ${JSON.stringify(this.chunks)}` },
+      { timeout, what: `a record from ${this.label}`, detail: () => `; received so far: ${this.describe(this.chunks)}` },
     );
   }
+
+  /** For error messages. */
+  describe(value) {
+    return JSON.stringify(value);
+  }
+}
+
+/** Bytes as hex pairs ("02 91 06"), for error messages. */
+export function hex(bytes) {
+  return Buffer.from(bytes).toString('hex').replace(/(..)(?!$)/g, '$1 ');
+}
+
+/** Each message's bytes preceded by its VarInt length (the MessagePack protocol's framing). */
+export function lengthPrefixed(...messages) {
+  const parts = [];
+  for (const message of messages) {
+    let size = message.length;
+    do {
+      let byte = size & 0x7f;
+      size = Math.floor(size / 128);
+      if (size > 0) byte |= 0x80;
+      parts.push(Buffer.from([byte]));
+    } while (size > 0);
+    parts.push(Buffer.from(message));
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * One or more MessagePack hub messages, framed, in one buffer: hub message
+ * objects are written by the official MessagePackHubProtocol, arrays are
+ * encoded as they are with @msgpack/msgpack.
+ */
+export function messagePackMessages(...messages) {
+  return Buffer.concat(
+    messages.map((message) =>
+      Array.isArray(message)
+        ? lengthPrefixed(msgpack.encode(message))
+        : Buffer.from(messagePackProtocol.writeMessage(message)),
+    ),
+  );
+}
+
+const framedOf = new WeakMap();
+
+/**
+ * What the official MessagePackHubProtocol's `parseMessages` makes of a record
+ * of a `MessagePackInbox` (from the bytes it came in): `{ type: 7, error, ... }`.
+ */
+export function hubMessage(record) {
+  const framed = framedOf.get(record);
+  if (!framed) throw new Error(`not a record of a MessagePack inbox: ${JSON.stringify(record)}`);
+  const messages = messagePackProtocol.parseMessages(framed.buffer.slice(framed.byteOffset, framed.byteOffset + framed.length), signalR.NullLogger.instance);
+  assert.equal(messages.length, 1, `one hub message in ${hex(framed)}`);
+  return messages[0];
+}
+
+/**
+ * A `RecordInbox` for the MessagePack protocol: bytes that arrive in pieces,
+ * first the handshake answer (a JSON record ending in RS), then messages each
+ * preceded by its VarInt length. Each record is the message's decoded array;
+ * a message that is not MessagePack is kept as `{ undecodable: hex, error }`,
+ * a length prefix the server should never send as `{ badPrefix: hex }`.
+ * `chunks` holds each piece as received (Buffers).
+ */
+export class MessagePackInbox extends RecordInbox {
+  constructor(label, options) {
+    super(label, options);
+    this.buffer = Buffer.alloc(0);
+    this.handshaken = false;
+  }
+
+  push(bytes) {
+    const chunk = Buffer.from(bytes);
+    this.chunks.push(chunk);
+    this.buffer = Buffer.concat([this.buffer, chunk]);
+    for (;;) {
+      if (!this.handshaken) {
+        const index = this.buffer.indexOf(0x1e);
+        if (index < 0) break;
+        const text = this.buffer.subarray(0, index).toString('utf8');
+        this.buffer = this.buffer.subarray(index + 1);
+        this.handshaken = true;
+        let parsed;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = { unparsable: text };
+        }
+        this.records.push(parsed);
+        continue;
+      }
+      let size = 0;
+      let at = 0;
+      let complete = false;
+      while (at < this.buffer.length && at < 5) {
+        const byte = this.buffer[at];
+        size += (byte & 0x7f) * 2 ** (7 * at);
+        at += 1;
+        if ((byte & 0x80) === 0) {
+          complete = true;
+          break;
+        }
+      }
+      if (!complete) {
+        if (at === 5) {
+          this.records.push({ badPrefix: hex(this.buffer.subarray(0, 5)) });
+          this.buffer = Buffer.alloc(0);
+        }
+        break;
+      }
+      if (this.buffer.length < at + size) break;
+      const framed = Buffer.from(this.buffer.subarray(0, at + size));
+      const body = framed.subarray(at);
+      this.buffer = this.buffer.subarray(at + size);
+      let record;
+      try {
+        record = msgpack.decode(body);
+      } catch (error) {
+        record = { undecodable: hex(body), error: error.message };
+      }
+      if (Array.isArray(record) && record.length === 1 && record[0] === 6) {
+        this.pings += 1;
+        if (!this.keepPings) continue;
+      }
+      if (record !== null && typeof record === 'object') framedOf.set(record, framed);
+      this.records.push(record);
+    }
+    this.waiters.wake();
+  }
+
+  describe(value) {
+    if (Buffer.isBuffer(value)) return hex(value);
+    if (Array.isArray(value)) return `[${value.map((chunk) => (Buffer.isBuffer(chunk) ? hex(chunk) : JSON.stringify(chunk))).join(' | ')}]`;
+    return JSON.stringify(value);
+  }
+}
+
+/** An inbox for the records of `protocol`. */
+function inboxFor(protocol, label, options) {
+  if (protocol === 'messagepack') return new MessagePackInbox(label, options);
+  if (protocol === 'json') return new RecordInbox(label, options);
+  throw new Error(`unknown hub protocol '${protocol}'`);
+}
+
+/** The handshake request of `protocol`, as the official clients send it: a JSON record. */
+export function handshakeRecord(protocol, version = 1) {
+  return records({ protocol, version });
 }
 
 /** Every raw connection opened here, for cleanup. */
@@ -739,14 +955,18 @@ export function closeRawOf(server) {
 }
 
 /**
- * A raw WebSocket speaking text records. `ws` options (`headers`, `origin`)
- * go to the upgrade request. `opened` rejects with `statusCode` and `body` when
- * the server refuses the upgrade.
+ * A raw WebSocket speaking text records (`protocol: 'json'`, the default) or
+ * MessagePack messages (`protocol: 'messagepack'`). `ws` options (`headers`,
+ * `origin`) go to the upgrade request. `opened` rejects with `statusCode` and
+ * `body` when the server refuses the upgrade. `frameKinds` lists whether each
+ * frame received was 'text' or 'binary'.
  */
 export class RawSocket {
-  constructor(url, { pings = false, ...options } = {}) {
+  constructor(url, { pings = false, protocol = 'json', ...options } = {}) {
     this.url = url;
-    this.inbox = new RecordInbox(url, { pings });
+    this.protocol = protocol;
+    this.inbox = inboxFor(protocol, url, { pings });
+    this.frameKinds = [];
     this.ws = new WebSocket(url, options);
     this.closeInfo = undefined;
     rawConnections.add(this);
@@ -777,7 +997,9 @@ export class RawSocket {
     });
     this.ws.on('error', () => {});
     this.ws.on('message', (data, isBinary) => {
-      this.inbox.push(isBinary ? Buffer.from(data).toString('utf8') : data.toString());
+      this.frameKinds.push(isBinary ? 'binary' : 'text');
+      if (this.protocol === 'messagepack') this.inbox.push(Buffer.from(data));
+      else this.inbox.push(isBinary ? Buffer.from(data).toString('utf8') : data.toString());
     });
   }
 
@@ -786,18 +1008,27 @@ export class RawSocket {
     return this.inbox.records;
   }
 
-  /** Every frame received, as text. */
+  /** Every frame received, as text (JSON) or as a Buffer (MessagePack). */
   get frames() {
     return this.inbox.chunks;
   }
 
-  /** Sends a string as one text frame, as is (add RS yourself). */
-  sendRaw(text, options = {}) {
-    return new Promise((resolve, reject) => this.ws.send(text, { binary: false, ...options }, (e) => (e ? reject(e) : resolve())));
+  /**
+   * Sends a string as one text frame, as is (add RS yourself), or bytes as one
+   * binary frame (`options` may say otherwise: `{ binary, fin }`).
+   */
+  sendRaw(data, options = {}) {
+    const binary = typeof data !== 'string';
+    return new Promise((resolve, reject) => this.ws.send(data, { binary, ...options }, (e) => (e ? reject(e) : resolve())));
   }
 
-  /** Sends one or more JSON messages, each as a record, in one frame. */
+  /**
+   * Sends one or more messages in one frame: JSON messages each as a record in
+   * a text frame, or MessagePack messages (see `messagePackMessages`) in a
+   * binary frame.
+   */
   sendRecords(...messages) {
+    if (this.protocol === 'messagepack') return this.sendRaw(messagePackMessages(...messages));
     return this.sendRaw(records(...messages));
   }
 
@@ -811,10 +1042,10 @@ export class RawSocket {
     return withTimeout(this.closed, timeout, `${this.url} to close`);
   }
 
-  /** Sends the JSON handshake and expects `{}`. */
+  /** Sends the handshake of its protocol (a text frame, as the official client) and expects `{}`. */
   async handshake(version = 1) {
     await this.opened;
-    await this.sendRecords({ protocol: 'json', version });
+    await this.sendRaw(handshakeRecord(this.protocol, version));
     assert.deepEqual(await this.nextRecord(), {}, 'handshake response');
   }
 
@@ -832,8 +1063,8 @@ export function wsUrl(server, hubPath) {
   return `${server.url.replace(/^http/, 'ws')}${hubPath}`;
 }
 
-/** Negotiates, opens a raw WebSocket to the hub with the token, and does the handshake. */
-export async function rawConnect(server, hubPath, { handshake = true, negotiated: negotiate_ = true, pings = false } = {}) {
+/** Negotiates, opens a raw WebSocket to the hub with the token, and does the handshake of `protocol`. */
+export async function rawConnect(server, hubPath, { handshake = true, negotiated: negotiate_ = true, pings = false, protocol = 'json' } = {}) {
   let url = wsUrl(server, hubPath);
   let connectionId;
   if (negotiate_) {
@@ -841,7 +1072,7 @@ export async function rawConnect(server, hubPath, { handshake = true, negotiated
     connectionId = body.connectionId;
     url += `${url.includes('?') ? '&' : '?'}id=${encodeURIComponent(body.connectionToken)}`;
   }
-  const socket = new RawSocket(url, { pings });
+  const socket = new RawSocket(url, { pings, protocol });
   socket.connectionId = connectionId;
   await withTimeout(socket.opened, 5000, `raw socket ${url} to open`);
   if (handshake) await socket.handshake();
@@ -853,27 +1084,34 @@ export function rawSocket(url, options) {
   return new RawSocket(url, options);
 }
 
-/** POSTs `body` to a transport URL; returns `{ status, body }` (text). */
+/**
+ * POSTs `body` to a transport URL, a string as text/plain, bytes as
+ * application/octet-stream (as the official client); returns `{ status, body }`
+ * (the answer as text).
+ */
 export async function post(url, body) {
-  const response = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body });
+  const type = typeof body === 'string' ? 'text/plain' : 'application/octet-stream';
+  const response = await fetch(url, { method: 'POST', headers: { 'Content-Type': type }, body });
   return { status: response.status, body: await response.text() };
 }
 
 /** An HTTP transport's POSTs: `sendRaw` expects 200 and an empty body. */
 class HttpSender {
-  async sendRaw(text) {
-    const response = await post(this.url, text);
+  async sendRaw(data) {
+    const response = await post(this.url, data);
     assert.deepEqual(response, { status: 200, body: '' }, 'POST response');
     return response;
   }
 
+  /** One POST of JSON records, or of framed MessagePack messages (see `messagePackMessages`). */
   sendRecords(...messages) {
+    if (this.protocol === 'messagepack') return this.sendRaw(messagePackMessages(...messages));
     return this.sendRaw(records(...messages));
   }
 
-  /** POSTs the JSON handshake and expects `{}`. */
+  /** POSTs the handshake of its protocol (a JSON record) and expects `{}`. */
   async handshake(version = 1) {
-    await this.sendRecords({ protocol: 'json', version });
+    await this.sendRaw(handshakeRecord(this.protocol, version));
     assert.deepEqual(await this.nextRecord(), {}, 'handshake response');
   }
 }
@@ -893,6 +1131,8 @@ export class EventStream extends HttpSender {
   constructor(url, response, controller, { pings }) {
     super();
     this.url = url;
+    // Text only: a MessagePack handshake here is refused (see messagepack.test.mjs).
+    this.protocol = 'json';
     this.status = response.status;
     this.headers = response.headers;
     this.controller = controller;
@@ -950,13 +1190,15 @@ export class EventStream extends HttpSender {
 /**
  * A raw long-polling connection: `poll()` is one GET; `nextRecord` polls (one
  * poll at a time) until a record comes. A poll answered 204 ends the inbox.
- * `polls` lists every answer: `{ status, contentType, body }`.
+ * `polls` lists every answer: `{ status, contentType, body }`, the body as
+ * text (JSON) or as a Buffer (MessagePack).
  */
 export class LongPolling extends HttpSender {
-  constructor(url) {
+  constructor(url, { protocol = 'json' } = {}) {
     super();
     this.url = url;
-    this.inbox = new RecordInbox(`long polling ${url}`);
+    this.protocol = protocol;
+    this.inbox = inboxFor(protocol, `long polling ${url}`);
     this.polls = [];
     this.controller = new AbortController();
     this.inFlight = null;
@@ -966,7 +1208,8 @@ export class LongPolling extends HttpSender {
   /** One GET, as is: `{ status, contentType, body }`. */
   async poll() {
     const response = await fetch(this.url, { signal: this.controller.signal });
-    return { status: response.status, contentType: response.headers.get('content-type'), body: await response.text() };
+    const body = this.protocol === 'messagepack' ? Buffer.from(await response.arrayBuffer()) : await response.text();
+    return { status: response.status, contentType: response.headers.get('content-type'), body };
   }
 
   #pump() {
@@ -975,7 +1218,7 @@ export class LongPolling extends HttpSender {
         this.inFlight = null;
         this.polls.push(answer);
         if (answer.status === 200) {
-          if (answer.body) this.inbox.push(answer.body);
+          if (answer.body.length > 0) this.inbox.push(answer.body);
         } else {
           this.inbox.end(answer);
         }
@@ -1020,20 +1263,23 @@ export class LongPolling extends HttpSender {
 
 /**
  * Negotiates and opens `transport` ('WebSockets', 'ServerSentEvents' or
- * 'LongPolling') raw, then does the handshake unless `handshake: false`. A new
- * long-polling connection's first poll (answered at once) is taken here.
+ * 'LongPolling') raw, then does the handshake of `protocol` ('json' or, but for
+ * SSE, 'messagepack') unless `handshake: false`. A new long-polling
+ * connection's first poll (answered at once) is taken here.
  */
-export async function rawOpen(transport, server, hubPath, { handshake = true, pings = false } = {}) {
-  if (transport === 'WebSockets') return rawConnect(server, hubPath, { handshake, pings });
+export async function rawOpen(transport, server, hubPath, { handshake = true, pings = false, protocol = 'json' } = {}) {
+  if (transport === 'WebSockets') return rawConnect(server, hubPath, { handshake, pings, protocol });
   const { url, connectionId } = await negotiated(server, hubPath);
   let connection;
   if (transport === 'ServerSentEvents') {
+    if (protocol !== 'json') throw new Error(`Server-Sent Events carry text only: no raw ${protocol} connection over them`);
     connection = await EventStream.open(url, { pings });
     assert.equal(connection.status, 200, 'event stream status');
     assert.equal(connection.headers.get('content-type'), 'text/event-stream');
   } else if (transport === 'LongPolling') {
-    connection = new LongPolling(url);
-    assert.deepEqual(await connection.poll(), { status: 200, contentType: null, body: '' }, 'the first poll starts the connection');
+    connection = new LongPolling(url, { protocol });
+    const empty = protocol === 'json' ? '' : Buffer.alloc(0);
+    assert.deepEqual(await connection.poll(), { status: 200, contentType: null, body: empty }, 'the first poll starts the connection');
   } else {
     throw new Error(`unknown transport ${transport}`);
   }
@@ -1045,10 +1291,18 @@ export async function rawOpen(transport, server, hubPath, { handshake = true, pi
 /**
  * Asserts that the server's next record on `connection` is a Close with
  * exactly `error` (no allowReconnect), that the transport then ends, and that
- * nothing came after the Close.
+ * nothing came after the Close. Over MessagePack the Close is the array
+ * `[7, error, false]` (three elements, as ASP.NET Core writes it), which the
+ * official client reads as `{ type: 7, error, allowReconnect: false }`.
  */
 export async function expectClose(connection, error) {
-  assert.deepEqual(await connection.nextRecord(), { type: 7, error }, 'the Close message');
+  const close = await connection.nextRecord();
+  if (connection.protocol === 'messagepack') {
+    assert.deepEqual(close, [7, error, false], 'the Close message');
+    assert.deepEqual(hubMessage(close), { type: 7, error, allowReconnect: false }, 'the Close message as the official client reads it');
+  } else {
+    assert.deepEqual(close, { type: 7, error }, 'the Close message');
+  }
   await connection.waitEnded();
   assert.deepEqual(connection.inbox.records, [], 'nothing after the Close message');
 }

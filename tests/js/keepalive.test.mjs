@@ -2,7 +2,9 @@
 // environment (SIGNAL_KEEP_ALIVE_MS, SIGNAL_CLIENT_TIMEOUT_MS,
 // SIGNAL_HANDSHAKE_TIMEOUT_MS), so each test starts a server of its own with
 // timeouts short enough to act within a second. Tests wait for what the timeout
-// does (a ping, a Close, the end of a transport), never for a time.
+// does (a ping, a Close, the end of a transport), never for a time. The official
+// client runs with each hub protocol of the run; the raw tests speak JSON
+// records on purpose (their MessagePack twins are in messagepack.test.mjs).
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,7 +39,7 @@ describe('keep-alive', () => {
     test(`the official client over ${mode.name} with a short server timeout stays connected on the server's pings`, h.withServer('conformance', { env }, async (server) => {
       // The client closes after 2 s without a message; the server's pings
       // (every 100 ms when idle) are all it gets.
-      const c = await h.connect(server, HUB, { transport: mode.transport, label: 'idle', configure: (b) => b.withServerTimeout(2000) });
+      const c = await h.connect(server, HUB, { ...mode.options, label: 'idle', configure: (b) => b.withServerTimeout(2000) });
       // 25 pings, each sent after 100 ms of quiet, span more than the client's timeout.
       await c.waitFor(() => (c.pings >= 25 ? true : undefined), { timeout: 10_000, what: '25 pings' });
       assert.equal(c.state, h.HubConnectionState.Connected);
@@ -64,7 +66,7 @@ describe('client timeout', () => {
   for (const mode of pinged) {
     test(`the official client over ${mode.name}, silent (client keep-alive 60 s), is closed with the server's reason`, h.withServer('conformance', { env }, async (server) => {
       const c = await h.connect(server, HUB, {
-        transport: mode.transport,
+        ...mode.options,
         label: 'silent',
         configure: (b) => b.withKeepAliveInterval(60_000).withServerTimeout(120_000),
       });
@@ -75,7 +77,7 @@ describe('client timeout', () => {
 
     test(`the official client over ${mode.name} that pings (every 100 ms) is not closed`, h.withServer('conformance', { env: { ...env, SIGNAL_KEEP_ALIVE_MS: '100' } }, async (server) => {
       const c = await h.connect(server, HUB, {
-        transport: mode.transport,
+        ...mode.options,
         label: 'pinging',
         configure: (b) => b.withKeepAliveInterval(100),
       });

@@ -142,12 +142,14 @@ test('the connection id is not a token', logged(async () => {
   });
 }));
 
-test('the official client negotiates and learns the id the hub sees', logged(async () => {
-  const c = await h.connect(server, HUB, { transport: h.HttpTransportType.WebSockets, label: 'negotiated' });
-  assert.equal(typeof c.connectionId, 'string');
-  assert.equal(await c.invoke('connectionId'), c.connectionId);
-  await c.stop();
-}));
+for (const protocol of h.PROTOCOLS) {
+  test(`the official client negotiates and learns the id the hub sees, with ${protocol}`, logged(async () => {
+    const c = await h.connect(server, HUB, { transport: h.HttpTransportType.WebSockets, protocol, label: 'negotiated' });
+    assert.equal(typeof c.connectionId, 'string');
+    assert.equal(await c.invoke('connectionId'), c.connectionId);
+    await c.stop();
+  }));
+}
 
 test('the official client without a transport restriction picks WebSockets', logged(async () => {
   const built = new h.HubConnectionBuilder().withUrl(`${server.url}${HUB}`).configureLogging(h.LogLevel.None).build();

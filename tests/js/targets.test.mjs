@@ -1,6 +1,7 @@
 // The `targets` fixture hub: every send target of the server, with the official
 // client. Connections: alice1 and alice2 (user alice), bob (user bob), anon (no
-// user). The user id is the `user` query parameter of the hub URL.
+// user). The user id is the `user` query parameter of the hub URL. Over each
+// transport of the run, once with each hub protocol.
 
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +22,7 @@ after(async () => {
 const logged = (body) => h.logged(() => server, body);
 
 for (const mode of h.clientModes({ skipNegotiation: false })) {
-  const options = { transport: mode.transport, skipNegotiation: mode.skipNegotiation };
+  const options = mode.options;
 
   describe(`targets hub over ${mode.name}`, () => {
     let alice1, alice2, bob, anon, all;
@@ -228,3 +229,41 @@ for (const mode of h.clientModes({ skipNegotiation: false })) {
     }));
   });
 }
+
+// One send to recipients of both protocols: each gets the same call in its own
+// protocol (the server writes the message once per protocol in use).
+describe('targets hub with JSON and MessagePack clients at once', { skip: h.PROTOCOLS.length < 2 && 'one protocol in this run' }, () => {
+  const transport = h.HttpTransportType.WebSockets;
+  let clients;
+
+  before(async () => {
+    clients = await Promise.all(
+      [['alice', 'json'], ['alice', 'messagepack'], ['bob', 'json'], ['bob', 'messagepack']].map(([user, protocol]) =>
+        h.connect(server, `/targets?user=${user}`, { transport, protocol, label: `${user} (${protocol})` }),
+      ),
+    );
+  });
+
+  after(async () => {
+    await Promise.allSettled(clients.map((c) => c.stop()));
+  });
+
+  test('sendToAll, sendToUser, sendToGroup and sendToOthers reach each recipient once, whatever its protocol', logged(async () => {
+    const [aliceJson, aliceMessagePack, bobJson, bobMessagePack] = clients;
+    const expectDelivery = async (sender, method, args, expected) => {
+      const text = h.unique(method);
+      await sender.invoke(method, ...args, text);
+      await h.assertDelivered(clients, expected, { args: [text] });
+    };
+    await expectDelivery(aliceJson, 'sendToAll', [], clients);
+    await expectDelivery(bobMessagePack, 'sendToAll', [], clients);
+    await expectDelivery(bobJson, 'sendToUser', ['alice'], [aliceJson, aliceMessagePack]);
+    await expectDelivery(aliceMessagePack, 'sendToOthers', [], [aliceJson, bobJson, bobMessagePack]);
+    const group = h.unique('mixed');
+    await aliceMessagePack.invoke('joinGroup', group);
+    await bobJson.invoke('joinGroup', group);
+    await expectDelivery(aliceJson, 'sendToGroup', [group], [aliceMessagePack, bobJson]);
+    await aliceMessagePack.invoke('leaveGroup', group);
+    await bobJson.invoke('leaveGroup', group);
+  }));
+});

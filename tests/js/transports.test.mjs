@@ -1,6 +1,10 @@
 // Choosing transports: the official client falling back by itself when the
-// server disables transports, refusals of disabled transports, long polling
-// keeping what is sent between polls, and the connection log line.
+// server disables transports (with each hub protocol of the run: a MessagePack
+// client passes over Server-Sent Events, which carry text only), refusals of
+// disabled transports, long polling keeping what is sent between polls, and the
+// connection log line. The raw long-polling tests speak JSON records on
+// purpose: what they pin (holding, ending and renewing polls) is below the hub
+// protocol.
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,18 +18,21 @@ const withTransports = (transports, body) =>
   h.withServer('conformance', { env: { SIGNAL_TRANSPORTS: transports } }, body);
 
 describe('fallback chosen by the official client', () => {
-  for (const [transports, expected] of [
-    ['ServerSentEvents,LongPolling', 'ServerSentEvents'],
-    ['LongPolling', 'LongPolling'],
-    ['WebSockets,ServerSentEvents,LongPolling', 'WebSockets'],
-  ]) {
-    test(`with ${transports} enabled the client lands on ${expected}`, withTransports(transports, async (server) => {
-      // No transport forced: the client walks the negotiated list by itself.
-      const c = await h.connect(server, HUB, { transport: null, label: 'auto' });
-      assert.equal(await c.invoke('transport'), expected);
-      assert.equal(await c.invoke('echo', 'works'), 'works');
-      await c.stop();
-    }));
+  for (const protocol of h.PROTOCOLS) {
+    for (const [transports, expected] of [
+      // The first transport offered that carries the protocol.
+      ['ServerSentEvents,LongPolling', protocol === 'json' ? 'ServerSentEvents' : 'LongPolling'],
+      ['LongPolling', 'LongPolling'],
+      ['WebSockets,ServerSentEvents,LongPolling', 'WebSockets'],
+    ]) {
+      test(`with ${transports} enabled a ${protocol} client lands on ${expected}`, withTransports(transports, async (server) => {
+        // No transport forced: the client walks the negotiated list by itself.
+        const c = await h.connect(server, HUB, { transport: null, protocol, label: 'auto' });
+        assert.equal(await c.invoke('transport'), expected);
+        assert.equal(await c.invoke('echo', 'works'), 'works');
+        await c.stop();
+      }));
+    }
   }
 
   test('a disabled transport is refused, and a client that insists on it fails cleanly', withTransports('LongPolling', async (server) => {
@@ -44,21 +51,23 @@ describe('fallback chosen by the official client', () => {
 });
 
 describe('long polling', () => {
-  test('messages sent while no poll is pending are neither lost nor repeated', withTransports('LongPolling', async (server) => {
-    const receiver = await h.connect(server, HUB, { transport: h.HttpTransportType.LongPolling, label: 'poller' });
-    const sender = await h.connect(server, HUB, { transport: h.HttpTransportType.LongPolling, label: 'sender', methods: [] });
-    const id = receiver.connectionId;
-    const count = 300;
-    // Many sends in flight at once: most arrive while the receiver's poll is
-    // being answered or renewed.
-    await Promise.all(Array.from({ length: count }, (_, i) => sender.invoke('sendToConnection', id, String(i))));
-    // Sent after all of them: once it is in, any repeat of them would be too.
-    await sender.invoke('sendToConnection', id, 'end');
-    await receiver.next('message', { match: ([text]) => text === 'end', timeout: 10_000 });
-    const got = receiver.received.map(({ args }) => Number(args[0])).sort((a, b) => a - b);
-    assert.deepEqual(got, Array.from({ length: count }, (_, i) => i));
-    await Promise.all([receiver.stop(), sender.stop()]);
-  }));
+  for (const protocol of h.PROTOCOLS) {
+    test(`messages sent while no poll is pending are neither lost nor repeated, with ${protocol}`, withTransports('LongPolling', async (server) => {
+      const receiver = await h.connect(server, HUB, { transport: h.HttpTransportType.LongPolling, protocol, label: 'poller' });
+      const sender = await h.connect(server, HUB, { transport: h.HttpTransportType.LongPolling, protocol, label: 'sender', methods: [] });
+      const id = receiver.connectionId;
+      const count = 300;
+      // Many sends in flight at once: most arrive while the receiver's poll is
+      // being answered or renewed.
+      await Promise.all(Array.from({ length: count }, (_, i) => sender.invoke('sendToConnection', id, String(i))));
+      // Sent after all of them: once it is in, any repeat of them would be too.
+      await sender.invoke('sendToConnection', id, 'end');
+      await receiver.next('message', { match: ([text]) => text === 'end', timeout: 10_000 });
+      const got = receiver.received.map(({ args }) => Number(args[0])).sort((a, b) => a - b);
+      assert.deepEqual(got, Array.from({ length: count }, (_, i) => i));
+      await Promise.all([receiver.stop(), sender.stop()]);
+    }));
+  }
 
   const empty = { status: 200, contentType: null, body: '' };
   const ended = { status: 204, contentType: null, body: '' };
@@ -125,6 +134,7 @@ describe('long polling', () => {
   ));
 });
 
+// The log line is the connection layer's, below the hub protocol: JSON clients only.
 describe('logging', () => {
   test('each connection start logs its id, transport and remote address', withTransports('WebSockets,ServerSentEvents,LongPolling', async (server) => {
     for (const transport of ['WebSockets', 'ServerSentEvents', 'LongPolling']) {
