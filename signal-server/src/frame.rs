@@ -42,6 +42,19 @@ enum Body {
     Binary(Bytes),
     /// A hub message, encoded per protocol on first use.
     Hub(HubBody),
+    /// A hub message for one connection, already encoded in its protocol (a
+    /// Completion, a stream item, a send to one client): no caches to carry.
+    Framed {
+        protocol: ProtocolId,
+        payload: Framed,
+        sequenced: bool,
+    },
+}
+
+#[derive(Debug)]
+enum Framed {
+    Text(Utf8Bytes),
+    Binary(Bytes),
 }
 
 #[derive(Debug)]
@@ -64,6 +77,9 @@ pub(crate) enum EncodeError {
     /// A hub message reached a connection that speaks no hub protocol.
     #[error("a hub message cannot be sent on a raw connection")]
     NoProtocol,
+    /// A message encoded for one connection reached one of another protocol.
+    #[error("a message encoded for another protocol cannot be sent on a '{0}' connection")]
+    OtherProtocol(&'static str),
 }
 
 impl Frame {
@@ -83,9 +99,32 @@ impl Frame {
         Frame::new(Body::Hub(HubBody::new(message.into())), None)
     }
 
-    /// A server stream's item, holding `slot` until it is written.
-    pub(crate) fn stream_item(message: SerializedHubMessage, slot: OwnedSemaphorePermit) -> Frame {
-        Frame::new(Body::Hub(HubBody::new(message)), Some(slot))
+    /// A hub message for one connection, `framed` already in its `protocol`;
+    /// a stream item holds its window `slot` until it is written.
+    pub(crate) fn framed(
+        protocol: &RegisteredProtocol,
+        framed: Bytes,
+        sequenced: bool,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Frame {
+        let payload = match protocol.transfer_format() {
+            TransferFormat::Binary => Framed::Binary(framed),
+            TransferFormat::Text => match Utf8Bytes::try_from(framed.clone()) {
+                Ok(text) => Framed::Text(text),
+                // Left to `outbound`, which reports the protocol's fault.
+                Err(_) => {
+                    let message =
+                        SerializedHubMessage::from_framed(protocol.id(), framed, sequenced);
+                    return Frame::new(Body::Hub(HubBody::new(message)), slot);
+                }
+            },
+        };
+        let body = Body::Framed {
+            protocol: protocol.id(),
+            payload,
+            sequenced,
+        };
+        Frame::new(body, slot)
     }
 
     fn new(body: Body, slot: Option<OwnedSemaphorePermit>) -> Frame {
@@ -97,6 +136,7 @@ impl Frame {
     pub(crate) fn is_sequenced(&self) -> bool {
         match &self.0.body {
             Body::Hub(hub) => hub.message.is_sequenced(),
+            Body::Framed { sequenced, .. } => *sequenced,
             Body::Text(_) | Body::Binary(_) => false,
         }
     }
@@ -110,6 +150,13 @@ impl Frame {
     ) -> Result<Outbound, EncodeError> {
         let form = match &self.0.body {
             Body::Text(_) | Body::Binary(_) => Form::Raw,
+            Body::Framed { protocol: id, .. } => {
+                let protocol = protocol.ok_or(EncodeError::NoProtocol)?;
+                if protocol.id() != *id {
+                    return Err(EncodeError::OtherProtocol(protocol.name()));
+                }
+                Form::Raw
+            }
             Body::Hub(hub) => {
                 let protocol = protocol.ok_or(EncodeError::NoProtocol)?;
                 let id = protocol.id();
@@ -186,7 +233,14 @@ impl Outbound {
     /// before making this, so it is there for a text form.
     fn encoded_text(&self) -> Option<&Utf8Bytes> {
         match (&self.frame.0.body, self.form) {
-            (Body::Text(text), _) => Some(text),
+            (Body::Text(text), _)
+            | (
+                Body::Framed {
+                    payload: Framed::Text(text),
+                    ..
+                },
+                _,
+            ) => Some(text),
             (Body::Hub(hub), Form::Text(id)) => hub.text[id.index()].get(),
             _ => None,
         }
@@ -195,7 +249,14 @@ impl Outbound {
     /// The bytes, when the frame goes out as bytes (stored, like the text).
     fn encoded_bytes(&self) -> Option<&Bytes> {
         match (&self.frame.0.body, self.form) {
-            (Body::Binary(bytes), _) => Some(bytes),
+            (Body::Binary(bytes), _)
+            | (
+                Body::Framed {
+                    payload: Framed::Binary(bytes),
+                    ..
+                },
+                _,
+            ) => Some(bytes),
             (Body::Hub(hub), Form::Binary(id)) => hub.message.cached(id),
             _ => None,
         }

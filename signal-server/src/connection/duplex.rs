@@ -10,7 +10,7 @@ use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Sleep, sleep};
 
 use crate::frame::Outbound;
 
@@ -125,7 +125,9 @@ pub(crate) struct Duplex {
     attachments: Option<mpsc::Receiver<Attachment>>,
     attached: bool,
     disconnect_timeout: Duration,
-    lost_at: Instant,
+    /// Runs out the disconnect timeout while no transport is attached. Boxed,
+    /// and made only when a transport is lost: most connections never need it.
+    give_up: Option<Pin<Box<Sleep>>>,
     /// How long one write may take: a client that stops reading must not hold
     /// its connection (and its task) forever.
     write_timeout: Duration,
@@ -143,7 +145,7 @@ impl Duplex {
             attachments: None,
             attached: true,
             disconnect_timeout: Duration::ZERO,
-            lost_at: Instant::now(),
+            give_up: None,
             write_timeout,
         }
     }
@@ -202,7 +204,6 @@ impl Duplex {
     /// for good, or did not come back within the disconnect timeout.
     /// Cancel-safe: nothing is lost when the future is dropped unfinished.
     pub(crate) async fn recv(&mut self) -> Option<Event> {
-        let deadline = self.lost_at + self.disconnect_timeout;
         tokio::select! {
             chunk = self.incoming.next(), if self.attached => match chunk {
                 Some(Ok(message)) => Some(Event::Data(message)),
@@ -218,6 +219,7 @@ impl Duplex {
                 self.incoming = incoming;
                 let mut old = std::mem::replace(&mut self.outgoing, outgoing);
                 self.attached = true;
+                self.give_up = None;
                 // Closed aside, so that this future never waits after taking
                 // the new transport.
                 let timeout = self.write_timeout;
@@ -226,7 +228,7 @@ impl Duplex {
                 });
                 Some(Event::Reattached)
             }
-            _ = sleep_until(deadline), if !self.attached => {
+            _ = give_up(&mut self.give_up), if !self.attached => {
                 tracing::debug!("the client did not reconnect within the disconnect timeout");
                 None
             }
@@ -253,7 +255,7 @@ impl Duplex {
     pub(crate) fn lost(&mut self) {
         if self.attached {
             self.attached = false;
-            self.lost_at = Instant::now();
+            self.give_up = Some(Box::pin(sleep(self.disconnect_timeout)));
         }
     }
 }
@@ -273,6 +275,14 @@ impl Outgoing for Duplex {
 
     async fn close(&mut self) {
         let _ = tokio::time::timeout(self.write_timeout, self.outgoing.close()).await;
+    }
+}
+
+/// Waits out the disconnect timeout, when one is running.
+async fn give_up(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

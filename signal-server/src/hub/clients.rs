@@ -162,11 +162,12 @@ fn encode_for(
             method: method.to_owned(),
             message: error.to_string(),
         })?;
-    Ok(Frame::hub(SerializedHubMessage::from_framed(
-        protocol.id(),
+    Ok(Frame::framed(
+        protocol,
         framed,
         message.is_sequenced(),
-    )))
+        None,
+    ))
 }
 
 impl Target for SingleClient {

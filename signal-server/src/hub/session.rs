@@ -14,8 +14,8 @@ use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use signal_core::{
     Close, Completion, CompletionOutcome, HandshakeRequest, HandshakeResponse, HubMessage, Payload,
-    ProtocolSet, RecordError, RecordReader, RegisteredProtocol, SerializedHubMessage, StreamItem,
-    TransferFormat, TransportType,
+    ProtocolSet, RecordError, RecordReader, RegisteredProtocol, StreamItem, TransferFormat,
+    TransportType,
 };
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, sleep_until};
@@ -92,14 +92,16 @@ pub(crate) async fn run<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Star
 
 async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mut duplex: Duplex) {
     let options = &runtime.options;
+    // Boxed, like the other once-per-connection phases: the session's task
+    // keeps its largest state for the connection's whole life.
     let handshake = tokio::time::timeout(
         options.handshake_timeout,
-        read_handshake(
+        Box::pin(read_handshake(
             &mut duplex,
             &options.protocols,
             start.transport,
             options.maximum_receive_message_size,
-        ),
+        )),
     )
     .await;
     let accepted = match handshake {
@@ -292,7 +294,7 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                     tracing::debug!("transport lost; waiting for the client to reconnect");
                 }
                 Some(Event::Reattached) => {
-                    let replayed = link.replay().await.is_ok();
+                    let replayed = Box::pin(link.replay()).await.is_ok();
                     tracing::debug!(replayed, "client reconnected on a new transport");
                     if !replayed {
                         link.lost();
@@ -303,20 +305,7 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                 }
             },
             Some(frame) = rx.recv(), if link.is_attached() && link.can_send() => {
-                let write = write_batch(&mut link, &mut rx, frame);
-                tokio::pin!(write);
-                let written = tokio::select! {
-                    biased;
-                    written = &mut write => written,
-                    // A connection closed for falling behind is stuck in this
-                    // very write: end it now, with its reason. A shutdown lets
-                    // the write finish.
-                    _ = handle.closing().cancelled() => match handle.close_error() {
-                        Some(error) => break 'session End::ServerClose(Some(error)),
-                        None => write.await,
-                    },
-                };
-                if written.is_ok() {
+                if write_batch(&mut link, &mut rx, frame).await.is_ok() {
                     last_write = Instant::now();
                 } else {
                     transport_failed = true;
@@ -429,7 +418,9 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mu
                     }
                 }
             };
-            let _ = tokio::time::timeout(options.shutdown_timeout, drain).await;
+            // Boxed: a cold path that would otherwise add its size to every
+            // connection's task for its whole life.
+            let _ = tokio::time::timeout(options.shutdown_timeout, Box::pin(drain)).await;
             let close = HubMessage::Close(Close {
                 error: error.clone(),
                 allow_reconnect: handle.allow_reconnect(),
@@ -766,11 +757,7 @@ fn encode_completion(
         headers: Default::default(),
     });
     match protocol.to_bytes(&message) {
-        Ok(framed) => Frame::hub(SerializedHubMessage::from_framed(
-            protocol.id(),
-            framed,
-            true,
-        )),
+        Ok(framed) => Frame::framed(protocol, framed, true, None),
         Err(source) => {
             tracing::error!(parent: span, %source, "the result could not be encoded");
             let HubMessage::Completion(Completion { invocation_id, .. }) = message else {
@@ -834,8 +821,7 @@ async fn pump(
                         break CompletionOutcome::Error(text);
                     }
                 };
-                let message = SerializedHubMessage::from_framed(pace.protocol.id(), framed, true);
-                let frame = Frame::stream_item(message, slot);
+                let frame = Frame::framed(&pace.protocol, framed, true, Some(slot));
                 let sent = tokio::select! {
                     _ = cancelled.cancelled() => break CompletionOutcome::Void,
                     sent = handle.send(frame) => sent,
