@@ -1,10 +1,11 @@
-//! Client connections of the load generator: loopback source addresses, the three
-//! wire protocols (SignalR JSON, engine.io v4 / socket.io v5, bare WebSocket text)
-//! and the cheap reading of what servers send.
+//! Client connections of the load generator: loopback source addresses, the four
+//! wire protocols (SignalR JSON, SignalR MessagePack, engine.io v4 / socket.io v5,
+//! bare WebSocket text) and the cheap reading of what servers send.
 //!
 //! Everything here runs on one current-thread runtime, so connections share state
 //! through `Rc`/`Cell` and never lock.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -15,9 +16,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
-use crate::Error;
+use crate::{Error, msgpack};
 
 /// The record separator that ends every SignalR JSON record.
 const RS: char = '\u{1e}';
@@ -36,49 +37,64 @@ pub(crate) enum Protocol {
     Bare,
     /// ASP.NET Core SignalR, JSON hub protocol, hub at `/conformance`.
     SignalR,
+    /// ASP.NET Core SignalR, MessagePack hub protocol (binary frames), same hub.
+    MessagePack,
     /// engine.io v4 / socket.io v5 over WebSocket, default namespace.
     SocketIo,
 }
 
 impl Protocol {
-    /// The text an echo of `payload` is asked with. A connection has one request
+    /// The frame an echo of `payload` is asked with. A connection has one request
     /// in flight at a time, so the invocation (or ack) id can stay the same.
-    pub(crate) fn echo_request(self, payload: &str) -> String {
+    pub(crate) fn echo_request(self, payload: &str) -> Message {
         match self {
-            Protocol::Bare => format!("e{payload}"),
-            Protocol::SignalR => format!(
+            Protocol::Bare => Message::text(format!("e{payload}")),
+            Protocol::SignalR => Message::text(format!(
                 "{{\"type\":1,\"invocationId\":\"1\",\"target\":\"echo\",\"arguments\":[\"{payload}\"]}}{RS}"
-            ),
-            Protocol::SocketIo => format!("421[\"echo\",\"{payload}\"]"),
-        }
-    }
-
-    /// The text that asks the server to send `text` to every connection.
-    pub(crate) fn broadcast_request(self, text: &str) -> String {
-        match self {
-            Protocol::Bare => format!("b{text}"),
-            // Fire and forget: no invocation id, so no completion comes back.
-            Protocol::SignalR => {
-                format!("{{\"type\":1,\"target\":\"broadcast\",\"arguments\":[\"{text}\"]}}{RS}")
+            )),
+            Protocol::MessagePack => {
+                Message::binary(msgpack::invocation(Some("1"), "echo", payload))
             }
-            Protocol::SocketIo => format!("42[\"broadcast\",\"{text}\"]"),
+            Protocol::SocketIo => Message::text(format!("421[\"echo\",\"{payload}\"]")),
         }
     }
 
-    /// Calls `on_event` for each message in one text frame.
-    pub(crate) fn events<'a>(self, text: &'a str, mut on_event: impl FnMut(Event<'a>)) {
+    /// The frame that asks the server to send `text` to every connection.
+    pub(crate) fn broadcast_request(self, text: &str) -> Message {
         match self {
-            Protocol::Bare => on_event(match text.as_bytes().first() {
-                Some(b'e') => Event::Reply(text),
-                Some(b'b') => Event::Delivery(text),
+            Protocol::Bare => Message::text(format!("b{text}")),
+            // Fire and forget: no invocation id, so no completion comes back.
+            Protocol::SignalR => Message::text(format!(
+                "{{\"type\":1,\"target\":\"broadcast\",\"arguments\":[\"{text}\"]}}{RS}"
+            )),
+            Protocol::MessagePack => Message::binary(msgpack::invocation(None, "broadcast", text)),
+            Protocol::SocketIo => Message::text(format!("42[\"broadcast\",\"{text}\"]")),
+        }
+    }
+
+    /// Whether an idle client of this protocol sends pings of its own (SignalR
+    /// clients do, every 15 s; socket.io clients only answer the server's).
+    pub(crate) fn client_pings(self) -> bool {
+        matches!(self, Protocol::SignalR | Protocol::MessagePack)
+    }
+
+    /// Calls `on_event` for each message in one frame (text, or binary for
+    /// MessagePack; a frame of the other kind is ignored).
+    pub(crate) fn events<'a>(self, frame: &'a Message, mut on_event: impl FnMut(Event<'a>)) {
+        match (self, frame) {
+            (Protocol::Bare, Message::Text(text)) => on_event(match text.as_bytes().first() {
+                Some(b'e') => Event::Reply(text.as_bytes()),
+                Some(b'b') => Event::Delivery(text.as_bytes()),
                 _ => Event::Other,
             }),
-            Protocol::SignalR => {
+            (Protocol::SignalR, Message::Text(text)) => {
                 for record in text.split(RS).filter(|r| !r.is_empty()) {
                     on_event(signalr_event(record));
                 }
             }
-            Protocol::SocketIo => on_event(socketio_event(text)),
+            (Protocol::MessagePack, Message::Binary(bytes)) => msgpack::events(bytes, on_event),
+            (Protocol::SocketIo, Message::Text(text)) => on_event(socketio_event(text)),
+            _ => on_event(Event::Other),
         }
     }
 }
@@ -87,14 +103,15 @@ impl Protocol {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Event<'a> {
     /// The answer to an echo (the whole message; it holds the payload).
-    Reply(&'a str),
-    /// A broadcast message (the whole message; it holds the stamp).
-    Delivery(&'a str),
+    Reply(&'a [u8]),
+    /// A broadcast message (the whole message, or for MessagePack the text
+    /// argument; it holds the stamp).
+    Delivery(&'a [u8]),
     /// A socket.io ping, which must be answered with a pong (`3`).
     Ping,
     /// The server refused, failed or closed: an invocation error, a Close, a
-    /// socket.io disconnect or error.
-    Failure(&'a str),
+    /// socket.io disconnect or error, a malformed MessagePack message.
+    Failure(Cow<'a, str>),
     /// Anything else (SignalR pings, …).
     Other,
 }
@@ -111,10 +128,10 @@ fn signalr_type(record: &str) -> Option<u8> {
 
 fn signalr_event(record: &str) -> Event<'_> {
     match signalr_type(record) {
-        Some(3) if record.contains("\"error\"") => Event::Failure(record),
-        Some(3) => Event::Reply(record),
-        Some(1) if record.contains("\"target\":\"message\"") => Event::Delivery(record),
-        Some(7) => Event::Failure(record),
+        Some(3) if record.contains("\"error\"") => Event::Failure(Cow::Borrowed(record)),
+        Some(3) => Event::Reply(record.as_bytes()),
+        Some(1) if record.contains("\"target\":\"message\"") => Event::Delivery(record.as_bytes()),
+        Some(7) => Event::Failure(Cow::Borrowed(record)),
         _ => Event::Other,
     }
 }
@@ -123,9 +140,9 @@ fn socketio_event(packet: &str) -> Event<'_> {
     let bytes = packet.as_bytes();
     match bytes {
         [b'2'] => Event::Ping,
-        [b'4', b'3', ..] => Event::Reply(packet),
-        [b'4', b'2', ..] if packet.contains("\"message\"") => Event::Delivery(packet),
-        [b'4', b'1' | b'4', ..] | [b'1', ..] => Event::Failure(packet),
+        [b'4', b'3', ..] => Event::Reply(bytes),
+        [b'4', b'2', ..] if packet.contains("\"message\"") => Event::Delivery(bytes),
+        [b'4', b'1' | b'4', ..] | [b'1', ..] => Event::Failure(Cow::Borrowed(packet)),
         _ => Event::Other,
     }
 }
@@ -140,13 +157,20 @@ pub(crate) fn stamp(seq: u64, sent_us: u64, len: usize) -> String {
 }
 
 /// Reads the stamp back out of a delivered message: `(seq, micros)`.
-pub(crate) fn parse_stamp(message: &str) -> Option<(u64, u64)> {
-    let start = message.find('#')? + 1;
-    let mut parts = message[start..].splitn(3, '#');
-    let seq = parts.next()?.parse().ok()?;
-    let sent = parts.next()?.parse().ok()?;
+pub(crate) fn parse_stamp(message: &[u8]) -> Option<(u64, u64)> {
+    let start = message.iter().position(|&b| b == b'#')? + 1;
+    let mut parts = message[start..].splitn(3, |&b| b == b'#');
+    let number = |digits: &[u8]| std::str::from_utf8(digits).ok()?.parse().ok();
+    let seq = number(parts.next()?)?;
+    let sent = number(parts.next()?)?;
     parts.next()?;
     Some((seq, sent))
+}
+
+/// Whether `needle` occurs in `haystack` (a plain scan: only the first reply of
+/// a connection is searched).
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The loopback source addresses connections are spread over, round robin, so
@@ -226,8 +250,12 @@ async fn connect_inner(endpoint: &Endpoint<'_>) -> Result<Conn, Error> {
     let path = match endpoint.protocol {
         Protocol::Bare => "/".to_owned(),
         // Connection tokens are base64url: nothing to escape.
-        Protocol::SignalR if endpoint.skip_negotiate => "/conformance".to_owned(),
-        Protocol::SignalR => format!("/conformance?id={}", negotiate(source, port).await?),
+        Protocol::SignalR | Protocol::MessagePack if endpoint.skip_negotiate => {
+            "/conformance".to_owned()
+        }
+        Protocol::SignalR | Protocol::MessagePack => {
+            format!("/conformance?id={}", negotiate(source, port).await?)
+        }
         Protocol::SocketIo => "/socket.io/?EIO=4&transport=websocket".to_owned(),
     };
     let stream = tcp(source, port).await?;
@@ -297,15 +325,25 @@ impl Conn {
     async fn handshake(&mut self) -> Result<(), Error> {
         match self.protocol {
             Protocol::Bare => Ok(()),
-            Protocol::SignalR => {
-                self.send_str(&format!("{{\"protocol\":\"json\",\"version\":1}}{RS}"))
+            Protocol::SignalR | Protocol::MessagePack => {
+                let name = match self.protocol {
+                    Protocol::MessagePack => "messagepack",
+                    _ => "json",
+                };
+                // Always a JSON text record, whatever the hub protocol; the answer
+                // comes in the protocol's frame type (binary for MessagePack).
+                self.send_str(&format!("{{\"protocol\":\"{name}\",\"version\":1}}{RS}"))
                     .await?;
-                let text = self.next_text().await?;
-                let first = text.split(RS).next().unwrap_or("");
-                if first.trim() == "{}" {
+                let frame = match self.next_frame().await? {
+                    Message::Text(text) => Bytes::from(text),
+                    Message::Binary(bytes) => bytes,
+                    _ => Bytes::new(),
+                };
+                let first = frame.split(|&b| b == RS as u8).next().unwrap_or(&[]);
+                if first.trim_ascii() == b"{}" {
                     Ok(())
                 } else {
-                    Err(format!("handshake refused: {first}").into())
+                    Err(format!("handshake refused: {}", String::from_utf8_lossy(first)).into())
                 }
             }
             Protocol::SocketIo => {
@@ -326,22 +364,32 @@ impl Conn {
         }
     }
 
-    /// Sends one text frame.
-    pub(crate) async fn send(&mut self, text: Utf8Bytes) -> Result<(), Error> {
-        self.ws.send(Message::Text(text)).await?;
+    /// Sends one frame.
+    pub(crate) async fn send(&mut self, frame: Message) -> Result<(), Error> {
+        self.ws.send(frame).await?;
         Ok(())
     }
 
     async fn send_str(&mut self, text: &str) -> Result<(), Error> {
-        self.send(Utf8Bytes::from(text)).await
+        self.send(Message::Text(Utf8Bytes::from(text))).await
     }
 
-    /// The next text frame. Cancel safe. WebSocket pings are answered by
-    /// tungstenite itself; a Close or the end of the stream is an error.
-    pub(crate) async fn next_text(&mut self) -> Result<Utf8Bytes, Error> {
+    /// The next text frame; binary frames are skipped (the text protocols'
+    /// handshakes).
+    async fn next_text(&mut self) -> Result<Utf8Bytes, Error> {
+        loop {
+            if let Message::Text(text) = self.next_frame().await? {
+                return Ok(text);
+            }
+        }
+    }
+
+    /// The next text or binary frame. Cancel safe. WebSocket pings are answered
+    /// by tungstenite itself; a Close or the end of the stream is an error.
+    pub(crate) async fn next_frame(&mut self) -> Result<Message, Error> {
         loop {
             match self.ws.next().await {
-                Some(Ok(Message::Text(text))) => return Ok(text),
+                Some(Ok(frame @ (Message::Text(_) | Message::Binary(_)))) => return Ok(frame),
                 Some(Ok(Message::Close(frame))) => {
                     return Err(format!("server closed the WebSocket: {frame:?}").into());
                 }
@@ -365,6 +413,10 @@ impl Conn {
     pub(crate) async fn keep_alive(&mut self) -> Result<(), Error> {
         match self.protocol {
             Protocol::SignalR => self.send_str(SIGNALR_PING).await,
+            Protocol::MessagePack => {
+                self.send(Message::Binary(Bytes::from_static(&msgpack::PING)))
+                    .await
+            }
             _ => Ok(()),
         }
     }
@@ -374,83 +426,104 @@ impl Conn {
 mod tests {
     use super::*;
 
-    fn all(protocol: Protocol, text: &str) -> Vec<Event<'_>> {
+    fn all(protocol: Protocol, frame: &Message) -> Vec<Event<'_>> {
         let mut events = Vec::new();
-        protocol.events(text, |e| events.push(e));
+        protocol.events(frame, |e| events.push(e));
         events
+    }
+
+    /// The events of a text frame, owned, for comparing.
+    fn kinds(protocol: Protocol, text: &str) -> Vec<String> {
+        all(protocol, &Message::text(text))
+            .into_iter()
+            .map(|e| format!("{e:?}"))
+            .collect()
     }
 
     #[test]
     fn signalr_records_are_classified() {
         let text = "{\"type\":6}\u{1e}{\"type\":3,\"invocationId\":\"1\",\"result\":\"xx\"}\u{1e}";
+        let frame = Message::text(text);
         assert_eq!(
-            all(Protocol::SignalR, text),
+            all(Protocol::SignalR, &frame),
             vec![
                 Event::Other,
-                Event::Reply("{\"type\":3,\"invocationId\":\"1\",\"result\":\"xx\"}")
+                Event::Reply(b"{\"type\":3,\"invocationId\":\"1\",\"result\":\"xx\"}")
             ]
         );
         let message = "{\"type\":1,\"target\":\"message\",\"arguments\":[\"#1#2#\"]}\u{1e}";
-        assert!(matches!(
-            all(Protocol::SignalR, message)[..],
-            [Event::Delivery(_)]
-        ));
+        assert!(kinds(Protocol::SignalR, message)[0].starts_with("Delivery"));
         let error = "{\"type\":3,\"invocationId\":\"1\",\"error\":\"no\"}\u{1e}";
-        assert!(matches!(
-            all(Protocol::SignalR, error)[..],
-            [Event::Failure(_)]
-        ));
-        assert!(matches!(
-            all(Protocol::SignalR, "{\"type\":7,\"error\":\"x\"}\u{1e}")[..],
-            [Event::Failure(_)]
-        ));
+        assert!(kinds(Protocol::SignalR, error)[0].starts_with("Failure"));
+        assert!(
+            kinds(Protocol::SignalR, "{\"type\":7,\"error\":\"x\"}\u{1e}")[0]
+                .starts_with("Failure")
+        );
     }
 
     #[test]
     fn socketio_packets_are_classified() {
-        assert_eq!(all(Protocol::SocketIo, "2"), vec![Event::Ping]);
+        assert_eq!(kinds(Protocol::SocketIo, "2"), vec!["Ping"]);
+        let reply = Message::text("431[\"xx\"]");
         assert_eq!(
-            all(Protocol::SocketIo, "431[\"xx\"]"),
-            vec![Event::Reply("431[\"xx\"]")]
+            all(Protocol::SocketIo, &reply),
+            vec![Event::Reply(b"431[\"xx\"]")]
         );
-        assert!(matches!(
-            all(Protocol::SocketIo, "42[\"message\",\"#1#2#\"]")[..],
-            [Event::Delivery(_)]
-        ));
-        assert!(matches!(
-            all(Protocol::SocketIo, "41")[..],
-            [Event::Failure(_)]
-        ));
+        assert!(kinds(Protocol::SocketIo, "42[\"message\",\"#1#2#\"]")[0].starts_with("Delivery"));
+        assert!(kinds(Protocol::SocketIo, "41")[0].starts_with("Failure"));
         assert_eq!(
-            all(Protocol::SocketIo, "40{\"sid\":\"a\"}"),
-            vec![Event::Other]
+            kinds(Protocol::SocketIo, "40{\"sid\":\"a\"}"),
+            vec!["Other"]
         );
+    }
+
+    #[test]
+    fn messagepack_frames_are_read_and_text_frames_ignored() {
+        let reply = Message::binary(&b"\x09\x95\x03\x80\xa11\x03\xa2xx"[..]);
+        assert_eq!(
+            all(Protocol::MessagePack, &reply),
+            vec![Event::Reply(b"\x95\x03\x80\xa11\x03\xa2xx")]
+        );
+        assert_eq!(kinds(Protocol::MessagePack, "{}\u{1e}"), vec!["Other"]);
+        assert_eq!(all(Protocol::SignalR, &reply), vec![Event::Other]);
+        assert!(Protocol::MessagePack.client_pings());
+        assert!(!Protocol::SocketIo.client_pings());
     }
 
     #[test]
     fn requests_have_the_documented_shape() {
         assert_eq!(
             Protocol::SignalR.echo_request("ab"),
-            "{\"type\":1,\"invocationId\":\"1\",\"target\":\"echo\",\"arguments\":[\"ab\"]}\u{1e}"
+            Message::text(
+                "{\"type\":1,\"invocationId\":\"1\",\"target\":\"echo\",\"arguments\":[\"ab\"]}\u{1e}"
+            )
+        );
+        assert_eq!(
+            Protocol::MessagePack.echo_request("ab"),
+            Message::binary(&b"\x0f\x96\x01\x80\xa11\xa4echo\x91\xa2ab\x90"[..])
         );
         assert_eq!(
             Protocol::SocketIo.echo_request("ab"),
-            "421[\"echo\",\"ab\"]"
+            Message::text("421[\"echo\",\"ab\"]")
         );
         assert_eq!(
             Protocol::SocketIo.broadcast_request("ab"),
-            "42[\"broadcast\",\"ab\"]"
+            Message::text("42[\"broadcast\",\"ab\"]")
         );
-        assert_eq!(Protocol::Bare.broadcast_request("ab"), "bab");
+        assert_eq!(Protocol::Bare.broadcast_request("ab"), Message::text("bab"));
     }
 
     #[test]
     fn stamps_round_trip() {
         let text = stamp(42, 123_456, 64);
         assert_eq!(text.len(), 64);
-        let wrapped = Protocol::SignalR.broadcast_request(&text);
-        assert_eq!(parse_stamp(&wrapped), Some((42, 123_456)));
-        assert_eq!(parse_stamp("no stamp"), None);
+        for protocol in [Protocol::SignalR, Protocol::MessagePack, Protocol::SocketIo] {
+            let wrapped = protocol.broadcast_request(&text).into_data();
+            assert_eq!(parse_stamp(&wrapped), Some((42, 123_456)));
+        }
+        assert_eq!(parse_stamp(b"no stamp"), None);
+        assert!(contains(b"abcd", b"bc"));
+        assert!(!contains(b"abcd", b"bd"));
     }
 
     #[test]

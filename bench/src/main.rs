@@ -1,12 +1,14 @@
 //! `signal-bench`: the load generator and the runner of the comparison.
 //!
 //! `signal-bench run [--smoke]` starts each system in turn (signal's `conformance`
-//! example, a bare tokio-tungstenite server, socketioxide, Node's socket.io),
+//! example, spoken to in JSON and in MessagePack, a bare tokio-tungstenite server,
+//! socketioxide, Node's socket.io),
 //! pinned to one core, drives it from this process on another core over loopback
 //! (127.0.0.0/8 only), and writes `<out>/<date>.md` and `<date>.svg`.
 //! `bench/run` builds everything and calls it; see `bench/README.md`.
 
 mod client;
+mod msgpack;
 mod report;
 mod scenario;
 mod server;
@@ -102,7 +104,12 @@ struct Options {
 }
 
 const USAGE: &str = "usage: signal-bench run [--smoke] [--out DIR] [--server-cpu N | --no-pin] \
-[--systems bare,signal,socketioxide,socket.io] [--scenarios echo,broadcast,idle,connect] [--bin-dir DIR] [--bench-dir DIR] [--sources N] [--no-wait] [--skip-negotiate] [--idle-levels N,N] [--server-wrap 'valgrind --tool=massif']";
+[--systems bare,signal,signal-msgpack,socketioxide,socket.io] [--scenarios echo,broadcast,idle,connect] \
+[--signal-before PATH/TO/conformance] [--bin-dir DIR] [--bench-dir DIR] [--sources N] [--no-wait] \
+[--skip-negotiate] [--idle-levels N,N] [--server-wrap 'valgrind --tool=massif']
+
+--signal-before adds the system signal-before: that build of the conformance example (another
+commit's), spoken to in JSON, measured in the same run as this tree's signal.";
 
 fn parse_args() -> Result<Options, Error> {
     let exe_dir = std::env::current_exe()?
@@ -119,6 +126,7 @@ fn parse_args() -> Result<Options, Error> {
         layout: Layout {
             bin_dir: exe_dir,
             bench_dir,
+            signal_before: None,
         },
         sources: 32,
         quiet_wait: Some(Duration::from_secs(120)),
@@ -156,6 +164,7 @@ fn parse_args() -> Result<Options, Error> {
                 options.scenarios = Some(value()?.split(',').map(str::to_owned).collect());
             }
             "--bin-dir" => options.layout.bin_dir = value()?.into(),
+            "--signal-before" => options.layout.signal_before = Some(value()?.into()),
             "--bench-dir" => options.layout.bench_dir = value()?.into(),
             "--sources" => options.sources = value()?.parse()?,
             "-h" | "--help" => {
@@ -329,6 +338,17 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
     });
     let sources = Sources::new(options.sources);
     let all = server::systems(&options.layout);
+    if let Some(names) = &options.only
+        && let Some(unknown) = names.iter().find(|n| !all.iter().any(|s| s.name == *n))
+    {
+        let known: Vec<&str> = all.iter().map(|s| s.name).collect();
+        let hint = if unknown == "signal-before" {
+            " (it needs --signal-before PATH)"
+        } else {
+            ""
+        };
+        return Err(format!("no system {unknown}{hint}; there are {}", known.join(", ")).into());
+    }
     let systems: Vec<System> = match &options.only {
         Some(names) => all
             .into_iter()
@@ -358,7 +378,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
                 })
                 .await;
                 say(&format!(
-                    "echo {connections} × {payload} B  {:<13} {}",
+                    "echo {connections} × {payload} B  {:<14} {}",
                     system.name,
                     show(&cell, |r| format!(
                         "{} inv/s  p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  per connection {}..{}  server CPU {:.0} %  generator CPU {:.0} %  errors {}",
@@ -404,7 +424,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
             })
             .await;
             say(&format!(
-                "broadcast {receivers}  {:<13} {}",
+                "broadcast {receivers}  {:<14} {}",
                 system.name,
                 show(&cell, |r| format!(
                     "{} deliveries/s  p50 {} ms  p99 {} ms  missing {} of {}  server CPU {:.0} %  generator CPU {:.0} %",
@@ -425,6 +445,10 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
 
     if !plan.idle_levels.is_empty() {
         for system in &systems {
+            if !system.runs("idle") {
+                results.idle.push(None);
+                continue;
+            }
             let limit = (plan.idle_hold + Duration::from_secs(150)) * plan.idle_levels.len() as u32;
             let levels = plan.idle_levels.clone();
             let hold = plan.idle_hold;
@@ -433,7 +457,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
             })
             .await;
             say(&format!(
-                "idle  {:<13} {}",
+                "idle  {:<14} {}",
                 system.name,
                 show(&cell, |r| {
                     let levels: Vec<String> = r
@@ -456,12 +480,16 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
                     )
                 })
             ));
-            results.idle.push(cell);
+            results.idle.push(Some(cell));
             tokio::time::sleep(plan.pause * 4).await;
         }
     }
 
     for system in systems.iter().filter(|_| plan.connect_clients > 0) {
+        if !system.runs("connect") {
+            results.connect.push(None);
+            continue;
+        }
         let clients = plan.connect_clients;
         let cell = run_one(
             system,
@@ -472,7 +500,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         )
         .await;
         say(&format!(
-            "connect {clients}  {:<13} {}",
+            "connect {clients}  {:<14} {}",
             system.name,
             show(&cell, |r| format!(
                 "{} connects/s  p50 {} ms  p99 {} ms  failed {}  server CPU {:.0} %  generator CPU {:.0} %",
@@ -484,7 +512,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
                 r.cpu.generator * 100.0
             ))
         ));
-        results.connect.push(cell);
+        results.connect.push(Some(cell));
         tokio::time::sleep(plan.pause).await;
     }
 
@@ -495,7 +523,14 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         ("date".to_owned(), today()),
         (
             "command".to_owned(),
-            format!("`bench/run{}`", if options.smoke { " --smoke" } else { "" }),
+            // bench/run names itself and the arguments it was given.
+            match std::env::var("SIGNAL_BENCH_COMMAND") {
+                Ok(command) => format!("`{command}`"),
+                Err(_) => format!(
+                    "`signal-bench {}`",
+                    std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+                ),
+            },
         ),
         (
             "mode".to_owned(),
@@ -529,8 +564,29 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
             "systems".to_owned(),
             format!(
                 "bare = tokio-tungstenite 0.29 echo/broadcast server, no protocol (`bench/peers/bare.rs`); \
-                 signal = `examples/conformance`; socketioxide 0.18.6 (`bench/peers/socketioxide.rs`); \
-                 socket.io = socket.io {} on Node {} (`bench/peers/node-socketio`)",
+                 signal = `examples/conformance`, JSON hub protocol; signal-msgpack = the same server, \
+                 MessagePack hub protocol (echo and broadcast only); {}socketioxide 0.18.6 \
+                 (`bench/peers/socketioxide.rs`); socket.io = socket.io {} on Node {} (`bench/peers/node-socketio`)",
+                match &options.layout.signal_before {
+                    Some(path) => format!(
+                        "signal-before = `{}` (another build of `examples/conformance`{}), JSON; ",
+                        path.display(),
+                        path.parent()
+                            .and_then(|dir| command_output(
+                                "git",
+                                &[
+                                    "-C",
+                                    &dir.display().to_string(),
+                                    "log",
+                                    "-1",
+                                    "--format=%h %s"
+                                ]
+                            ))
+                            .map(|commit| format!(": commit {commit}"))
+                            .unwrap_or_default()
+                    ),
+                    None => String::new(),
+                },
                 node_socketio_version(&options.layout),
                 command_output("node", &["--version"]).unwrap_or_else(|| "?".to_owned())
             ),

@@ -23,12 +23,12 @@ pub(crate) struct Results {
     pub(crate) broadcast: Vec<(usize, Vec<Cell<BroadcastRow>>)>,
     /// The idle levels asked for.
     pub(crate) idle_levels: Vec<usize>,
-    /// One cell per system.
-    pub(crate) idle: Vec<Cell<IdleRow>>,
+    /// One cell per system; `None` for a system that does not run it.
+    pub(crate) idle: Vec<Option<Cell<IdleRow>>>,
     /// Clients per connect batch.
     pub(crate) connect_clients: usize,
-    /// One cell per system.
-    pub(crate) connect: Vec<Cell<ConnectRow>>,
+    /// One cell per system; `None` for a system that does not run it.
+    pub(crate) connect: Vec<Option<Cell<ConnectRow>>>,
 }
 
 /// `1234567.8` → `1,234,568`.
@@ -93,6 +93,15 @@ impl Results {
         cells.first().and_then(|c| c.as_ref().ok()).map(value)
     }
 
+    /// The first system's value (the bare server's) where not every system runs.
+    fn base_of<T>(cells: &[Option<Cell<T>>], value: impl Fn(&T) -> f64) -> Option<f64> {
+        cells
+            .first()
+            .and_then(|c| c.as_ref())
+            .and_then(|c| c.as_ref().ok())
+            .map(value)
+    }
+
     /// The Markdown page; `chart` is the SVG file's name beside it.
     pub(crate) fn markdown(&self, chart: &str) -> String {
         let mut md = String::new();
@@ -121,7 +130,8 @@ impl Results {
              (`/proc/PID/stat`); \"per server core\" divides the rate by the server's CPU share; \"other CPU\" is what \
              the rest of the machine used meanwhile (`/proc/stat`): above a few percent, the row was measured \
              on a busy machine and is noisy.\n\
-             - *echo*: every connection invokes `echo` (signal), emits `echo` with an ack (socket.io), or \
+             - *echo*: every connection invokes `echo` (signal: JSON text frames; signal-msgpack: the same \
+             server with the MessagePack hub protocol, binary frames), emits `echo` with an ack (socket.io), or \
              sends a text frame the bare server returns, and waits for the answer before the next (closed \
              loop). Round trips are timed by the generator, after a warm-up. \
              \"Calls per connection\" shows how evenly the server served its connections over the window.\n\
@@ -174,14 +184,16 @@ impl Results {
         }
         for (system, cell) in self.systems.iter().zip(&self.idle) {
             match cell {
-                Ok(row) => note("idle".into(), system, row.first_error.as_deref()),
-                Err(e) => note("idle".into(), system, Some(e)),
+                Some(Ok(row)) => note("idle".into(), system, row.first_error.as_deref()),
+                Some(Err(e)) => note("idle".into(), system, Some(e)),
+                None => {}
             }
         }
         for (system, cell) in self.systems.iter().zip(&self.connect) {
             match cell {
-                Ok(row) => note("connect".into(), system, row.first_error.as_deref()),
-                Err(e) => note("connect".into(), system, Some(e)),
+                Some(Ok(row)) => note("connect".into(), system, row.first_error.as_deref()),
+                Some(Err(e)) => note("connect".into(), system, Some(e)),
+                None => {}
             }
         }
         out
@@ -209,10 +221,10 @@ impl Results {
                 }));
             }
         }
-        for cell in &self.idle {
+        for cell in self.idle.iter().flatten() {
             count(cell.as_ref().is_ok_and(|r| r.failures == 0));
         }
-        for cell in &self.connect {
+        for cell in self.connect.iter().flatten() {
             count(cell.as_ref().is_ok_and(|r| r.failed == 0));
         }
         (passed, failed)
@@ -282,11 +294,11 @@ impl Results {
                 }
             }
             if !self.idle_levels.is_empty() && !self.idle.is_empty() {
-                let base = Self::base(&self.idle, |r| {
+                let base = Self::base_of(&self.idle, |r| {
                     r.levels.first().map_or(0.0, |l| l.per_connection)
                 });
                 row.push(match &self.idle[i] {
-                    Ok(r) => match r.levels.first() {
+                    Some(Ok(r)) => match r.levels.first() {
                         Some(l) => format!(
                             "{} ({})",
                             kib(l.per_connection),
@@ -294,14 +306,16 @@ impl Results {
                         ),
                         None => "–".to_owned(),
                     },
-                    Err(_) => "failed".to_owned(),
+                    Some(Err(_)) => "failed".to_owned(),
+                    None => "–".to_owned(),
                 });
             }
             if let Some(cell) = self.connect.get(i) {
-                let base = Self::base(&self.connect, |r| r.rate);
+                let base = Self::base_of(&self.connect, |r| r.rate);
                 row.push(match cell {
-                    Ok(r) => format!("{} ({})", int(r.rate), ratio(r.rate, base)),
-                    Err(_) => "failed".to_owned(),
+                    Some(Ok(r)) => format!("{} ({})", int(r.rate), ratio(r.rate, base)),
+                    Some(Err(_)) => "failed".to_owned(),
+                    None => "–".to_owned(),
                 });
             }
             let _ = writeln!(md, "| {} |", row.join(" | "));
@@ -309,7 +323,7 @@ impl Results {
         let _ = writeln!(
             md,
             "\nIn parentheses: the ratio to the bare server (higher is better for rates, lower for \
-             latency and memory).\n"
+             latency and memory). signal-msgpack runs echo and broadcast only (–).\n"
         );
     }
 
@@ -423,13 +437,14 @@ impl Results {
         header.push("failures".to_owned());
         let _ = writeln!(md, "| {} |", header.join(" | "));
         let _ = writeln!(md, "|---|{}", "---:|".repeat(header.len() - 1));
-        for (i, (system, cell)) in self.systems.iter().zip(&self.idle).enumerate() {
+        for (system, cell) in self.systems.iter().zip(&self.idle) {
+            let Some(cell) = cell else { continue };
             let mut row = vec![system.to_string()];
             match cell {
                 Ok(r) => {
                     row.push(mib(r.base_rss));
                     for (j, level) in self.idle_levels.iter().enumerate() {
-                        let base = Self::base(&self.idle, |b| {
+                        let base = Self::base_of(&self.idle, |b| {
                             b.levels.get(j).map_or(0.0, |l| l.per_connection)
                         });
                         match r.levels.get(j) {
@@ -450,7 +465,6 @@ impl Results {
                 }
                 Err(_) => row.push("failed".to_owned()),
             }
-            let _ = i;
             let _ = writeln!(md, "| {} |", row.join(" | "));
         }
         md.push('\n');
@@ -470,8 +484,9 @@ impl Results {
             "| system | connects/s | × bare | p50 ms | p99 ms | server CPU | generator CPU | other CPU | connects/s per server core | failed |"
         );
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        let base = Self::base(&self.connect, |r| r.rate);
+        let base = Self::base_of(&self.connect, |r| r.rate);
         for (system, cell) in self.systems.iter().zip(&self.connect) {
+            let Some(cell) = cell else { continue };
             match cell {
                 Ok(r) => {
                     let _ = writeln!(
@@ -547,13 +562,19 @@ impl Results {
             svg,
             r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
         );
+        let colors: Vec<&str> = self
+            .systems
+            .iter()
+            .enumerate()
+            .map(|(i, s)| color(s, i))
+            .collect();
         // Legend.
         for (i, system) in self.systems.iter().enumerate() {
             let x = 70.0 + i as f64 * 150.0;
             let _ = writeln!(
                 svg,
                 r##"<rect x="{x}" y="14" width="14" height="14" fill="{}"/><text x="{}" y="26">{}</text>"##,
-                COLORS[i % COLORS.len()],
+                colors[i],
                 x + 20.0,
                 escape(system)
             );
@@ -565,9 +586,17 @@ impl Results {
             width,
             "Echo: invocations per second (higher is better)",
             &echo,
+            &colors,
             None,
             false,
-            int,
+            // Thousands: six bars a group leave about 30 px for each label.
+            |v| {
+                if v >= 10_000.0 {
+                    format!("{}k", int(v / 1000.0))
+                } else {
+                    int(v)
+                }
+            },
         );
         bars(
             &mut svg,
@@ -576,6 +605,7 @@ impl Results {
             width,
             "Broadcast: p99 delivery latency, ms, log scale (lower is better; tick = p50)",
             &p99,
+            &colors,
             Some(&p50),
             true,
             |v| {
@@ -591,9 +621,20 @@ impl Results {
     }
 }
 
-const COLORS: [&str; 6] = [
-    "#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728",
-];
+/// Each system keeps its colour from run to run (signal's variants in blues);
+/// a system without one takes from the spare colours by position.
+fn color(system: &str, index: usize) -> &'static str {
+    const SPARE: [&str; 3] = ["#9467bd", "#d62728", "#8c564b"];
+    match system {
+        "bare" => "#7f7f7f",
+        "signal" => "#1f77b4",
+        "signal-msgpack" => "#6baed6",
+        "signal-before" => "#08306b",
+        "socketioxide" => "#ff7f0e",
+        "socket.io" => "#2ca02c",
+        _ => SPARE[index % SPARE.len()],
+    }
+}
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -652,8 +693,9 @@ impl Scale {
     }
 }
 
-/// One grouped bar panel at `top`, `height` tall; groups of one bar per system,
-/// with an optional tick per bar (`ticks`, same shape as the groups' values).
+/// One grouped bar panel at `top`, `height` tall; groups of one bar per system
+/// (coloured `colors[system]`), with an optional tick per bar (`ticks`, same
+/// shape as the groups' values).
 #[allow(clippy::too_many_arguments)]
 fn bars(
     svg: &mut String,
@@ -662,6 +704,7 @@ fn bars(
     width: f64,
     title: &str,
     groups: &[(String, Vec<Option<f64>>)],
+    colors: &[&str],
     ticks: Option<&[Vec<Option<f64>>]>,
     log: bool,
     label: impl Fn(f64) -> String,
@@ -699,15 +742,16 @@ fn bars(
         let n = values.len().max(1) as f64;
         let bar_w = ((group_w * 0.8) / n).min(70.0);
         let first_x = x0 + (group_w - bar_w * n) / 2.0;
+        let font = if bar_w < 36.0 { 9 } else { 10 };
         for (s, value) in values.iter().enumerate() {
             let x = first_x + s as f64 * bar_w;
-            let color = COLORS[s % COLORS.len()];
+            let color = colors.get(s).copied().unwrap_or("#000000");
             match value {
                 Some(v) => {
                     let h = (plot_bottom - plot_top) * scale.fraction(*v);
                     let _ = writeln!(
                         svg,
-                        r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{color}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"##,
+                        r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{color}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="{font}">{}</text>"##,
                         plot_bottom - h,
                         bar_w - 2.0,
                         x + (bar_w - 2.0) / 2.0,

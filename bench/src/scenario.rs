@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::Error;
-use crate::client::{self, Conn, Endpoint, Event, Protocol, SIGNALR_PING_INTERVAL};
+use crate::client::{self, Conn, Endpoint, Event, SIGNALR_PING_INTERVAL};
 use crate::server::{CpuUse, CpuWindow, Server};
 
 /// How many connections are being opened at once.
@@ -116,24 +116,24 @@ async fn open_many(endpoint: &Endpoint<'_>, n: usize, mut on_conn: impl FnMut(Co
 
 /// Reads one frame and hands its events to `on_event`; answers socket.io pings.
 /// A failure message from the server is an error.
-async fn read_events(conn: &mut Conn, mut on_event: impl FnMut(&str, bool)) -> Result<(), Error> {
-    let text = conn.next_text().await?;
-    handle_frame(conn, &text, &mut on_event).await
+async fn read_events(conn: &mut Conn, mut on_event: impl FnMut(&[u8], bool)) -> Result<(), Error> {
+    let frame = conn.next_frame().await?;
+    handle_frame(conn, &frame, &mut on_event).await
 }
 
-/// `on_event(message, is_reply)` for each reply or delivery in `text`.
+/// `on_event(message, is_reply)` for each reply or delivery in `frame`.
 async fn handle_frame(
     conn: &mut Conn,
-    text: &str,
-    on_event: &mut impl FnMut(&str, bool),
+    frame: &Message,
+    on_event: &mut impl FnMut(&[u8], bool),
 ) -> Result<(), Error> {
     let mut pings = 0;
     let mut failure = None;
-    conn.protocol.events(text, |event| match event {
+    conn.protocol.events(frame, |event| match event {
         Event::Reply(message) => on_event(message, true),
         Event::Delivery(message) => on_event(message, false),
         Event::Ping => pings += 1,
-        Event::Failure(message) => failure = Some(message.to_owned()),
+        Event::Failure(message) => failure = Some(message.into_owned()),
         Event::Other => {}
     });
     if let Some(message) = failure {
@@ -251,12 +251,12 @@ async fn echo_loop_inner(
     shared: &EchoShared,
     count: &Cell<u64>,
 ) -> Result<(), Error> {
-    let request = Utf8Bytes::from(conn.protocol.echo_request(payload));
+    let request = conn.protocol.echo_request(payload);
     // The request never changes (same payload, same id), so neither does a right
     // reply: the first is checked for the payload, the others compared to it
     // (a memcmp; searching a 1 KiB payload in every reply would cost the
     // generator more than the server spends on the call).
-    let mut expected: Option<String> = None;
+    let mut expected: Option<Vec<u8>> = None;
     loop {
         let sent = Instant::now();
         conn.send(request.clone()).await?;
@@ -266,8 +266,8 @@ async fn echo_loop_inner(
                 if is_reply {
                     answer = Some(match &expected {
                         Some(reply) => message == reply,
-                        None if message.contains(payload) => {
-                            expected = Some(message.to_owned());
+                        None if client::contains(message, payload.as_bytes()) => {
+                            expected = Some(message.to_vec());
                             true
                         }
                         None => false,
@@ -327,7 +327,7 @@ struct BroadcastShared {
 }
 
 impl BroadcastShared {
-    fn record(&self, message: &str, last_seq: &mut Option<u64>) {
+    fn record(&self, message: &[u8], last_seq: &mut Option<u64>) {
         let Some((seq, sent_us)) = client::parse_stamp(message) else {
             return;
         };
@@ -348,14 +348,14 @@ impl BroadcastShared {
 /// wants the client to, and records deliveries into `shared`.
 async fn receive_loop(mut conn: Conn, shared: Rc<BroadcastShared>) {
     let mut last_seq = None;
-    let pings = conn.protocol == Protocol::SignalR;
+    let pings = conn.protocol.client_pings();
     let first = tokio::time::Instant::now() + SIGNALR_PING_INTERVAL;
     let mut keep_alive = tokio::time::interval_at(first, SIGNALR_PING_INTERVAL);
     loop {
         let result = tokio::select! {
-            text = conn.next_text() => match text {
-                Ok(text) => {
-                    handle_frame(&mut conn, &text, &mut |message, is_reply| {
+            frame = conn.next_frame() => match frame {
+                Ok(frame) => {
+                    handle_frame(&mut conn, &frame, &mut |message, is_reply| {
                         if !is_reply {
                             shared.record(message, &mut last_seq);
                         }
@@ -382,15 +382,15 @@ async fn send_loop(
     sent: Rc<Cell<u64>>,
 ) -> Result<(), Error> {
     let mut ticker = tokio::time::interval(interval);
-    let mut ignore = |_: &str, _: bool| {};
+    let mut ignore = |_: &[u8], _: bool| {};
     while sent.get() < messages {
         tokio::select! {
             _ = ticker.tick() => {
                 let text = client::stamp(sent.get(), now_us(), BROADCAST_TEXT_LEN);
-                conn.send(conn.protocol.broadcast_request(&text).into()).await?;
+                conn.send(conn.protocol.broadcast_request(&text)).await?;
                 sent.set(sent.get() + 1);
             }
-            text = conn.next_text() => handle_frame(&mut conn, &text?, &mut ignore).await?,
+            frame = conn.next_frame() => handle_frame(&mut conn, &frame?, &mut ignore).await?,
         }
     }
     loop {

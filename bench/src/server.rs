@@ -26,6 +26,17 @@ pub(crate) struct System {
     pub(crate) protocol: Protocol,
     /// The program and its arguments.
     pub(crate) command: Vec<String>,
+    /// Runs echo and broadcast only: a variant of another system that differs
+    /// only in what those measure (signal with the MessagePack hub protocol), so
+    /// idle memory and connects would repeat the other's.
+    pub(crate) echo_and_broadcast_only: bool,
+}
+
+impl System {
+    /// Whether `scenario` (`echo`, `broadcast`, `idle`, `connect`) runs for it.
+    pub(crate) fn runs(&self, scenario: &str) -> bool {
+        !self.echo_and_broadcast_only || matches!(scenario, "echo" | "broadcast")
+    }
 }
 
 /// Where the programs are.
@@ -34,31 +45,54 @@ pub(crate) struct Layout {
     pub(crate) bin_dir: PathBuf,
     /// The `bench/` folder.
     pub(crate) bench_dir: PathBuf,
+    /// Another build of signal's `conformance` example (`--signal-before`),
+    /// run as the system `signal-before`, JSON, beside this tree's: a before and
+    /// after in one run.
+    pub(crate) signal_before: Option<PathBuf>,
 }
 
-/// The four systems, the bare server first (every ratio is to it).
+/// The systems, the bare server first (every ratio is to it): bare,
+/// `signal-before` when asked for, signal (JSON), signal-msgpack (the same
+/// server, MessagePack hub protocol), socketioxide, socket.io.
 pub(crate) fn systems(layout: &Layout) -> Vec<System> {
     let bin = |name: &str| layout.bin_dir.join(name).display().to_string();
-    vec![
+    let system = |name, protocol, command| System {
+        name,
+        protocol,
+        command,
+        echo_and_broadcast_only: false,
+    };
+    let mut all = vec![system("bare", Protocol::Bare, vec![bin("bare-server")])];
+    if let Some(before) = &layout.signal_before {
+        all.push(system(
+            "signal-before",
+            Protocol::SignalR,
+            vec![before.display().to_string()],
+        ));
+    }
+    all.extend([
+        system(
+            "signal",
+            Protocol::SignalR,
+            vec![bin("examples/conformance")],
+        ),
         System {
-            name: "bare",
-            protocol: Protocol::Bare,
-            command: vec![bin("bare-server")],
+            echo_and_broadcast_only: true,
+            ..system(
+                "signal-msgpack",
+                Protocol::MessagePack,
+                vec![bin("examples/conformance")],
+            )
         },
-        System {
-            name: "signal",
-            protocol: Protocol::SignalR,
-            command: vec![bin("examples/conformance")],
-        },
-        System {
-            name: "socketioxide",
-            protocol: Protocol::SocketIo,
-            command: vec![bin("socketioxide-server")],
-        },
-        System {
-            name: "socket.io",
-            protocol: Protocol::SocketIo,
-            command: vec![
+        system(
+            "socketioxide",
+            Protocol::SocketIo,
+            vec![bin("socketioxide-server")],
+        ),
+        system(
+            "socket.io",
+            Protocol::SocketIo,
+            vec![
                 "node".to_owned(),
                 layout
                     .bench_dir
@@ -66,8 +100,9 @@ pub(crate) fn systems(layout: &Layout) -> Vec<System> {
                     .display()
                     .to_string(),
             ],
-        },
-    ]
+        ),
+    ]);
+    all
 }
 
 /// A running server process, killed on drop.
