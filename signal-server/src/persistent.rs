@@ -174,7 +174,7 @@ const INCOMING_CAPACITY: usize = 16;
 
 /// Runs one raw connection: the handler on its own task, and here the pump
 /// between the transport and the handler's stream and queue.
-async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, start: Start, mut duplex: Duplex) {
+async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, mut start: Start, mut duplex: Duplex) {
     tracing::debug!(remote = ?start.remote, "connection started");
     let (tx, mut rx) = mpsc::channel(inner.queue_capacity);
     let handle = Arc::new(ConnectionHandle::new(
@@ -188,6 +188,10 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, start: Start, mut du
     inner.lifetime.add(handle.clone());
     let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_CAPACITY);
     let connection = Connection {
+        request: start
+            .request
+            .take()
+            .unwrap_or_else(|| http::Request::new(()).into_parts().0),
         id: start.id.clone(),
         transport: start.transport,
         user: start.user.clone(),
@@ -282,6 +286,7 @@ fn frame_of(message: Message) -> Frame {
 /// a [`Stream`] that ends when the client leaves.
 #[derive(Debug)]
 pub struct Connection {
+    request: Parts,
     id: ConnectionId,
     transport: TransportType,
     user: Option<Arc<str>>,
@@ -294,6 +299,14 @@ impl Connection {
     /// The connection's public id.
     pub fn id(&self) -> &ConnectionId {
         &self.id
+    }
+
+    /// The request the connection started with (for long polling, its first
+    /// poll): headers, URI and query, and what middleware (an authentication
+    /// layer, say) left in its extensions. As in any handler of a nested axum
+    /// router, the URI's path is relative to where the endpoint is mounted.
+    pub fn request(&self) -> &Parts {
+        &self.request
     }
 
     /// The transport it uses.

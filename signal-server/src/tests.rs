@@ -97,6 +97,7 @@ async fn stall(
         remote: None,
         stateful: false,
         early: Vec::new(),
+        request: None,
     };
     let (frames, taken) = mpsc::channel(capacity);
     let duplex = Duplex::in_process(from_client, frames, runtime.options.client_timeout);

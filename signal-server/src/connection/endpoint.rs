@@ -43,6 +43,9 @@ pub(crate) struct Start {
     pub(crate) stateful: bool,
     /// Messages the client sent before its first transport request.
     pub(crate) early: Vec<super::duplex::Message>,
+    /// The request the connection started with (for long polling, its first
+    /// poll): headers, URI and query, what middleware left in its extensions.
+    pub(crate) request: Option<Parts>,
 }
 
 /// What the routes of one endpoint share.

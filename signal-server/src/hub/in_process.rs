@@ -58,6 +58,7 @@ impl<D: HubDispatch> InProcess<D> {
             remote: None,
             stateful: false,
             early: Vec::new(),
+            request: None,
         };
         let duplex =
             Duplex::in_process(from_client, to_client, self.runtime.options.client_timeout);

@@ -90,7 +90,14 @@ pub(crate) async fn run<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Star
     run_inner(runtime, start, duplex).instrument(span).await;
 }
 
-async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, mut duplex: Duplex) {
+async fn run_inner<D: HubDispatch>(
+    runtime: Arc<HubRuntime<D>>,
+    mut start: Start,
+    mut duplex: Duplex,
+) {
+    // Hub code does not see the request yet: free it rather than keep it for
+    // the connection's life.
+    start.request = None;
     let options = &runtime.options;
     // Boxed, like the other once-per-connection phases: the session's task
     // keeps its largest state for the connection's whole life.

@@ -143,6 +143,7 @@ pub(crate) async fn get(runtime: Arc<Endpoint>, request: Request) -> Response {
         Ok(start) => start,
         Err(refusal) => return refusal.into_response(),
     };
+    start.request = Some(parts);
     let token = start
         .token
         .clone()

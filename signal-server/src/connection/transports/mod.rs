@@ -98,6 +98,7 @@ pub(crate) fn start_for(
             .map(|c| c.0),
         stateful,
         early,
+        request: None,
     })
 }
 

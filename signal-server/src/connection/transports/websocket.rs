@@ -78,7 +78,7 @@ pub(crate) async fn connect(State(runtime): State<Arc<Endpoint>>, request: Reque
             let _ = sender.send(split(socket)).await;
         });
     }
-    let start = match start_for(
+    let mut start = match start_for(
         &runtime,
         &parts,
         TransportType::WebSockets,
@@ -87,6 +87,7 @@ pub(crate) async fn connect(State(runtime): State<Arc<Endpoint>>, request: Reque
         Ok(start) => start,
         Err(refusal) => return refusal.into_response(),
     };
+    start.request = Some(parts);
     configure(upgrade, &runtime.options).on_upgrade(move |socket| serve(runtime, start, socket))
 }
 
