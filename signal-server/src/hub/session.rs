@@ -1,5 +1,6 @@
-//! One connection's life, whatever its transport: handshake, the message loop,
-//! keep-alive and timeouts, invocations in order, streams, and the end.
+//! One hub connection's life over the connection layer's duplex: the handshake
+//! (handshake.rs), the message loop, keep-alive and timeouts, stateful
+//! reconnect's replay (link.rs), the calls it drives (invocations.rs), and the end.
 //!
 //! Each connection is one task. The loop keeps reading while invocations run, so a
 //! hub method that waits for its own client (a client result) cannot deadlock it.
@@ -8,28 +9,24 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
-use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use signal_core::{
-    Close, Completion, CompletionOutcome, HandshakeRequest, HandshakeResponse, HubMessage, Payload,
-    ProtocolSet, RecordError, RecordReader, RegisteredProtocol, StreamItem, TransferFormat,
-    TransportType,
+    Close, HandshakeResponse, HubMessage, RecordError, TransferFormat, TransportType,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::HubRuntime;
 use super::context::Context;
-use super::dispatch::{BoxFuture, Call, HubDispatch, Output};
-use super::error::InvocationError;
+use super::dispatch::{BoxFuture, HubDispatch};
+use super::handshake::{Accepted, handshake_answer, read_handshake, write_handshake};
+use super::invocations::{Calls, Done, Pace, Work, panic_message, pump};
 use super::link::Link;
-use super::upload::UploadItem;
 use crate::connection::{Duplex, Event, Outgoing, Start, TransportClosed};
-use crate::frame::{Frame, Outbound};
+use crate::frame::Frame;
 use crate::lifetime::ConnectionHandle;
 
 /// How often a stateful connection acknowledges what it received (as the JS client does).
@@ -57,23 +54,8 @@ fn inherent_keep_alive(start: &Start) -> bool {
     start.transport == TransportType::LongPolling
 }
 
-/// A server stream to send, once its method has returned it.
-type ItemStream = futures_util::stream::BoxStream<'static, Result<Payload, crate::HubError>>;
-
-/// What a finished piece of work leaves behind.
-struct Done {
-    /// Whether it held one of the in-order invocation slots.
-    ordered: bool,
-    /// A server stream to send, with its invocation id.
-    stream: Option<(String, ItemStream)>,
-    /// The Completion to write, after whatever the call queued before it.
-    completion: Option<Frame>,
-}
-
-type Work = BoxFuture<'static, Done>;
-
 /// Why the loop ended.
-enum End {
+pub(super) enum End {
     /// The client left (closed its transport or sent Close).
     ClientLeft(Option<String>),
     /// The server closes, with an error for the Close message.
@@ -464,81 +446,9 @@ async fn run_inner<D: HubDispatch>(
     tracing::debug!(error = error.as_deref(), "connection ended");
 }
 
-/// A handshake the server accepted.
-struct Accepted {
-    protocol: RegisteredProtocol,
-    version: u32,
-    /// The bytes after the handshake record: the protocol's first messages.
-    rest: Bytes,
-}
-
-/// Reads until the handshake record and picks the protocol it asks for among
-/// `protocols`, refusing one that `transport` cannot carry. `Err(Some(text))`
-/// refuses the handshake with `text`; `Err(None)` means the client left first.
-async fn read_handshake(
-    duplex: &mut Duplex,
-    protocols: &ProtocolSet,
-    transport: TransportType,
-    limit: usize,
-) -> Result<Accepted, Option<String>> {
-    // The handshake is a JSON record whatever protocol it asks for.
-    let mut reader = RecordReader::new(limit);
-    loop {
-        let chunk = match duplex.recv().await.ok_or(None)? {
-            Event::Data(message) => message.into_bytes(),
-            Event::Oversized => return Err(Some(RecordError::TooLarge { limit }.to_string())),
-            // Before the handshake there is nothing to resume.
-            Event::Lost | Event::Reattached => return Err(None),
-        };
-        let Some((record, rest)) = reader
-            .push_until_record(chunk)
-            .map_err(|e| Some(e.to_string()))?
-        else {
-            continue;
-        };
-        let request = HandshakeRequest::parse(&record).map_err(|e| Some(e.to_string()))?;
-        // Version 0 is accepted as ASP.NET Core accepts it: some third-party
-        // clients send the negotiate version there.
-        let protocol = protocols
-            .select_for(&request, transport.transfer_formats())
-            .map_err(|refusal| Some(refusal.to_string()))?;
-        return Ok(Accepted {
-            protocol,
-            version: request.version,
-            rest,
-        });
-    }
-}
-
-/// The handshake answer, always JSON text, in a frame of `format`.
-fn handshake_answer(response: &HandshakeResponse, format: TransferFormat) -> Outbound {
-    let record = response.to_record();
-    match (format, String::from_utf8(record)) {
-        (TransferFormat::Text, Ok(text)) => Outbound::text_message(Utf8Bytes::from(text)),
-        (_, Ok(text)) => Outbound::binary_message(Bytes::from(text)),
-        (_, Err(error)) => Outbound::binary_message(Bytes::from(error.into_bytes())),
-    }
-}
-
 async fn write_now(link: &mut Link, frame: Frame) -> Result<(), TransportClosed> {
     link.feed(frame).await?;
     link.flush().await
-}
-
-/// A write before the link exists (the handshake answer), bounded like the
-/// handshake itself.
-async fn write_handshake(
-    duplex: &mut Duplex,
-    answer: Outbound,
-    timeout: std::time::Duration,
-) -> Result<(), TransportClosed> {
-    let write = async {
-        duplex.feed(answer).await?;
-        duplex.flush().await
-    };
-    tokio::time::timeout(timeout, write)
-        .await
-        .unwrap_or(Err(TransportClosed))
 }
 
 /// Writes what is already queued, then a call's Completion, then flushes: the
@@ -570,305 +480,4 @@ async fn write_batch(
         }
     }
     outgoing.flush().await
-}
-
-/// The calls of one connection: invocations waiting or running, server streams
-/// being sent, upload streams being received.
-struct Calls<D: HubDispatch> {
-    runtime: Arc<HubRuntime<D>>,
-    cx: Context<D::Client>,
-    handle: Arc<ConnectionHandle>,
-    /// The connection's protocol, which completions are encoded in as soon as
-    /// they are known.
-    protocol: RegisteredProtocol,
-    queue: VecDeque<Work>,
-    background: Vec<Work>,
-    stream_tokens: HashMap<String, CancellationToken>,
-    uploads: HashMap<String, mpsc::Sender<UploadItem>>,
-}
-
-impl<D: HubDispatch> Calls<D> {
-    /// Handles one message from the client; `Some` ends the connection.
-    async fn handle_message(&mut self, message: HubMessage) -> Option<End> {
-        match message {
-            HubMessage::Invocation(invocation) => {
-                let call = Call::new(invocation.target, invocation.arguments, false);
-                if let Err(error) =
-                    self.enqueue(invocation.invocation_id, call, invocation.stream_ids)
-                {
-                    return Some(End::ServerClose(Some(error)));
-                }
-            }
-            HubMessage::StreamInvocation(invocation) => {
-                let call = Call::new(invocation.target, invocation.arguments, true);
-                if let Err(error) =
-                    self.enqueue(Some(invocation.invocation_id), call, invocation.stream_ids)
-                {
-                    return Some(End::ServerClose(Some(error)));
-                }
-            }
-            HubMessage::CancelInvocation(cancel) => {
-                if let Some(token) = self.stream_tokens.remove(&cancel.invocation_id) {
-                    token.cancel();
-                }
-            }
-            HubMessage::StreamItem(item) => match self.uploads.get(&item.invocation_id) {
-                // Waiting here slows the client down to the hub method's pace.
-                Some(upload) => {
-                    let _ = upload.send(UploadItem::Item(item.item)).await;
-                }
-                None => {
-                    tracing::debug!(stream = %item.invocation_id, "stream item for no upload stream; ignored")
-                }
-            },
-            HubMessage::Completion(completion) => {
-                if let Some(upload) = self.uploads.remove(&completion.invocation_id) {
-                    if let CompletionOutcome::Error(error) = completion.outcome {
-                        let _ = upload.send(UploadItem::Error(error)).await;
-                    }
-                } else if !self
-                    .handle
-                    .complete_result(&completion.invocation_id, completion.outcome)
-                {
-                    tracing::debug!(invocation = %completion.invocation_id, "completion for no pending call; ignored");
-                }
-            }
-            HubMessage::Close(close) => return Some(End::ClientLeft(close.error)),
-            HubMessage::Ping | HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {}
-        }
-        None
-    }
-
-    fn enqueue(
-        &mut self,
-        invocation_id: Option<String>,
-        call: Call,
-        stream_ids: Vec<String>,
-    ) -> Result<(), String> {
-        let mut streams = Vec::with_capacity(stream_ids.len());
-        for id in stream_ids {
-            if self.uploads.contains_key(&id) {
-                return Err(format!(
-                    "Connection closed with an error. InvalidDataException: The stream id '{id}' is already in use."
-                ));
-            }
-            let (tx, rx) = mpsc::channel(self.runtime.options.stream_buffer_capacity.max(1));
-            self.uploads.insert(id, tx);
-            streams.push(rx);
-        }
-        let ordered = streams.is_empty();
-        let work = invoke(
-            self.runtime.clone(),
-            self.cx.clone(),
-            self.protocol.clone(),
-            invocation_id,
-            call.with_streams(streams),
-            ordered,
-        );
-        if ordered {
-            self.queue.push_back(work);
-        } else {
-            self.background.push(work);
-        }
-        Ok(())
-    }
-}
-
-fn invoke<D: HubDispatch>(
-    runtime: Arc<HubRuntime<D>>,
-    cx: Context<D::Client>,
-    protocol: RegisteredProtocol,
-    invocation_id: Option<String>,
-    call: Call,
-    ordered: bool,
-) -> Work {
-    Box::pin(async move {
-        let target = call.target.clone();
-        let streaming = call.streaming;
-        let span =
-            tracing::debug_span!("invocation", method = %target, id = invocation_id.as_deref());
-        let result = AssertUnwindSafe(runtime.dispatch.dispatch(&cx, call))
-            .catch_unwind()
-            .instrument(span.clone())
-            .await;
-        let outcome = match result {
-            Ok(Ok(Output::Stream(stream))) if streaming => {
-                return Done {
-                    ordered,
-                    stream: invocation_id.map(|id| (id, stream)),
-                    completion: None,
-                };
-            }
-            // ASP.NET Core's texts, bare (`ValidateInvocationMode`).
-            Ok(Ok(Output::Stream(_))) => CompletionOutcome::Error(format!(
-                "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
-            )),
-            Ok(Ok(_)) if streaming => CompletionOutcome::Error(format!(
-                "The client attempted to invoke the non-streaming '{target}' method with a streaming invocation."
-            )),
-            Ok(Ok(Output::Void)) => CompletionOutcome::Void,
-            Ok(Ok(Output::Value(value))) => CompletionOutcome::Result(value),
-            Ok(Err(error)) => {
-                match &error {
-                    InvocationError::Result { source, .. } => {
-                        tracing::error!(parent: &span, %source, "the result could not be encoded")
-                    }
-                    InvocationError::Arguments { source, .. } => {
-                        tracing::debug!(parent: &span, %source, "the arguments did not bind")
-                    }
-                    other => tracing::debug!(parent: &span, error = %other, "invocation failed"),
-                }
-                CompletionOutcome::Error(
-                    error.completion_text(runtime.options.enable_detailed_errors),
-                )
-            }
-            Err(panic) => {
-                tracing::error!(parent: &span, panic = panic_message(&panic), "hub method panicked");
-                let text =
-                    format!("An unexpected error occurred invoking '{target}' on the server.");
-                CompletionOutcome::Error(if runtime.options.enable_detailed_errors {
-                    // A panic is Rust's unexpected exception; its message is a
-                    // detail like any other.
-                    format!("{text} Exception: {}", panic_message(&panic))
-                } else {
-                    text
-                })
-            }
-        };
-        let detailed = runtime.options.enable_detailed_errors;
-        let completion = invocation_id.map(|invocation_id| {
-            encode_completion(&protocol, invocation_id, outcome, &target, detailed, &span)
-        });
-        Done {
-            ordered,
-            stream: None,
-            completion,
-        }
-    })
-}
-
-/// The Completion of a call, encoded now in the connection's protocol: it goes
-/// to this connection only, and a result that cannot be encoded must fail the
-/// call (with ASP.NET Core's text), not the connection.
-fn encode_completion(
-    protocol: &RegisteredProtocol,
-    invocation_id: String,
-    outcome: CompletionOutcome,
-    target: &str,
-    detailed: bool,
-    span: &tracing::Span,
-) -> Frame {
-    let message = HubMessage::Completion(Completion {
-        invocation_id,
-        outcome,
-        headers: Default::default(),
-    });
-    match protocol.to_bytes(&message) {
-        Ok(framed) => Frame::framed(protocol, framed, true, None),
-        Err(source) => {
-            tracing::error!(parent: span, %source, "the result could not be encoded");
-            let HubMessage::Completion(Completion { invocation_id, .. }) = message else {
-                unreachable!("built as a Completion above")
-            };
-            let error = InvocationError::Result {
-                method: target.to_owned(),
-                source,
-            };
-            Frame::hub(HubMessage::Completion(Completion::error(
-                invocation_id,
-                error.completion_text(detailed),
-            )))
-        }
-    }
-}
-
-/// How a server stream is sent: in which protocol, how far ahead of its
-/// client, with which error texts.
-struct Pace {
-    protocol: RegisteredProtocol,
-    window: usize,
-    detailed_errors: bool,
-}
-
-/// Sends a server stream's items, then its Completion; stops when cancelled.
-async fn pump(
-    handle: Arc<ConnectionHandle>,
-    invocation_id: String,
-    stream: ItemStream,
-    cancelled: CancellationToken,
-    pace: Pace,
-) -> String {
-    let mut stream = AssertUnwindSafe(stream).catch_unwind();
-    // At most `window` items between the producer and the transport: a slow
-    // client slows the producer down instead of filling memory.
-    let window = Arc::new(Semaphore::new(pace.window.max(1)));
-    let outcome = loop {
-        let slot = tokio::select! {
-            _ = cancelled.cancelled() => break CompletionOutcome::Void,
-            slot = window.clone().acquire_owned() => slot.expect("the window is never closed"),
-        };
-        let next = tokio::select! {
-            _ = cancelled.cancelled() => break CompletionOutcome::Void,
-            next = stream.next() => next,
-        };
-        match next {
-            Some(Ok(Ok(item))) => {
-                let message = HubMessage::StreamItem(StreamItem::new(invocation_id.clone(), item));
-                // Encoded here, for this connection only: an item that cannot be
-                // encoded ends the stream with an error, as a failing producer does.
-                let framed = match pace.protocol.to_bytes(&message) {
-                    Ok(framed) => framed,
-                    Err(error) => {
-                        tracing::error!(%error, "a stream item could not be encoded");
-                        let mut text =
-                            "An error occurred on the server while streaming results.".to_owned();
-                        if pace.detailed_errors {
-                            text.push_str(&format!(" SerializationException: {error}"));
-                        }
-                        break CompletionOutcome::Error(text);
-                    }
-                };
-                let frame = Frame::framed(&pace.protocol, framed, true, Some(slot));
-                let sent = tokio::select! {
-                    _ = cancelled.cancelled() => break CompletionOutcome::Void,
-                    sent = handle.send(frame) => sent,
-                };
-                if !sent {
-                    return invocation_id;
-                }
-            }
-            Some(Ok(Err(error))) => {
-                break CompletionOutcome::Error(error.text(
-                    "An error occurred on the server while streaming results.",
-                    pace.detailed_errors,
-                ));
-            }
-            Some(Err(panic)) => {
-                tracing::error!(panic = panic_message(&panic), "hub stream panicked");
-                break CompletionOutcome::Error(
-                    "An error occurred on the server while streaming results.".to_owned(),
-                );
-            }
-            None => break CompletionOutcome::Void,
-        }
-    };
-    // Drop the producer before the Completion goes out, so it stops promptly.
-    drop(stream);
-    let completion = Completion {
-        invocation_id: invocation_id.clone(),
-        outcome,
-        headers: Default::default(),
-    };
-    handle
-        .send(Frame::hub(HubMessage::Completion(completion)))
-        .await;
-    invocation_id
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("non-string panic payload")
 }
