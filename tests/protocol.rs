@@ -572,6 +572,35 @@ async fn long_polling_may_post_its_handshake_before_the_first_poll() {
 }
 
 #[tokio::test]
+async fn posts_before_the_first_poll_are_few_and_small() {
+    // A client that never polls cannot make the server hold much for it.
+    let server = serve(HubOptions::default()).await;
+    let client = reqwest::Client::new();
+    let token = negotiate(&client, server.addr, false).await.token;
+    let too_big = "x".repeat(32 * 1024 + 1);
+    let answer = within(
+        "the oversized early POST",
+        client
+            .post(format!("http://{}/hub?id={token}", server.addr))
+            .body(too_big)
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 413);
+    assert_eq!(
+        answer.text().await.unwrap(),
+        "The request body exceeds 32768 bytes."
+    );
+    for n in 0..4 {
+        let body = invocation(&n.to_string(), "echo", "\"early\"");
+        assert_eq!(post(&client, server.addr, &token, body).await, 200);
+    }
+    let fifth = invocation("4", "echo", "\"early\"");
+    assert_eq!(post(&client, server.addr, &token, fifth).await, 404);
+}
+
+#[tokio::test]
 async fn a_post_for_a_token_never_negotiated_is_404() {
     let server = serve(HubOptions::default()).await;
     let client = reqwest::Client::new();

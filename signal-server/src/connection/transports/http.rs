@@ -371,9 +371,11 @@ fn named_connection(
     runtime.http.get(token).ok_or(Refusal::Unknown)
 }
 
-/// At most this many POSTs are kept for a negotiated connection whose first
-/// GET has not come yet.
-pub(crate) const EARLY_POSTS: usize = 16;
+/// At most this many POSTs, each at most one message long, are kept for a
+/// negotiated connection whose first GET has not come yet: enough for a
+/// handshake and a few calls, too little for a client that never polls to
+/// make the server hold much (negotiate asks no credentials).
+pub(crate) const EARLY_POSTS: usize = 4;
 
 /// Reads a POST body as one message: binary when the client says
 /// `application/octet-stream` (the official clients' binary transfer format),
@@ -454,7 +456,7 @@ async fn early_post(runtime: &Endpoint, parts: http::request::Parts, body: Body)
     else {
         return Refusal::Unknown.into_response();
     };
-    let limit = post_limit(runtime.options.maximum_receive_message_size);
+    let limit = runtime.options.maximum_receive_message_size;
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
