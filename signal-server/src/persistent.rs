@@ -37,11 +37,12 @@ use tracing::Instrument;
 pub use crate::connection::Message;
 use crate::connection::{
     ConnectionId, ConnectionOptions, Duplex, Endpoint, Event, Handler, HandlerFuture, Outgoing,
-    Start, UserIdFn, parse_origins,
+    Start, TransportClosed, UserIdFn, parse_origins,
 };
 use crate::frame::Frame;
-use crate::lifetime::SendError;
-use crate::lifetime::{ConnectionHandle, LocalLifetimeManager, Recipients};
+use crate::lifetime::{
+    ConnectionHandle, FrameSink, LocalLifetimeManager, Recipients, SendError, write_batch,
+};
 
 /// What runs each raw connection. Implemented for every
 /// `Fn(Connection) -> impl Future<Output = ()>`; the connection ends when the
@@ -221,7 +222,7 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, mut start: Start, mu
                 Some(Event::Lost | Event::Reattached) | None => break None,
             },
             Some(frame) = rx.recv() => {
-                if write_batch(&mut duplex, &mut rx, frame).await.is_err() {
+                if write_batch(&mut RawSink(&mut duplex), &mut rx, frame).await.is_err() {
                     break None;
                 }
             }
@@ -232,7 +233,7 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, mut start: Start, mu
     }
     // What the handler queued before the end still goes out.
     while let Ok(frame) = rx.try_recv() {
-        if feed(&mut duplex, frame).await.is_err() {
+        if RawSink(&mut duplex).feed(frame).await.is_err() {
             break;
         }
     }
@@ -247,31 +248,23 @@ fn too_large(limit: usize) -> String {
     format!("The maximum message size of {limit}B was exceeded.")
 }
 
-/// Writes `first` and whatever else is already queued, then flushes once.
-async fn write_batch(
-    duplex: &mut Duplex,
-    rx: &mut mpsc::Receiver<Frame>,
-    first: Frame,
-) -> Result<(), crate::connection::TransportClosed> {
-    const MAX_BATCH: usize = 64;
-    feed(duplex, first).await?;
-    for _ in 1..MAX_BATCH {
-        match rx.try_recv() {
-            Ok(frame) => feed(duplex, frame).await?,
-            Err(_) => break,
+/// A raw connection's transport as a [`FrameSink`]: raw connections queue raw
+/// frames only, which go out as they are.
+struct RawSink<'a>(&'a mut Duplex);
+
+impl FrameSink for RawSink<'_> {
+    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+        match frame.outbound(None) {
+            Ok(outbound) => self.0.feed(outbound).await,
+            Err(error) => {
+                tracing::error!(%error, "a frame could not be written; dropped");
+                Ok(())
+            }
         }
     }
-    duplex.flush().await
-}
 
-/// Feeds one frame as it is: raw connections queue raw frames only.
-async fn feed(duplex: &mut Duplex, frame: Frame) -> Result<(), crate::connection::TransportClosed> {
-    match frame.outbound(None) {
-        Ok(outbound) => duplex.feed(outbound).await,
-        Err(error) => {
-            tracing::error!(%error, "a frame could not be written; dropped");
-            Ok(())
-        }
+    async fn flush(&mut self) -> Result<(), TransportClosed> {
+        self.0.flush().await
     }
 }
 

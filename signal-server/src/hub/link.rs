@@ -15,6 +15,7 @@ use signal_core::{HubMessage, RegisteredProtocol};
 
 use crate::connection::{Duplex, Event, Outgoing, TransportClosed};
 use crate::frame::{Frame, Outbound};
+use crate::lifetime::FrameSink;
 
 pub(crate) struct Link {
     duplex: Duplex,
@@ -34,21 +35,13 @@ struct Stateful {
     ack_due: bool,
 }
 
-impl Link {
-    pub(crate) fn new(duplex: Duplex, protocol: RegisteredProtocol) -> Self {
-        Link {
-            duplex,
-            protocol,
-            stateful: None,
-        }
-    }
-
+impl FrameSink for Link {
     /// Buffers a frame for the transport, encoded in the connection's protocol;
     /// a sequenced frame is also kept until the client acknowledges it. A frame
     /// that cannot be encoded for this connection is dropped (and logged): it
     /// never counts in the sequence, so the client misses nothing it could
     /// notice.
-    pub(crate) async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
         let sequenced = frame.is_sequenced();
         let outbound = match frame.outbound(Some(&self.protocol)) {
             Ok(outbound) => outbound,
@@ -67,9 +60,18 @@ impl Link {
         self.duplex.feed(outbound).await
     }
 
-    /// Writes what is buffered.
-    pub(crate) async fn flush(&mut self) -> Result<(), TransportClosed> {
+    async fn flush(&mut self) -> Result<(), TransportClosed> {
         self.duplex.flush().await
+    }
+}
+
+impl Link {
+    pub(crate) fn new(duplex: Duplex, protocol: RegisteredProtocol) -> Self {
+        Link {
+            duplex,
+            protocol,
+            stateful: None,
+        }
     }
 
     /// Ends the transport.

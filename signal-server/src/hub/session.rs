@@ -27,7 +27,7 @@ use super::invocations::{Calls, Done, Pace, Work, panic_message, pump};
 use super::link::Link;
 use crate::connection::{Duplex, Event, Outgoing, Start, TransportClosed};
 use crate::frame::Frame;
-use crate::lifetime::ConnectionHandle;
+use crate::lifetime::{ConnectionHandle, FrameSink, write_batch};
 
 /// How often a stateful connection acknowledges what it received (as the JS client does).
 const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -462,22 +462,5 @@ async fn write_completion(
         outgoing.feed(frame).await?;
     }
     outgoing.feed(completion).await?;
-    outgoing.flush().await
-}
-
-/// Writes `first` and whatever else is already queued, then flushes once.
-async fn write_batch(
-    outgoing: &mut Link,
-    rx: &mut mpsc::Receiver<Frame>,
-    first: Frame,
-) -> Result<(), TransportClosed> {
-    const MAX_BATCH: usize = 64;
-    outgoing.feed(first).await?;
-    for _ in 1..MAX_BATCH {
-        match rx.try_recv() {
-            Ok(frame) => outgoing.feed(frame).await?,
-            Err(_) => break,
-        }
-    }
     outgoing.flush().await
 }

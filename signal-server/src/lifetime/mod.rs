@@ -11,13 +11,41 @@ use std::sync::Arc;
 
 use signal_core::SerializedHubMessage;
 
-use crate::connection::ConnectionId;
+use crate::connection::{ConnectionId, TransportClosed};
+use crate::frame::Frame;
 
 pub(crate) use local::ConnectionHandle;
 pub use local::LocalLifetimeManager;
 
 /// A boxed, sendable future, as hub dispatch and lifetime managers return them.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a connection's task writes the frames queued for it: a hub link
+/// (which encodes them in its protocol) or a raw connection's transport.
+pub(crate) trait FrameSink: Send {
+    /// Buffers one frame.
+    fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+    /// Writes what is buffered.
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+}
+
+/// Writes `first` and whatever else is already queued for the connection (up
+/// to a batch), then flushes once: one syscall for a burst of sends.
+pub(crate) async fn write_batch<S: FrameSink>(
+    sink: &mut S,
+    queue: &mut tokio::sync::mpsc::Receiver<Frame>,
+    first: Frame,
+) -> Result<(), TransportClosed> {
+    const MAX_BATCH: usize = 64;
+    sink.feed(first).await?;
+    for _ in 1..MAX_BATCH {
+        match queue.try_recv() {
+            Ok(frame) => sink.feed(frame).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
+}
 
 /// Whom a send addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
