@@ -179,7 +179,8 @@ async fn main() -> std::io::Result<()> {
         )));
     }
     let page = root.join("examples/chat");
-    let hub = ChatHub::default().into_hub();
+    // SIGNAL_REDIS=redis://HOST:PORT: several chat servers share rooms.
+    let hub = support::backplane(ChatHub::default().into_hub(), "Chat")?;
     let handle = hub.handle();
     let app = axum::Router::new()
         .nest("/chat", hub.router())

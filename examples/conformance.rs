@@ -10,6 +10,9 @@
 //! `SIGNAL_HANDSHAKE_TIMEOUT_MS`, `SIGNAL_LONG_POLL_TIMEOUT_MS` (how long a poll
 //! is held), `SIGNAL_LONG_POLL_DISCONNECT_MS` (how long without a poll ends the
 //! connection). `SIGNAL_DETAILED_ERRORS=1` turns on detailed errors.
+//! `SIGNAL_REDIS=redis://HOST:PORT` joins a Redis backplane (hub name
+//! `Conformance`, no channel prefix), so that several conformance servers
+//! serve one hub.
 //!
 //! Beside the hub, `/echo` is a raw (persistent) connection endpoint that sends
 //! every message it receives back to its sender unchanged, in the format it
@@ -151,6 +154,33 @@ impl Conformance for ConformanceHub {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         tag
     }
+
+    async fn add_to_group(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        connection_id: String,
+        group: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.groups().add(connection_id, &group).await?)
+    }
+
+    async fn remove_from_group(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        connection_id: String,
+        group: String,
+    ) -> Result<(), HubError> {
+        Ok(cx.groups().remove(connection_id, &group).await?)
+    }
+
+    async fn ask_client(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        connection_id: String,
+        question: String,
+    ) -> Result<String, HubError> {
+        Ok(cx.clients().client(connection_id).ask(question).await?)
+    }
 }
 
 /// `/echo`: every message back to its sender, as it came.
@@ -196,6 +226,8 @@ async fn main() -> std::io::Result<()> {
     if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
         hub = hub.allow_origins(origins).map_err(std::io::Error::other)?;
     }
+    // Part of the contract: the backplane name is `Conformance`, no prefix.
+    hub = support::backplane(hub, "Conformance")?;
     let handle = hub.handle();
     let mut echo = PersistentConnection::new(echo).configure(|o| o.transports = transports);
     if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {

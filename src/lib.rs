@@ -22,6 +22,11 @@ pub use signal_server::{
 
 pub use signal_macros::{client, hub, method};
 
+/// Scale-out on Redis, wire-compatible with ASP.NET Core's backplane
+/// (feature `redis`): `hub.lifetime_manager(signal::redis::Redis::new(url)?)`.
+#[cfg(feature = "redis")]
+pub use signal_redis as redis;
+
 // Lets generated code name `::signal` from inside this crate too.
 extern crate self as signal;
 

@@ -84,3 +84,21 @@ async fn stop_requested() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// With `SIGNAL_REDIS=redis://HOST:PORT` set, the hub joins that Redis
+/// backplane, its channels named `name` (no prefix); unset, it stays on this
+/// node.
+#[allow(dead_code)] // not every example scales out
+pub(crate) fn backplane<D: signal::HubDispatch>(
+    hub: signal::Hub<D>,
+    name: &str,
+) -> std::io::Result<signal::Hub<D>> {
+    let Ok(url) = std::env::var("SIGNAL_REDIS") else {
+        return Ok(hub);
+    };
+    let redis = signal_redis::Redis::new(&url)
+        .map_err(std::io::Error::other)?
+        .hub_name(name);
+    tracing::info!(url, name, "joining the Redis backplane");
+    Ok(hub.lifetime_manager(redis))
+}

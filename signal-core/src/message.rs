@@ -321,7 +321,8 @@ impl Completion {
         Self::with(invocation_id, CompletionOutcome::Error(error.into()))
     }
 
-    fn with(invocation_id: impl Into<String>, outcome: CompletionOutcome) -> Self {
+    /// A completion with `outcome`.
+    pub fn with(invocation_id: impl Into<String>, outcome: CompletionOutcome) -> Self {
         Completion {
             invocation_id: invocation_id.into(),
             outcome,

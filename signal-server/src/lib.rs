@@ -27,7 +27,7 @@ pub use hub::in_process::{InProcess, InProcessConnection};
 pub use hub::options::HubOptions;
 pub use hub::upload::UploadStream;
 pub use items::Items;
-pub use lifetime::{HubLifetimeManager, LocalLifetimeManager, Recipients};
+pub use lifetime::{HubLifetimeManager, HubScope, LocalLifetimeManager, Recipients};
 pub use signal_core::TransportType;
 pub use tokio_util::sync::CancellationToken;
 

@@ -791,3 +791,70 @@ fn varint(bytes: &[u8]) -> (usize, usize) {
     }
     panic!("a length prefix of at most 5 bytes: {bytes:?}");
 }
+
+/// A real `redis-server` on a free loopback port, for the backplane's tests;
+/// stopped when dropped. `REDIS_SERVER` names the binary (`redis-server` on
+/// the `PATH` by default; `scripts/test` installs it).
+pub(crate) struct RedisServer {
+    pub(crate) port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub(crate) async fn start() -> Self {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut server = RedisServer { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (its clients see the connection drop).
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, and waits until it answers.
+    pub(crate) async fn restart(&mut self) {
+        self.stop();
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = std::process::Command::new(&binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot start {binary} ({error}): install Redis (`apt-get install -y redis-server`; scripts/test does) or set REDIS_SERVER"
+                )
+            });
+        self.child = Some(child);
+        let port = self.port;
+        until("redis-server answers PING", || async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                return false;
+            };
+            let mut answer = [0u8; 7];
+            tcp.write_all(b"PING\r\n").await.is_ok()
+                && tcp.read_exact(&mut answer).await.is_ok()
+                && &answer == b"+PONG\r\n"
+        })
+        .await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -110,4 +110,27 @@ pub trait Conformance {
     /// Waits `ms` milliseconds, then returns `tag`: shows that one connection's
     /// invocations complete in order.
     async fn delay(&self, ms: u64, tag: String) -> String;
+    /// Adds the connection `connection_id` (on any node, with a backplane) to
+    /// `group`.
+    async fn add_to_group(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        connection_id: String,
+        group: String,
+    ) -> Result<(), HubError>;
+    /// Removes the connection `connection_id` (on any node) from `group`.
+    async fn remove_from_group(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        connection_id: String,
+        group: String,
+    ) -> Result<(), HubError>;
+    /// Asks the connection `connection_id`'s `ask(question)` (on any node) and
+    /// returns its answer.
+    async fn ask_client(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        connection_id: String,
+        question: String,
+    ) -> Result<String, HubError>;
 }

@@ -83,13 +83,6 @@ impl SingleClient {
         &self.id
     }
 
-    fn connection(&self) -> Result<Arc<ConnectionHandle>, SendError> {
-        self.lifetime
-            .local()
-            .get(&self.id)
-            .ok_or_else(|| SendError::NotConnected(self.id.to_string()))
-    }
-
     /// Calls `method(arguments)` on the client and waits for its result: a client
     /// result. Fails when the client has no handler, disconnects first, or does not
     /// answer within the hub's client result timeout.
@@ -114,7 +107,14 @@ impl SingleClient {
         method: &str,
         arguments: Arguments,
     ) -> Result<Option<Payload>, ClientResultError> {
-        let connection = self.connection()?;
+        let Some(connection) = self.lifetime.local().get(&self.id) else {
+            // Held by another node (a backplane's), or by none.
+            let outcome = self
+                .lifetime
+                .invoke_remote(&self.id, method, arguments)
+                .await?;
+            return outcome_of(outcome);
+        };
         let (invocation_id, answer) = connection.expect_result();
         let mut invocation = Invocation::new(method, arguments);
         invocation.invocation_id = Some(invocation_id.clone());
@@ -138,11 +138,15 @@ impl SingleClient {
                 return Err(ClientResultError::Timeout(timeout));
             }
         };
-        match outcome {
-            CompletionOutcome::Error(error) => Err(ClientResultError::Client(error)),
-            CompletionOutcome::Result(result) => Ok(Some(result)),
-            CompletionOutcome::Void => Ok(None),
-        }
+        outcome_of(outcome)
+    }
+}
+
+fn outcome_of(outcome: CompletionOutcome) -> Result<Option<Payload>, ClientResultError> {
+    match outcome {
+        CompletionOutcome::Error(error) => Err(ClientResultError::Client(error)),
+        CompletionOutcome::Result(result) => Ok(Some(result)),
+        CompletionOutcome::Void => Ok(None),
     }
 }
 

@@ -20,7 +20,9 @@ pub struct Groups {
 
 impl Groups {
     /// Adds `connection` to `group`. Membership ends when the connection does.
-    /// As in ASP.NET Core, a connection that is not connected here is ignored.
+    /// On one node, as in ASP.NET Core, a connection that is not connected is
+    /// ignored; a backplane answers [`SendError::NotConnected`] when no node
+    /// holds it.
     pub async fn add(
         &self,
         connection: impl Into<ConnectionId>,

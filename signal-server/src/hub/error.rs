@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use signal_core::{ArgumentError, WriteError};
 
-pub use crate::lifetime::SendError;
+pub use crate::lifetime::{ClientResultError, SendError};
 
 /// The error a hub method returns on purpose; its message reaches the caller.
 ///
@@ -176,27 +176,4 @@ impl InvocationError {
             other => other.to_string(),
         }
     }
-}
-
-/// A client result could not be had.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientResultError {
-    /// The invocation could not be sent.
-    #[error(transparent)]
-    Send(#[from] SendError),
-    /// The client answered with an error (for instance, no handler for the
-    /// method); its text, unchanged, as ASP.NET Core passes it on.
-    #[error("{0}")]
-    Client(String),
-    /// The client's answer did not have the expected type.
-    #[error("the client's result could not be read as the expected type: {0}")]
-    Deserialize(String),
-    /// The client disconnected before answering.
-    #[error("connection '{0}' disconnected before answering")]
-    Disconnected(String),
-    /// The client did not answer within the client result timeout.
-    #[error(
-        "the client did not answer within {0:?}; raise HubOptions::client_result_timeout if it needs longer"
-    )]
-    Timeout(std::time::Duration),
 }

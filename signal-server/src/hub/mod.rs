@@ -24,7 +24,7 @@ use signal_core::HubMessage;
 
 use crate::connection::{Duplex, Endpoint, Handler, HandlerFuture, Start, UserIdFn, parse_origins};
 use crate::frame::Frame;
-use crate::lifetime::{HubLifetimeManager, LocalLifetimeManager};
+use crate::lifetime::{HubLifetimeManager, HubScope, LocalLifetimeManager};
 use context::HubHandle;
 use dispatch::HubDispatch;
 use in_process::InProcess;
@@ -173,6 +173,13 @@ impl<D: HubDispatch> Hub<D> {
     }
 
     pub(crate) fn into_runtime(self) -> Arc<HubRuntime<D>> {
+        self.lifetime.attach(
+            &HubScope::new(
+                self.dispatch.descriptor().name,
+                self.options.protocols.clone(),
+            )
+            .with_client_result_timeout(self.options.client_result_timeout),
+        );
         Arc::new(HubRuntime {
             dispatch: self.dispatch,
             options: self.options,

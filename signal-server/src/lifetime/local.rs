@@ -113,6 +113,14 @@ impl ConnectionHandle {
         self.close_error.lock().expect("close_error lock").clone()
     }
 
+    /// Registers a pending client result under an id chosen elsewhere (a
+    /// backplane's caller on another node).
+    fn expect_result_as(&self, id: String) -> oneshot::Receiver<CompletionOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.results.lock().expect("results lock").insert(id, tx);
+        rx
+    }
+
     /// Registers a pending client result; returns its invocation id.
     pub(crate) fn expect_result(&self) -> (String, oneshot::Receiver<CompletionOutcome>) {
         let id = self
@@ -191,6 +199,71 @@ impl LocalLifetimeManager {
     /// How many connections this node has.
     pub fn connection_count(&self) -> usize {
         self.len()
+    }
+
+    /// The user of a connection of this node, if it has one.
+    pub fn user_of(&self, id: &ConnectionId) -> Option<Arc<str>> {
+        self.get(id).and_then(|connection| connection.user.clone())
+    }
+
+    /// The groups a connection of this node belongs to (none when it is not here).
+    pub fn groups_of(&self, id: &ConnectionId) -> Vec<Arc<str>> {
+        self.get(id)
+            .map(|connection| {
+                let groups = connection.groups.lock().expect("groups lock");
+                groups.iter().cloned().collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The connections of this node in `group`.
+    pub fn members_of(&self, group: &str) -> Vec<ConnectionId> {
+        self.groups
+            .read()
+            .expect("groups lock")
+            .get(group)
+            .map(|members| members.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a connection of this node belongs to `group`.
+    pub fn is_member(&self, id: &ConnectionId, group: &str) -> bool {
+        self.get(id).is_some_and(|connection| {
+            let groups = connection.groups.lock().expect("groups lock");
+            groups.contains(group)
+        })
+    }
+
+    /// The hub protocol a connection of this node speaks (`None` when it is
+    /// not here, or is a raw connection).
+    pub fn protocol_of(&self, id: &ConnectionId) -> Option<RegisteredProtocol> {
+        self.get(id)
+            .and_then(|connection| connection.protocol.clone())
+    }
+
+    /// Asks a connection of this node for a client result on behalf of a
+    /// caller elsewhere: queues `message` (an Invocation carrying
+    /// `invocation_id`) and returns where the client's Completion arrives. The
+    /// receiver fails when the connection ends first. `None` when the
+    /// connection is not here.
+    pub fn ask(
+        &self,
+        id: &ConnectionId,
+        invocation_id: &str,
+        message: SerializedHubMessage,
+    ) -> Option<oneshot::Receiver<CompletionOutcome>> {
+        let connection = self.get(id)?;
+        let answer = connection.expect_result_as(invocation_id.to_owned());
+        connection.try_send(&Frame::hub(message));
+        Some(answer)
+    }
+
+    /// Stops waiting for a client result [`ask`](Self::ask)ed of a connection
+    /// here (its caller gave up).
+    pub fn forget_ask(&self, id: &ConnectionId, invocation_id: &str) {
+        if let Some(connection) = self.get(id) {
+            connection.forget_result(invocation_id);
+        }
     }
 
     pub(crate) fn add(&self, connection: Arc<ConnectionHandle>) {

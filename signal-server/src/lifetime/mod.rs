@@ -9,7 +9,9 @@ mod local;
 
 use std::sync::Arc;
 
-use signal_core::SerializedHubMessage;
+use std::time::Duration;
+
+use signal_core::{Arguments, CompletionOutcome, ProtocolSet, SerializedHubMessage};
 
 use crate::connection::{ConnectionId, TransportClosed};
 use crate::frame::Frame;
@@ -89,6 +91,61 @@ pub enum SendError {
     Backplane(String),
 }
 
+/// What a lifetime manager learns of the hub it serves when the hub is mounted:
+/// a backplane names its channels after the hub and publishes every message in
+/// each protocol the hub accepts.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HubScope {
+    /// The hub trait's name (`Chat` for `trait Chat`).
+    pub name: String,
+    /// The hub protocols its clients may speak.
+    pub protocols: ProtocolSet,
+    /// How long a client result may take (`HubOptions::client_result_timeout`).
+    pub client_result_timeout: Duration,
+}
+
+impl HubScope {
+    /// The scope of a hub named `name` accepting `protocols`.
+    pub fn new(name: impl Into<String>, protocols: ProtocolSet) -> Self {
+        HubScope {
+            name: name.into(),
+            protocols,
+            client_result_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Sets how long a client result may take.
+    #[must_use]
+    pub fn with_client_result_timeout(mut self, timeout: Duration) -> Self {
+        self.client_result_timeout = timeout;
+        self
+    }
+}
+
+/// A client result could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientResultError {
+    /// The invocation could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The client answered with an error (for instance, no handler for the
+    /// method); its text, unchanged, as ASP.NET Core passes it on.
+    #[error("{0}")]
+    Client(String),
+    /// The client's answer did not have the expected type.
+    #[error("the client's result could not be read as the expected type: {0}")]
+    Deserialize(String),
+    /// The client disconnected before answering.
+    #[error("connection '{0}' disconnected before answering")]
+    Disconnected(String),
+    /// The client did not answer within the client result timeout.
+    #[error(
+        "the client did not answer within {0:?}; raise HubOptions::client_result_timeout if it needs longer"
+    )]
+    Timeout(std::time::Duration),
+}
+
 /// Where a hub's sends and group changes go: this node's connections, and with
 /// a backplane the other nodes' too. Asynchronous and fallible, since a publish
 /// to a backplane is both. Every method but [`local`](Self::local) has a
@@ -96,6 +153,11 @@ pub enum SendError {
 pub trait HubLifetimeManager: Send + Sync + 'static {
     /// This node's connections.
     fn local(&self) -> &LocalLifetimeManager;
+
+    /// The hub this manager serves is being mounted (its router or in-process
+    /// runtime is built), with its final options. Called once per hub; a
+    /// manager shared by several hubs is told of each.
+    fn attach(&self, _hub: &HubScope) {}
 
     /// A connection of this node finished its handshake (it is already in
     /// [`local`](Self::local)).
@@ -120,6 +182,20 @@ pub trait HubLifetimeManager: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), SendError>> {
         self.local().send_local(recipients, message);
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Calls `method(arguments)` on a client held by another node and waits
+    /// for its result (a client result across nodes). Only a backplane can;
+    /// on one node the connection is not connected.
+    fn invoke_remote<'a>(
+        &'a self,
+        connection: &'a ConnectionId,
+        _method: &'a str,
+        _arguments: Arguments,
+    ) -> BoxFuture<'a, Result<CompletionOutcome, ClientResultError>> {
+        Box::pin(std::future::ready(Err(ClientResultError::Send(
+            SendError::NotConnected(connection.to_string()),
+        ))))
     }
 
     /// Adds `connection`, wherever it is connected, to `group`.
@@ -158,6 +234,10 @@ impl<M: HubLifetimeManager> HubLifetimeManager for Arc<M> {
         (**self).local()
     }
 
+    fn attach(&self, hub: &HubScope) {
+        (**self).attach(hub)
+    }
+
     fn on_connected<'a>(
         &'a self,
         connection: &'a ConnectionId,
@@ -176,6 +256,15 @@ impl<M: HubLifetimeManager> HubLifetimeManager for Arc<M> {
         message: SerializedHubMessage,
     ) -> BoxFuture<'a, Result<(), SendError>> {
         (**self).send(recipients, message)
+    }
+
+    fn invoke_remote<'a>(
+        &'a self,
+        connection: &'a ConnectionId,
+        method: &'a str,
+        arguments: Arguments,
+    ) -> BoxFuture<'a, Result<CompletionOutcome, ClientResultError>> {
+        (**self).invoke_remote(connection, method, arguments)
     }
 
     fn add_to_group<'a>(
