@@ -2,6 +2,7 @@
 //!
 //! Hub at `/targets`; a connection's user id is the `user` query parameter.
 //! Run: `cargo run --example targets` (PORT defaults to 5000).
+//! `SIGNAL_REDIS=redis://HOST:PORT` joins a Redis backplane (hub name `Targets`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -358,6 +359,7 @@ async fn main() -> std::io::Result<()> {
     let hub = TargetsHub::default()
         .into_hub()
         .user_id(|parts| url_user(parts.uri.query()?));
+    let hub = support::backplane(hub, "Targets")?;
     let handle = hub.handle();
     let app = axum::Router::new().nest("/targets", hub.router());
     support::serve(

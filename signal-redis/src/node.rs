@@ -348,6 +348,8 @@ impl Node {
             Err(error) => {
                 if !self.outage.swap(true, Ordering::Relaxed) {
                     tracing::warn!(server = self.server, %error, "Redis backplane unavailable: sends reach this node's connections only until it is back");
+                    // Wakes the subscriber, which then drives the reconnect.
+                    let _ = self.subscriber.send((String::new(), None));
                 } else {
                     tracing::debug!(%error, "Redis backplane still unavailable");
                 }
@@ -730,13 +732,22 @@ async fn subscribe_loop(
     let mut subscribed: HashSet<String> = HashSet::new();
     let mut failed: HashSet<String> = HashSet::new();
     loop {
-        let request = if failed.is_empty() {
+        let troubled = !failed.is_empty()
+            || node
+                .upgrade()
+                .is_some_and(|node| node.outage.load(Ordering::Relaxed));
+        let request = if !troubled {
             requests.recv().await
         } else {
             tokio::select! {
                 request = requests.recv() => request,
                 () = tokio::time::sleep(RESUBSCRIBE_EVERY) => {
                     let Some(node) = node.upgrade() else { return };
+                    // A command makes the connection manager reconnect (and
+                    // restore its subscriptions) when no send does.
+                    let mut redis = node.redis.clone();
+                    let ping: Result<String, _> = redis::cmd("PING").query_async(&mut redis).await;
+                    let _ = node.note(ping.map_err(|error| SendError::Backplane(error.to_string())));
                     for channel in std::mem::take(&mut failed) {
                         sync(&node, channel, &mut subscribed, &mut failed).await;
                     }
@@ -748,7 +759,9 @@ async fn subscribe_loop(
             return;
         };
         let Some(node) = node.upgrade() else { return };
-        sync(&node, channel, &mut subscribed, &mut failed).await;
+        if !channel.is_empty() {
+            sync(&node, channel, &mut subscribed, &mut failed).await;
+        }
         if let Some(done) = done {
             let _ = done.send(());
         }
