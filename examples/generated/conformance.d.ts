@@ -69,6 +69,18 @@ export declare class ConformanceProxy {
    * invocations complete in order.
    */
   delay(ms: number, tag: string): Promise<string>;
+  /**
+   * Adds the connection `connection_id` (on any node, with a backplane) to
+   * `group`.
+   */
+  addToGroup(connectionId: string, group: string): Promise<void>;
+  /** Removes the connection `connection_id` (on any node) from `group`. */
+  removeFromGroup(connectionId: string, group: string): Promise<void>;
+  /**
+   * Asks the connection `connection_id`'s `ask(question)` (on any node) and
+   * returns its answer.
+   */
+  askClient(connectionId: string, question: string): Promise<string>;
 }
 
 /** What the conformance hub calls on its clients. */

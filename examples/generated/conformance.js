@@ -105,6 +105,27 @@ export class ConformanceProxy {
   delay(ms, tag) {
     return this.connection.invoke("delay", ms, tag);
   }
+
+  /**
+   * Adds the connection `connection_id` (on any node, with a backplane) to
+   * `group`.
+   */
+  addToGroup(connectionId, group) {
+    return this.connection.invoke("addToGroup", connectionId, group);
+  }
+
+  /** Removes the connection `connection_id` (on any node) from `group`. */
+  removeFromGroup(connectionId, group) {
+    return this.connection.invoke("removeFromGroup", connectionId, group);
+  }
+
+  /**
+   * Asks the connection `connection_id`'s `ask(question)` (on any node) and
+   * returns its answer.
+   */
+  askClient(connectionId, question) {
+    return this.connection.invoke("askClient", connectionId, question);
+  }
 }
 
 /**

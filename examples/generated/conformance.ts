@@ -126,6 +126,27 @@ export class ConformanceProxy {
   delay(ms: number, tag: string): Promise<string> {
     return this.connection.invoke("delay", ms, tag);
   }
+
+  /**
+   * Adds the connection `connection_id` (on any node, with a backplane) to
+   * `group`.
+   */
+  addToGroup(connectionId: string, group: string): Promise<void> {
+    return this.connection.invoke("addToGroup", connectionId, group);
+  }
+
+  /** Removes the connection `connection_id` (on any node) from `group`. */
+  removeFromGroup(connectionId: string, group: string): Promise<void> {
+    return this.connection.invoke("removeFromGroup", connectionId, group);
+  }
+
+  /**
+   * Asks the connection `connection_id`'s `ask(question)` (on any node) and
+   * returns its answer.
+   */
+  askClient(connectionId: string, question: string): Promise<string> {
+    return this.connection.invoke("askClient", connectionId, question);
+  }
 }
 
 /** What the conformance hub calls on its clients. */
