@@ -452,3 +452,43 @@ fn redis_client(server: &RedisServer) -> redis::Client {
         .set_protocol(redis::ProtocolVersion::RESP3);
     redis::Client::open(info.set_redis_settings(settings)).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_and_groups_are_listed_across_the_cluster() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    let a1 = connect(&a, "ada").await;
+    let b1 = connect(&b, "bob").await;
+    let c1 = connect(&c, "cy").await;
+    let hub = b.server.handle.clone();
+    hub.groups().add(a1.id.as_str(), "g").await.unwrap();
+    hub.groups().add(c1.id.as_str(), "g").await.unwrap();
+    hub.groups().add(c1.id.as_str(), "h").await.unwrap();
+
+    let mut all = vec![a1.id.clone(), b1.id.clone(), c1.id.clone()];
+    all.sort();
+    let listing = hub.connection_ids().await;
+    assert_eq!((listing.items, listing.partial), (all, false));
+    let listing = hub.group_names().await;
+    assert_eq!(
+        (listing.items, listing.partial),
+        (vec!["g".to_owned(), "h".to_owned()], false)
+    );
+    let mut members = vec![a1.id.clone(), c1.id.clone()];
+    members.sort();
+    let listing = hub.group_members("g").await;
+    assert_eq!((listing.items, listing.partial), (members, false));
+
+    // A node that cannot answer (an ASP.NET Core node subscribes to `all`
+    // but not to signal's request channel) makes the listing partial.
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut foreign = redis_client(&redis)
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_push_sender(tx),
+        )
+        .await
+        .unwrap();
+    foreign.subscribe("Probe:all").await.unwrap();
+    let listing = hub.group_members("h").await;
+    assert_eq!((listing.items, listing.partial), (vec![c1.id.clone()], true));
+}

@@ -23,6 +23,10 @@ pub(crate) enum Channel<'a> {
     Connection(&'a str),
     Group(&'a str),
     User(&'a str),
+    /// signal nodes only: a request to list what each node holds.
+    ListRequest,
+    /// signal nodes only: an answer to this node's list request.
+    ListReply,
 }
 
 impl Channels {
@@ -70,14 +74,26 @@ impl Channels {
         format!("{}user:{id}", self.wire)
     }
 
-    /// The channels every node subscribes to from the start, in ASP.NET
-    /// Core's order.
-    pub(crate) fn fixed(&self) -> [String; 4] {
+    /// Where signal nodes (not ASP.NET Core's) ask each other for listings.
+    pub(crate) fn list_requests(&self) -> String {
+        format!("{}internal:signal:list", self.wire)
+    }
+
+    /// Where `server` receives the answers to its listing requests.
+    pub(crate) fn list_replies(&self, server: &str) -> String {
+        format!("{}internal:signal:listed:{server}", self.wire)
+    }
+
+    /// The channels every node subscribes to from the start: ASP.NET Core's,
+    /// in its order, then signal's own.
+    pub(crate) fn fixed(&self) -> [String; 6] {
         [
             self.all(),
             self.group_commands(),
             self.ack(&self.server),
             self.wire_of(&self.logical_return()),
+            self.list_requests(),
+            self.list_replies(&self.server),
         ]
     }
 
@@ -88,7 +104,11 @@ impl Channels {
         Some(match rest {
             "all" => Channel::All,
             "internal:groups" => Channel::GroupCommands,
+            "internal:signal:list" => Channel::ListRequest,
             _ => {
+                if let Some(server) = rest.strip_prefix("internal:signal:listed:") {
+                    return (server == self.server).then_some(Channel::ListReply);
+                }
                 if let Some(server) = rest.strip_prefix("internal:ack:") {
                     return (server == self.server).then_some(Channel::Ack);
                 }
@@ -124,6 +144,8 @@ mod tests {
                 "MyApp.Hubs.ChatHub:internal:groups",
                 "MyApp.Hubs.ChatHub:internal:ack:box_1",
                 "MyApp.Hubs.ChatHub:internal:return:box_1",
+                "MyApp.Hubs.ChatHub:internal:signal:list",
+                "MyApp.Hubs.ChatHub:internal:signal:listed:box_1",
             ]
         );
         assert_eq!(plain.connection("c1"), "MyApp.Hubs.ChatHub:connection:c1");
@@ -163,5 +185,14 @@ mod tests {
         assert_eq!(c.classify("H:all"), None);
         assert_eq!(c.classify("pOther:all"), None);
         assert_eq!(c.classify("pH:nonsense"), None);
+        assert_eq!(
+            c.classify("pH:internal:signal:list"),
+            Some(Channel::ListRequest)
+        );
+        assert_eq!(
+            c.classify("pH:internal:signal:listed:me"),
+            Some(Channel::ListReply)
+        );
+        assert_eq!(c.classify("pH:internal:signal:listed:other"), None);
     }
 }

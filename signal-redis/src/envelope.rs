@@ -256,6 +256,93 @@ impl GroupCommand {
     }
 }
 
+/// A listing request between signal nodes (not part of ASP.NET Core's wire):
+/// `[id, server, kind, group]`, kind 1 connections, 2 groups, 3 a group's members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRequest {
+    /// The asking server's request id.
+    pub id: u32,
+    /// The asking server, which waits for the answers.
+    pub server: String,
+    /// What to list.
+    pub query: ListQuery,
+}
+
+pub use signal_server::lifetime::ListQuery;
+
+impl ListRequest {
+    /// `[id, server, kind, group]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.server.len());
+        vec_infallible(rmp::encode::write_array_len(&mut out, 4));
+        vec_infallible(rmp::encode::write_uint(&mut out, u64::from(self.id)));
+        vec_infallible(rmp::encode::write_str(&mut out, &self.server));
+        let (kind, group) = match &self.query {
+            ListQuery::Connections => (1, ""),
+            ListQuery::Groups => (2, ""),
+            ListQuery::GroupMembers(group) => (3, group.as_str()),
+            _ => (0, ""),
+        };
+        vec_infallible(rmp::encode::write_uint(&mut out, kind));
+        vec_infallible(rmp::encode::write_str(&mut out, group));
+        out
+    }
+
+    /// Reads a request; an unknown kind is an error.
+    pub fn decode(bytes: &Bytes) -> Result<Self> {
+        let mut reader = Reader::new(bytes);
+        if reader.array_len()? < 4 {
+            return Err(EnvelopeError::Malformed(
+                "a list request has 4 items".into(),
+            ));
+        }
+        let id = u32::try_from(reader.uint()?)
+            .map_err(|_| EnvelopeError::Malformed("request id too large".into()))?;
+        let server = reader.string()?;
+        let kind = reader.uint()?;
+        let group = reader.string()?;
+        let query = match kind {
+            1 => ListQuery::Connections,
+            2 => ListQuery::Groups,
+            3 => ListQuery::GroupMembers(group),
+            other => {
+                return Err(EnvelopeError::Malformed(format!(
+                    "unknown list kind {other}"
+                )));
+            }
+        };
+        Ok(ListRequest { id, server, query })
+    }
+}
+
+/// An answer to a [`ListRequest`]: `[id, [item, …]]`.
+pub fn encode_list_reply(id: u32, items: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + items.iter().map(|i| i.len() + 2).sum::<usize>());
+    vec_infallible(rmp::encode::write_array_len(&mut out, 2));
+    vec_infallible(rmp::encode::write_uint(&mut out, u64::from(id)));
+    vec_infallible(rmp::encode::write_array_len(&mut out, items.len() as u32));
+    for item in items {
+        vec_infallible(rmp::encode::write_str(&mut out, item));
+    }
+    out
+}
+
+/// Reads an answer to a [`ListRequest`].
+pub fn decode_list_reply(bytes: &Bytes) -> Result<(u32, Vec<String>)> {
+    let mut reader = Reader::new(bytes);
+    if reader.array_len()? < 2 {
+        return Err(EnvelopeError::Malformed("a list reply has 2 items".into()));
+    }
+    let id = u32::try_from(reader.uint()?)
+        .map_err(|_| EnvelopeError::Malformed("request id too large".into()))?;
+    let count = reader.array_len()?;
+    let mut items = Vec::with_capacity(count.min(4096) as usize);
+    for _ in 0..count {
+        items.push(reader.string()?);
+    }
+    Ok((id, items))
+}
+
 /// `WriteAck`: `[id]`.
 pub fn encode_ack(id: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(6);
@@ -567,6 +654,28 @@ mod tests {
             CompletionEnvelope::decode(&Bytes::from(expected)).unwrap(),
             envelope
         );
+    }
+
+    #[test]
+    fn list_requests_and_replies_round_trip() {
+        let request = ListRequest {
+            id: 7,
+            server: "s".into(),
+            query: ListQuery::GroupMembers("g".into()),
+        };
+        assert_eq!(request.encode(), b"\x94\x07\xa1s\x03\xa1g");
+        assert_eq!(
+            ListRequest::decode(&Bytes::from(request.encode())).unwrap(),
+            request
+        );
+        let reply = encode_list_reply(7, &["a".into(), "b".into()]);
+        assert_eq!(reply, b"\x92\x07\x92\xa1a\xa1b");
+        assert_eq!(
+            decode_list_reply(&Bytes::from(reply)).unwrap(),
+            (7, vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert!(ListRequest::decode(&Bytes::from_static(b"\x94\x07\xa1s\x09\xa1g")).is_err());
+        assert!(decode_list_reply(&Bytes::from_static(b"\x92\x07\x92\xa1a")).is_err());
     }
 
     #[test]

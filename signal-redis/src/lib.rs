@@ -24,6 +24,11 @@
 //!   30 s; a node that holds it acknowledges within [`Redis::ack_timeout`].
 //! - A client result asked of a connection on another node fails as soon as
 //!   that node is gone, rather than waiting out its timeout.
+//! - Connections, groups and a group's members can be listed across the
+//!   cluster (`HubHandle::connection_ids`, `group_names`, `group_members`):
+//!   signal nodes answer each other on channels of their own, and a listing
+//!   says when it is partial (a node did not answer in time, or an ASP.NET
+//!   Core node holds connections it cannot list).
 //! - While Redis is down, sends still reach this node's connections; the
 //!   outage is logged once, and delivery across nodes resumes when Redis is
 //!   back (reconnect with backoff, subscriptions restored).
@@ -36,7 +41,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use signal_core::{Arguments, CompletionOutcome, SerializedHubMessage};
-use signal_server::lifetime::{BoxFuture, HubScope};
+use signal_server::lifetime::{BoxFuture, HubScope, ListQuery, Listing};
 use signal_server::{
     ClientResultError, ConnectionId, HubLifetimeManager, LocalLifetimeManager, Recipients,
     SendError,
@@ -69,6 +74,7 @@ struct Settings {
     prefix: String,
     ack_timeout: Duration,
     command_timeout: Duration,
+    list_timeout: Duration,
 }
 
 impl std::fmt::Debug for Redis {
@@ -102,6 +108,7 @@ impl Redis {
                 prefix: String::new(),
                 ack_timeout: Duration::from_secs(5),
                 command_timeout: Duration::from_secs(2),
+                list_timeout: Duration::from_secs(2),
             },
             node: OnceLock::new(),
         })
@@ -138,6 +145,15 @@ impl Redis {
     #[must_use]
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.settings.command_timeout = timeout;
+        self
+    }
+
+    /// How long a listing across nodes (`HubHandle::connection_ids`, …) waits
+    /// for the other nodes' answers (2 s by default); past it, the listing is
+    /// marked partial.
+    #[must_use]
+    pub fn list_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.list_timeout = timeout;
         self
     }
 
@@ -232,6 +248,15 @@ impl HubLifetimeManager for Redis {
             self.node()?
                 .invoke_remote(connection, method, arguments)
                 .await
+        })
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Listing> {
+        Box::pin(async move {
+            match self.node() {
+                Ok(node) => node.list(query).await,
+                Err(_) => Listing::new(self.local.list_local(query), true),
+            }
         })
     }
 

@@ -13,15 +13,15 @@ use signal_core::{
     Arguments, Completion, CompletionOutcome, HubMessage, Invocation, ProtocolSet,
     SerializedHubMessage,
 };
-use signal_server::lifetime::HubScope;
+use signal_server::lifetime::{HubScope, ListQuery, Listing};
 use signal_server::{ClientResultError, ConnectionId, LocalLifetimeManager, Recipients, SendError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Settings;
 use crate::channels::{Channel, Channels};
 use crate::envelope::{
-    ClientResult, CompletionEnvelope, GroupAction, GroupCommand, InvocationEnvelope, decode_ack,
-    encode_ack,
+    ClientResult, CompletionEnvelope, GroupAction, GroupCommand, InvocationEnvelope, ListRequest,
+    decode_ack, decode_list_reply, encode_ack, encode_list_reply,
 };
 
 /// Messages from Redis waiting to be handled; past this, new ones are dropped
@@ -46,6 +46,9 @@ pub(crate) struct Node {
     next_ack: AtomicU32,
     acks: Mutex<HashMap<u32, oneshot::Sender<()>>>,
     results: Mutex<HashMap<String, oneshot::Sender<CompletionEnvelope>>>,
+    next_list: AtomicU32,
+    lists: Mutex<HashMap<u32, mpsc::UnboundedSender<Vec<String>>>>,
+    list_timeout: Duration,
     /// Local reasons to be subscribed to each channel (connections, members,
     /// or the node itself); the subscriber task makes Redis agree.
     wanted: Mutex<HashMap<String, usize>>,
@@ -105,6 +108,9 @@ impl Node {
             next_ack: AtomicU32::new(1),
             acks: Mutex::default(),
             results: Mutex::default(),
+            next_list: AtomicU32::new(1),
+            lists: Mutex::default(),
+            list_timeout: settings.list_timeout,
             wanted: Mutex::default(),
             subscriber: subscriber_tx,
             outage: AtomicBool::new(false),
@@ -529,6 +535,67 @@ impl Node {
         let _ = self.publish(channel, envelope.encode()).await;
     }
 
+    // ---- listings across nodes ----
+
+    /// What every node holds: asks the other signal nodes and waits for as
+    /// many answers as there are subscribers to the request channel, up to
+    /// the list timeout.
+    pub(crate) async fn list(&self, query: &ListQuery) -> Listing {
+        let mut items = self.local.list_local(query);
+        let requests = self.channels.list_requests();
+        let (signal_nodes, all_nodes) = match (
+            self.subscriber_count(&requests).await,
+            self.subscriber_count(&self.channels.all()).await,
+        ) {
+            (Ok(signal), Ok(all)) => (signal, all),
+            _ => return Listing::new(items, true),
+        };
+        // ASP.NET Core nodes (on `all` but not on the request channel) hold
+        // connections nobody can list.
+        let mut partial = all_nodes > signal_nodes;
+        let expected = signal_nodes.saturating_sub(1);
+        if expected == 0 {
+            return Listing::new(items, partial);
+        }
+        let id = self.next_list.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.lists.lock().expect("lists lock").insert(id, tx);
+        let request = ListRequest {
+            id,
+            server: self.server.clone(),
+            query: query.clone(),
+        };
+        let mut answered = 0;
+        if self.publish(requests, request.encode()).await.is_ok() {
+            let deadline = tokio::time::Instant::now() + self.list_timeout;
+            while answered < expected {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(more)) => {
+                        items.extend(more);
+                        answered += 1;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        self.lists.lock().expect("lists lock").remove(&id);
+        partial |= answered < expected;
+        Listing::new(items, partial)
+    }
+
+    async fn on_list_request(&self, request: ListRequest) {
+        if request.server == self.server {
+            return;
+        }
+        let items = self.local.list_local(&request.query);
+        let _ = self
+            .publish(
+                self.channels.list_replies(&request.server),
+                encode_list_reply(request.id, &items),
+            )
+            .await;
+    }
+
     // ---- what arrives ----
 
     fn on_message(self: &Arc<Self>, channel: &str, payload: Bytes) {
@@ -562,6 +629,19 @@ impl Node {
                 .map(|id| {
                     if let Some(tx) = self.acks.lock().expect("acks lock").remove(&id) {
                         let _ = tx.send(());
+                    }
+                })
+                .map_err(|e| e.to_string()),
+            Channel::ListRequest => ListRequest::decode(&payload)
+                .map(|request| {
+                    let node = self.clone();
+                    tokio::spawn(async move { node.on_list_request(request).await });
+                })
+                .map_err(|e| e.to_string()),
+            Channel::ListReply => decode_list_reply(&payload)
+                .map(|(id, items)| {
+                    if let Some(tx) = self.lists.lock().expect("lists lock").get(&id) {
+                        let _ = tx.send(items);
                     }
                 })
                 .map_err(|e| e.to_string()),

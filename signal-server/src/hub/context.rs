@@ -10,7 +10,7 @@ use super::clients::{CallerClients, ClientContract, Clients};
 use super::error::SendError;
 use crate::connection::ConnectionId;
 use crate::items::Items;
-use crate::lifetime::{ConnectionHandle, HubLifetimeManager};
+use crate::lifetime::{ConnectionHandle, HubLifetimeManager, ListQuery, Listing};
 
 /// Adds connections to groups and removes them.
 #[derive(Clone)]
@@ -103,6 +103,25 @@ impl<C: ?Sized + ClientContract> HubHandle<C> {
     /// How many groups have at least one member on this server.
     pub fn group_count(&self) -> usize {
         self.lifetime.local().group_count()
+    }
+
+    /// The ids of the hub's connections on every server (with a backplane;
+    /// this server's without). [`Listing::partial`] says when a server did
+    /// not answer in time.
+    pub async fn connection_ids(&self) -> Listing {
+        self.lifetime.list(&ListQuery::Connections).await
+    }
+
+    /// The names of the groups with members on any server.
+    pub async fn group_names(&self) -> Listing {
+        self.lifetime.list(&ListQuery::Groups).await
+    }
+
+    /// The ids of `group`'s members on every server.
+    pub async fn group_members(&self, group: &str) -> Listing {
+        self.lifetime
+            .list(&ListQuery::GroupMembers(group.to_owned()))
+            .await
     }
 }
 

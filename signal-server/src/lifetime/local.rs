@@ -216,6 +216,28 @@ impl LocalLifetimeManager {
             .unwrap_or_default()
     }
 
+    /// The ids of this node's connections.
+    pub fn connection_ids(&self) -> impl Iterator<Item = ConnectionId> {
+        let ids: Vec<ConnectionId> = self
+            .connections
+            .read()
+            .expect("connections lock")
+            .keys()
+            .cloned()
+            .collect();
+        ids.into_iter()
+    }
+
+    /// The groups with members on this node.
+    pub fn group_names(&self) -> Vec<Arc<str>> {
+        self.groups
+            .read()
+            .expect("groups lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// The connections of this node in `group`.
     pub fn members_of(&self, group: &str) -> Vec<ConnectionId> {
         self.groups

@@ -146,6 +146,54 @@ pub enum ClientResultError {
     Timeout(std::time::Duration),
 }
 
+/// What to list across the cluster ([`HubLifetimeManager::list`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListQuery {
+    /// The ids of every connection.
+    Connections,
+    /// The names of the groups that have members.
+    Groups,
+    /// The ids of one group's members.
+    GroupMembers(String),
+}
+
+/// The answer to a [`ListQuery`]: sorted, each item once.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Listing {
+    /// Connection ids or group names.
+    pub items: Vec<String>,
+    /// Some node did not answer in time, or cannot answer (an ASP.NET Core
+    /// node in a mixed cluster): what it holds is missing.
+    pub partial: bool,
+}
+
+impl Listing {
+    /// A complete listing of `items` (sorted and deduplicated here).
+    pub fn new(items: impl IntoIterator<Item = String>, partial: bool) -> Self {
+        let mut items: Vec<String> = items.into_iter().collect();
+        items.sort_unstable();
+        items.dedup();
+        Listing { items, partial }
+    }
+}
+
+impl LocalLifetimeManager {
+    /// This node's answer to `query`.
+    pub fn list_local(&self, query: &ListQuery) -> Vec<String> {
+        match query {
+            ListQuery::Connections => self.connection_ids().map(|id| id.to_string()).collect(),
+            ListQuery::Groups => self.group_names().iter().map(|g| g.to_string()).collect(),
+            ListQuery::GroupMembers(group) => self
+                .members_of(group)
+                .into_iter()
+                .map(|id| id.to_string())
+                .collect(),
+        }
+    }
+}
+
 /// Where a hub's sends and group changes go: this node's connections, and with
 /// a backplane the other nodes' too. Asynchronous and fallible, since a publish
 /// to a backplane is both. Every method but [`local`](Self::local) has a
@@ -196,6 +244,15 @@ pub trait HubLifetimeManager: Send + Sync + 'static {
         Box::pin(std::future::ready(Err(ClientResultError::Send(
             SendError::NotConnected(connection.to_string()),
         ))))
+    }
+
+    /// Lists connections, groups or a group's members wherever they are. On
+    /// one node, this node's; a backplane asks the other nodes too.
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Listing> {
+        Box::pin(std::future::ready(Listing::new(
+            self.local().list_local(query),
+            false,
+        )))
     }
 
     /// Adds `connection`, wherever it is connected, to `group`.
@@ -265,6 +322,10 @@ impl<M: HubLifetimeManager> HubLifetimeManager for Arc<M> {
         arguments: Arguments,
     ) -> BoxFuture<'a, Result<CompletionOutcome, ClientResultError>> {
         (**self).invoke_remote(connection, method, arguments)
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Listing> {
+        (**self).list(query)
     }
 
     fn add_to_group<'a>(
