@@ -14,7 +14,10 @@ use signal::protocol::Arguments;
 use signal::{ClientResultError, HubLifetimeManager, HubOptions, SendError, Target};
 use signal_redis::Redis;
 
-use common::{RedisServer, Server, WsClient, record, serve_hub, until, within};
+use common::{
+    RedisServer, Server, SseClient, WsClient, invocation, poll, post, record, serve_hub, until,
+    within,
+};
 
 struct Node {
     server: Server,
@@ -35,6 +38,7 @@ async fn node(redis: &RedisServer) -> Node {
         .lifetime_manager(shared)
     })
     .await;
+    within("the node's subscriptions", manager.ready()).await;
     Node {
         server,
         redis: manager,
@@ -490,5 +494,148 @@ async fn connections_and_groups_are_listed_across_the_cluster() {
         .unwrap();
     foreign.subscribe("Probe:all").await.unwrap();
     let listing = hub.group_members("h").await;
-    assert_eq!((listing.items, listing.partial), (vec![c1.id.clone()], true));
+    assert_eq!(
+        (listing.items, listing.partial),
+        (vec![c1.id.clone()], true)
+    );
+}
+
+/// `POST /hub/negotiate` at `node`: the connection's id and token.
+async fn negotiated(http: &reqwest::Client, node: &Node) -> (String, String) {
+    let addr = node.server.addr;
+    let body = within(
+        "negotiate",
+        http.post(format!("http://{addr}/hub/negotiate?negotiateVersion=1"))
+            .send(),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    (
+        value["connectionId"].as_str().unwrap().to_owned(),
+        value["connectionToken"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polling_needs_no_sticky_sessions() {
+    let redis = RedisServer::start().await;
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
+    let at = |i: usize| nodes[i % 3].server.addr;
+    let http = reqwest::Client::new();
+    // Negotiate at node 0, and every later request at the next node: the
+    // first poll claims the connection, the others are relayed to it.
+    let (id, token) = negotiated(&http, &nodes[0]).await;
+    let handshake = record("{\"protocol\":\"json\",\"version\":1}");
+    assert_eq!(post(&http, at(1), &token, handshake).await, 200);
+    // The first poll only starts the connection, as in ASP.NET Core.
+    assert_eq!(poll(&http, at(2), &token).await, (200, String::new()));
+    assert_eq!(poll(&http, at(0), &token).await, (200, record("{}")));
+    let holder = nodes
+        .iter()
+        .position(|n| n.redis.local().contains(&id.as_str().into()))
+        .expect("a node holds the connection");
+    assert_eq!(holder, 2, "the first poll's node holds it");
+    for i in 3..9 {
+        let text = format!("hop {i}");
+        let call = invocation(&i.to_string(), "echo", &format!("\"{text}\""));
+        assert_eq!(post(&http, at(i), &token, call).await, 200);
+        let (status, body) = poll(&http, at(i + 1), &token).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body,
+            record(&format!(
+                "{{\"type\":3,\"invocationId\":\"{i}\",\"result\":\"{text}\"}}"
+            ))
+        );
+    }
+    // A send to the connection from a node that does not hold it, then a
+    // poll at a third.
+    nodes[0]
+        .server
+        .handle
+        .clients()
+        .client(id.as_str())
+        .send("m", args("pushed"))
+        .await
+        .unwrap();
+    assert_eq!(poll(&http, at(1), &token).await, (200, message("pushed")));
+    // DELETE at any node ends it; then every node says it is gone.
+    let deleted = within(
+        "the DELETE",
+        http.delete(format!("http://{}/hub?id={token}", at(0)))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.status(), 202);
+    // While the connection ends, a relayed poll may still hear 204 (ended)
+    // from the holder; once it has ended, no node knows the token.
+    until("the connection ends on its node", || {
+        let http = http.clone();
+        let addr = at(1);
+        let token = token.clone();
+        async move { poll(&http, addr, &token).await.0 == 404 }
+    })
+    .await;
+    assert!(!nodes[holder].redis.local().contains(&id.as_str().into()));
+    for i in 0..3 {
+        assert_eq!(poll(&http, at(i), &token).await.0, 404);
+    }
+    // A token no node ever issued.
+    assert_eq!(
+        poll(&http, at(0), "forged").await,
+        (404, "No Connection with that ID".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_and_websockets_need_no_sticky_sessions() {
+    let redis = RedisServer::start().await;
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
+    let http = reqwest::Client::new();
+
+    // Server-Sent Events: negotiate at 0, the stream at 1, sends at 2 and 0.
+    let (_, token) = negotiated(&http, &nodes[0]).await;
+    let mut events = SseClient::open(&http, nodes[1].server.addr, &token).await;
+    let handshake = record("{\"protocol\":\"json\",\"version\":1}");
+    assert_eq!(
+        post(&http, nodes[2].server.addr, &token, handshake).await,
+        200
+    );
+    assert_eq!(events.next().await, Some(format!("data: {}", record("{}"))));
+    let call = invocation("1", "echo", "\"over sse\"");
+    assert_eq!(post(&http, nodes[0].server.addr, &token, call).await, 200);
+    assert_eq!(
+        events.next().await,
+        Some(format!(
+            "data: {}",
+            record("{\"type\":3,\"invocationId\":\"1\",\"result\":\"over sse\"}")
+        ))
+    );
+
+    // WebSockets: negotiate at 2, the upgrade at 0.
+    let (_, token) = negotiated(&http, &nodes[2]).await;
+    let mut ws = WsClient::open(nodes[0].server.addr, &format!("?id={token}")).await;
+    ws.handshake(1).await;
+    ws.send(&invocation("2", "echo", "\"over ws\"")).await;
+    assert_eq!(
+        ws.next_message().await,
+        Some(record(
+            "{\"type\":3,\"invocationId\":\"2\",\"result\":\"over ws\"}"
+        ))
+    );
+    // The token was handed over once: another upgrade with it is refused.
+    let refused = within(
+        "a second upgrade",
+        tokio_tungstenite::connect_async(format!("ws://{}/hub?id={token}", nodes[1].server.addr)),
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "a second transport for one token is refused"
+    );
 }

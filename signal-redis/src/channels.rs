@@ -27,6 +27,10 @@ pub(crate) enum Channel<'a> {
     ListRequest,
     /// signal nodes only: an answer to this node's list request.
     ListReply,
+    /// signal nodes only: a transport request relayed to the holder.
+    RelayRequest,
+    /// signal nodes only: an answer to a request this node relayed.
+    RelayReply,
 }
 
 impl Channels {
@@ -84,9 +88,20 @@ impl Channels {
         format!("{}internal:signal:listed:{server}", self.wire)
     }
 
+    /// Where signal nodes relay transport requests to the node holding the
+    /// connection.
+    pub(crate) fn relay_requests(&self) -> String {
+        format!("{}internal:signal:relay", self.wire)
+    }
+
+    /// Where `server` receives the answers to the requests it relayed.
+    pub(crate) fn relay_replies(&self, server: &str) -> String {
+        format!("{}internal:signal:relayed:{server}", self.wire)
+    }
+
     /// The channels every node subscribes to from the start: ASP.NET Core's,
     /// in its order, then signal's own.
-    pub(crate) fn fixed(&self) -> [String; 6] {
+    pub(crate) fn fixed(&self) -> [String; 8] {
         [
             self.all(),
             self.group_commands(),
@@ -94,6 +109,8 @@ impl Channels {
             self.wire_of(&self.logical_return()),
             self.list_requests(),
             self.list_replies(&self.server),
+            self.relay_requests(),
+            self.relay_replies(&self.server),
         ]
     }
 
@@ -105,7 +122,11 @@ impl Channels {
             "all" => Channel::All,
             "internal:groups" => Channel::GroupCommands,
             "internal:signal:list" => Channel::ListRequest,
+            "internal:signal:relay" => Channel::RelayRequest,
             _ => {
+                if let Some(server) = rest.strip_prefix("internal:signal:relayed:") {
+                    return (server == self.server).then_some(Channel::RelayReply);
+                }
                 if let Some(server) = rest.strip_prefix("internal:signal:listed:") {
                     return (server == self.server).then_some(Channel::ListReply);
                 }
@@ -146,6 +167,8 @@ mod tests {
                 "MyApp.Hubs.ChatHub:internal:return:box_1",
                 "MyApp.Hubs.ChatHub:internal:signal:list",
                 "MyApp.Hubs.ChatHub:internal:signal:listed:box_1",
+                "MyApp.Hubs.ChatHub:internal:signal:relay",
+                "MyApp.Hubs.ChatHub:internal:signal:relayed:box_1",
             ]
         );
         assert_eq!(plain.connection("c1"), "MyApp.Hubs.ChatHub:connection:c1");

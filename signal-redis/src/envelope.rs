@@ -343,6 +343,232 @@ pub fn decode_list_reply(bytes: &Bytes) -> Result<(u32, Vec<String>)> {
     Ok((id, items))
 }
 
+pub use signal_server::relay::{PendingConnection, TransportRequest, TransportResponse};
+
+/// A transport request relayed between signal nodes (not part of ASP.NET
+/// Core's wire): `[id, server, kind, token, method, uri, {header: value}, body]`,
+/// kind 1 to claim a pending connection, 2 to have its holder serve a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayRequest {
+    /// The asking server's request id.
+    pub id: u32,
+    /// The asking server.
+    pub server: String,
+    /// The connection token the request names.
+    pub token: String,
+    /// `None` to claim the pending connection; the request to serve otherwise.
+    pub request: Option<TransportRequest>,
+}
+
+/// What a node answers to a [`RelayRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayReply {
+    /// Not held here (`[id, 0]`).
+    NotHere,
+    /// Handed over (`[id, 1, connection id, stateful, [[binary, bytes], …]]`).
+    Claimed(PendingConnection),
+    /// Held here; the response follows (`[id, 3, server]`).
+    Accepted(String),
+    /// Served (`[id, 2, status, {header: value}, body]`).
+    Response(TransportResponse),
+}
+
+fn write_headers(out: &mut Vec<u8>, headers: &[(String, Bytes)]) {
+    vec_infallible(rmp::encode::write_map_len(out, headers.len() as u32));
+    for (name, value) in headers {
+        vec_infallible(rmp::encode::write_str(out, name));
+        vec_infallible(rmp::encode::write_bin(out, value));
+    }
+}
+
+fn read_headers(reader: &mut Reader<'_>) -> Result<Vec<(String, Bytes)>> {
+    let count = reader.map_len()?;
+    let mut headers = Vec::with_capacity(count.min(64) as usize);
+    for _ in 0..count {
+        let name = reader.string()?;
+        headers.push((name, reader.bin()?));
+    }
+    Ok(headers)
+}
+
+impl RelayRequest {
+    /// The bytes on the relay channel.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            64 + self
+                .request
+                .as_ref()
+                .map_or(0, |r| r.body.len() + r.uri.len() + 256),
+        );
+        vec_infallible(rmp::encode::write_array_len(&mut out, 8));
+        vec_infallible(rmp::encode::write_uint(&mut out, u64::from(self.id)));
+        vec_infallible(rmp::encode::write_str(&mut out, &self.server));
+        match &self.request {
+            None => {
+                vec_infallible(rmp::encode::write_uint(&mut out, 1));
+                vec_infallible(rmp::encode::write_str(&mut out, &self.token));
+                vec_infallible(rmp::encode::write_str(&mut out, ""));
+                vec_infallible(rmp::encode::write_str(&mut out, ""));
+                write_headers(&mut out, &[]);
+                vec_infallible(rmp::encode::write_bin(&mut out, &[]));
+            }
+            Some(request) => {
+                vec_infallible(rmp::encode::write_uint(&mut out, 2));
+                vec_infallible(rmp::encode::write_str(&mut out, &self.token));
+                vec_infallible(rmp::encode::write_str(&mut out, &request.method));
+                vec_infallible(rmp::encode::write_str(&mut out, &request.uri));
+                write_headers(&mut out, &request.headers);
+                vec_infallible(rmp::encode::write_bin(&mut out, &request.body));
+            }
+        }
+        out
+    }
+
+    /// Reads a relayed request.
+    pub fn decode(bytes: &Bytes) -> Result<Self> {
+        let mut reader = Reader::new(bytes);
+        if reader.array_len()? < 8 {
+            return Err(EnvelopeError::Malformed(
+                "a relay request has 8 items".into(),
+            ));
+        }
+        let id = u32::try_from(reader.uint()?)
+            .map_err(|_| EnvelopeError::Malformed("request id too large".into()))?;
+        let server = reader.string()?;
+        let kind = reader.uint()?;
+        let token = reader.string()?;
+        let method = reader.string()?;
+        let uri = reader.string()?;
+        let headers = read_headers(&mut reader)?;
+        let body = reader.bin()?;
+        let request = match kind {
+            1 => None,
+            2 => Some(TransportRequest {
+                method,
+                uri,
+                headers,
+                body,
+            }),
+            other => {
+                return Err(EnvelopeError::Malformed(format!(
+                    "unknown relay kind {other}"
+                )));
+            }
+        };
+        Ok(RelayRequest {
+            id,
+            server,
+            token,
+            request,
+        })
+    }
+}
+
+impl RelayReply {
+    /// The bytes of the answer to request `id`.
+    pub fn encode(&self, id: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        match self {
+            RelayReply::NotHere => {
+                vec_infallible(rmp::encode::write_array_len(&mut out, 2));
+                vec_infallible(rmp::encode::write_uint(&mut out, u64::from(id)));
+                vec_infallible(rmp::encode::write_uint(&mut out, 0));
+            }
+            RelayReply::Claimed(pending) => {
+                vec_infallible(rmp::encode::write_array_len(&mut out, 5));
+                vec_infallible(rmp::encode::write_uint(&mut out, u64::from(id)));
+                vec_infallible(rmp::encode::write_uint(&mut out, 1));
+                vec_infallible(rmp::encode::write_str(&mut out, &pending.connection_id));
+                vec_infallible(rmp::encode::write_bool(&mut out, pending.stateful));
+                vec_infallible(rmp::encode::write_array_len(
+                    &mut out,
+                    pending.early.len() as u32,
+                ));
+                for message in &pending.early {
+                    let binary = matches!(message, signal_server::persistent::Message::Binary(_));
+                    vec_infallible(rmp::encode::write_array_len(&mut out, 2));
+                    vec_infallible(rmp::encode::write_bool(&mut out, binary));
+                    vec_infallible(rmp::encode::write_bin(&mut out, message.as_bytes()));
+                }
+            }
+            RelayReply::Accepted(server) => {
+                vec_infallible(rmp::encode::write_array_len(&mut out, 3));
+                vec_infallible(rmp::encode::write_uint(&mut out, u64::from(id)));
+                vec_infallible(rmp::encode::write_uint(&mut out, 3));
+                vec_infallible(rmp::encode::write_str(&mut out, server));
+            }
+            RelayReply::Response(response) => {
+                vec_infallible(rmp::encode::write_array_len(&mut out, 5));
+                vec_infallible(rmp::encode::write_uint(&mut out, u64::from(id)));
+                vec_infallible(rmp::encode::write_uint(&mut out, 2));
+                vec_infallible(rmp::encode::write_uint(
+                    &mut out,
+                    u64::from(response.status),
+                ));
+                write_headers(&mut out, &response.headers);
+                vec_infallible(rmp::encode::write_bin(&mut out, &response.body));
+            }
+        }
+        out
+    }
+
+    /// Reads an answer: its request id and what it says.
+    pub fn decode(bytes: &Bytes) -> Result<(u32, Self)> {
+        let mut reader = Reader::new(bytes);
+        if reader.array_len()? < 2 {
+            return Err(EnvelopeError::Malformed(
+                "a relay reply has at least 2 items".into(),
+            ));
+        }
+        let id = u32::try_from(reader.uint()?)
+            .map_err(|_| EnvelopeError::Malformed("request id too large".into()))?;
+        let reply = match reader.uint()? {
+            0 => RelayReply::NotHere,
+            1 => {
+                let connection_id = reader.string()?;
+                let stateful = reader.bool()?;
+                let count = reader.array_len()?;
+                let mut early = Vec::with_capacity(count.min(16) as usize);
+                for _ in 0..count {
+                    reader.array_len()?;
+                    let binary = reader.bool()?;
+                    let bytes = reader.bin()?;
+                    early.push(if binary {
+                        signal_server::persistent::Message::Binary(bytes)
+                    } else {
+                        signal_server::persistent::Message::Text(bytes.try_into().map_err(
+                            |_| EnvelopeError::Malformed("a text message is not UTF-8".into()),
+                        )?)
+                    });
+                }
+                RelayReply::Claimed(PendingConnection {
+                    connection_id,
+                    stateful,
+                    early,
+                })
+            }
+            2 => {
+                let status = u16::try_from(reader.uint()?)
+                    .map_err(|_| EnvelopeError::Malformed("status too large".into()))?;
+                let headers = read_headers(&mut reader)?;
+                let body = reader.bin()?;
+                RelayReply::Response(TransportResponse {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+            3 => RelayReply::Accepted(reader.string()?),
+            other => {
+                return Err(EnvelopeError::Malformed(format!(
+                    "unknown relay reply {other}"
+                )));
+            }
+        };
+        Ok((id, reply))
+    }
+}
+
 /// `WriteAck`: `[id]`.
 pub fn encode_ack(id: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(6);
@@ -481,6 +707,14 @@ impl<'a> Reader<'a> {
     /// A string; nil reads as empty, as `ReadString` gives null there.
     fn string(&mut self) -> Result<String> {
         Ok(self.optional_string()?.unwrap_or_default())
+    }
+
+    fn bool(&mut self) -> Result<bool> {
+        match self.marker()? {
+            Marker::True => Ok(true),
+            Marker::False => Ok(false),
+            other => Err(unexpected("a boolean", other)),
+        }
     }
 
     fn bin(&mut self) -> Result<Bytes> {
@@ -676,6 +910,60 @@ mod tests {
         );
         assert!(ListRequest::decode(&Bytes::from_static(b"\x94\x07\xa1s\x09\xa1g")).is_err());
         assert!(decode_list_reply(&Bytes::from_static(b"\x92\x07\x92\xa1a")).is_err());
+    }
+
+    #[test]
+    fn relay_requests_and_replies_round_trip() {
+        use signal_server::persistent::Message;
+        let claim = RelayRequest {
+            id: 1,
+            server: "s".into(),
+            token: "t".into(),
+            request: None,
+        };
+        assert_eq!(
+            RelayRequest::decode(&Bytes::from(claim.encode())).unwrap(),
+            claim
+        );
+        let forward = RelayRequest {
+            id: 2,
+            server: "s".into(),
+            token: "t".into(),
+            request: Some(TransportRequest {
+                method: "POST".into(),
+                uri: "/?id=t".into(),
+                headers: vec![("content-type".into(), Bytes::from_static(b"text/plain"))],
+                body: Bytes::from_static(b"{}\x1e"),
+            }),
+        };
+        assert_eq!(
+            RelayRequest::decode(&Bytes::from(forward.encode())).unwrap(),
+            forward
+        );
+        for reply in [
+            RelayReply::NotHere,
+            RelayReply::Accepted("n1".into()),
+            RelayReply::Claimed(PendingConnection {
+                connection_id: "c".into(),
+                stateful: true,
+                early: vec![
+                    Message::Text("hi".into()),
+                    Message::Binary(Bytes::from_static(b"\x00\xff")),
+                ],
+            }),
+            RelayReply::Response(TransportResponse {
+                status: 204,
+                headers: vec![],
+                body: Bytes::new(),
+            }),
+        ] {
+            assert_eq!(
+                RelayReply::decode(&Bytes::from(reply.encode(9))).unwrap(),
+                (9, reply)
+            );
+        }
+        assert!(RelayReply::decode(&Bytes::from_static(b"\x92\x01\x07")).is_err());
+        assert!(RelayRequest::decode(&Bytes::from_static(b"\x98\x01")).is_err());
     }
 
     #[test]

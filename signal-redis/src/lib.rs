@@ -29,6 +29,11 @@
 //!   signal nodes answer each other on channels of their own, and a listing
 //!   says when it is partial (a node did not answer in time, or an ASP.NET
 //!   Core node holds connections it cannot list).
+//! - No sticky sessions, for any transport: a connection's first transport
+//!   request (WebSocket, Server-Sent Events, first poll) that reaches another
+//!   node than the one it negotiated with claims the connection there; a
+//!   later request (a poll, a send, a DELETE) that reaches a node not holding
+//!   it is served by the holder through Redis (`signal_server::relay`).
 //! - While Redis is down, sends still reach this node's connections; the
 //!   outage is logged once, and delivery across nodes resumes when Redis is
 //!   back (reconnect with backoff, subscriptions restored).
@@ -42,6 +47,7 @@ use std::time::Duration;
 
 use signal_core::{Arguments, CompletionOutcome, SerializedHubMessage};
 use signal_server::lifetime::{BoxFuture, HubScope, ListQuery, Listing};
+use signal_server::relay::{PendingConnection, TransportRequest, TransportResponse};
 use signal_server::{
     ClientResultError, ConnectionId, HubLifetimeManager, LocalLifetimeManager, Recipients,
     SendError,
@@ -163,6 +169,15 @@ impl Redis {
         self.node.get().map(|node| node.server())
     }
 
+    /// Waits until this node has subscribed to its channels (after its hub is
+    /// mounted): from then on it receives what other nodes send and relay.
+    /// Returns at once when the hub is not mounted.
+    pub async fn ready(&self) {
+        if let Some(node) = self.node.get() {
+            node.ready().await;
+        }
+    }
+
     fn node(&self) -> Result<&Arc<Node>, SendError> {
         self.node.get().ok_or_else(|| {
             SendError::Backplane(
@@ -249,6 +264,22 @@ impl HubLifetimeManager for Redis {
                 .invoke_remote(connection, method, arguments)
                 .await
         })
+    }
+
+    fn relays(&self) -> bool {
+        true
+    }
+
+    fn claim<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<PendingConnection>> {
+        Box::pin(async move { self.node().ok()?.claim(token).await })
+    }
+
+    fn forward<'a>(
+        &'a self,
+        token: &'a str,
+        request: TransportRequest,
+    ) -> BoxFuture<'a, Option<TransportResponse>> {
+        Box::pin(async move { self.node().ok()?.forward(token, request).await })
     }
 
     fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Listing> {

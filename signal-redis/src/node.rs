@@ -14,6 +14,7 @@ use signal_core::{
     SerializedHubMessage,
 };
 use signal_server::lifetime::{HubScope, ListQuery, Listing};
+use signal_server::relay::TransportService;
 use signal_server::{ClientResultError, ConnectionId, LocalLifetimeManager, Recipients, SendError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,7 +22,8 @@ use crate::Settings;
 use crate::channels::{Channel, Channels};
 use crate::envelope::{
     ClientResult, CompletionEnvelope, GroupAction, GroupCommand, InvocationEnvelope, ListRequest,
-    decode_ack, decode_list_reply, encode_ack, encode_list_reply,
+    PendingConnection, RelayReply, RelayRequest, TransportRequest, TransportResponse, decode_ack,
+    decode_list_reply, encode_ack, encode_list_reply,
 };
 
 /// Messages from Redis waiting to be handled; past this, new ones are dropped
@@ -46,6 +48,9 @@ pub(crate) struct Node {
     next_ack: AtomicU32,
     acks: Mutex<HashMap<u32, oneshot::Sender<()>>>,
     results: Mutex<HashMap<String, oneshot::Sender<CompletionEnvelope>>>,
+    transport: Option<TransportService>,
+    next_relay: AtomicU32,
+    relays: Mutex<HashMap<u32, mpsc::UnboundedSender<RelayReply>>>,
     next_list: AtomicU32,
     lists: Mutex<HashMap<u32, mpsc::UnboundedSender<Vec<String>>>>,
     list_timeout: Duration,
@@ -54,6 +59,8 @@ pub(crate) struct Node {
     wanted: Mutex<HashMap<String, usize>>,
     subscriber: mpsc::UnboundedSender<(String, Option<oneshot::Sender<()>>)>,
     outage: AtomicBool,
+    /// True once the node's own channels are subscribed.
+    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Node {
@@ -97,6 +104,7 @@ impl Node {
             .set_max_delay(Duration::from_secs(2));
         let redis = ConnectionManager::new_lazy_with_config(settings.client.clone(), config)?;
         let (subscriber_tx, subscriber_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
         let node = Arc::new(Node {
             local,
             protocols: hub.protocols.clone(),
@@ -108,15 +116,24 @@ impl Node {
             next_ack: AtomicU32::new(1),
             acks: Mutex::default(),
             results: Mutex::default(),
+            transport: hub.transport.clone(),
+            next_relay: AtomicU32::new(1),
+            relays: Mutex::default(),
             next_list: AtomicU32::new(1),
             lists: Mutex::default(),
             list_timeout: settings.list_timeout,
             wanted: Mutex::default(),
             subscriber: subscriber_tx,
             outage: AtomicBool::new(false),
+            ready: ready_rx,
         });
         tracing::info!(hub = name, server = node.server, "Redis backplane starting");
-        tokio::spawn(subscribe_loop(Arc::downgrade(&node), subscriber_rx));
+        tokio::spawn(subscribe_loop(
+            Arc::downgrade(&node),
+            subscriber_rx,
+            node.channels.fixed().to_vec(),
+            ready_tx,
+        ));
         tokio::spawn(incoming_loop(Arc::downgrade(&node), incoming_rx));
         for channel in node.channels.fixed() {
             node.want(channel, 1);
@@ -126,6 +143,12 @@ impl Node {
 
     pub(crate) fn server(&self) -> &str {
         &self.server
+    }
+
+    /// Waits until the node's own channels are subscribed.
+    pub(crate) async fn ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|ready| *ready).await;
     }
 
     // ---- subscriptions ----
@@ -596,6 +619,123 @@ impl Node {
             .await;
     }
 
+    // ---- transport requests across nodes (no sticky sessions) ----
+
+    /// Sends a relay request to the other signal nodes and returns the
+    /// answers as they come, with how many nodes should answer.
+    async fn relay(
+        &self,
+        token: &str,
+        request: Option<TransportRequest>,
+    ) -> Option<(RelayWaiter<'_>, usize)> {
+        let channel = self.channels.relay_requests();
+        let expected = self
+            .subscriber_count(&channel)
+            .await
+            .ok()?
+            .saturating_sub(1);
+        if expected == 0 {
+            return None;
+        }
+        let id = self.next_relay.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.relays.lock().expect("relays lock").insert(id, tx);
+        let waiter = RelayWaiter {
+            relays: &self.relays,
+            id,
+            replies: rx,
+        };
+        let envelope = RelayRequest {
+            id,
+            server: self.server.clone(),
+            token: token.to_owned(),
+            request,
+        };
+        self.publish(channel, envelope.encode()).await.ok()?;
+        Some((waiter, expected))
+    }
+
+    pub(crate) async fn claim(&self, token: &str) -> Option<PendingConnection> {
+        let (mut waiter, expected) = self.relay(token, None).await?;
+        let deadline = tokio::time::Instant::now() + self.list_timeout;
+        let mut declined = 0;
+        while declined < expected {
+            match tokio::time::timeout_at(deadline, waiter.replies.recv()).await {
+                Ok(Some(RelayReply::Claimed(pending))) => return Some(pending),
+                Ok(Some(_)) => declined += 1,
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    pub(crate) async fn forward(
+        &self,
+        token: &str,
+        request: TransportRequest,
+    ) -> Option<TransportResponse> {
+        let (mut waiter, expected) = self.relay(token, Some(request)).await?;
+        let deadline = tokio::time::Instant::now() + self.list_timeout;
+        let mut declined = 0;
+        // Until a node says it holds the connection: the other nodes decline
+        // at once, so nobody holding it is known quickly.
+        let holder = loop {
+            if declined == expected {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, waiter.replies.recv()).await {
+                Ok(Some(RelayReply::Accepted(holder))) => break holder,
+                Ok(Some(RelayReply::Response(response))) => return Some(response),
+                Ok(Some(_)) => declined += 1,
+                _ => return None,
+            }
+        };
+        // A long poll is answered when it has data or times out; meanwhile,
+        // the holder must still be there.
+        let alive = self.channels.relay_replies(&holder);
+        loop {
+            tokio::select! {
+                reply = waiter.replies.recv() => match reply {
+                    Some(RelayReply::Response(response)) => return Some(response),
+                    Some(_) => {}
+                    None => return None,
+                },
+                () = tokio::time::sleep(HOLDER_CHECK) => {
+                    if let Ok(0) = self.subscriber_count(&alive).await {
+                        tracing::debug!(holder, "the node holding a relayed connection is gone");
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_relay_request(&self, request: RelayRequest) {
+        if request.server == self.server {
+            return;
+        }
+        let reply_to = self.channels.relay_replies(&request.server);
+        let Some(transport) = &self.transport else {
+            let _ = self
+                .publish(reply_to, RelayReply::NotHere.encode(request.id))
+                .await;
+            return;
+        };
+        let reply = match request.request {
+            None => match transport.release(&request.token) {
+                Some(pending) => RelayReply::Claimed(pending),
+                None => RelayReply::NotHere,
+            },
+            Some(forwarded) if transport.holds(&request.token) => {
+                let accepted = RelayReply::Accepted(self.server.clone()).encode(request.id);
+                let _ = self.publish(reply_to.clone(), accepted).await;
+                RelayReply::Response(transport.serve(forwarded).await)
+            }
+            Some(_) => RelayReply::NotHere,
+        };
+        let _ = self.publish(reply_to, reply.encode(request.id)).await;
+    }
+
     // ---- what arrives ----
 
     fn on_message(self: &Arc<Self>, channel: &str, payload: Bytes) {
@@ -642,6 +782,19 @@ impl Node {
                 .map(|(id, items)| {
                     if let Some(tx) = self.lists.lock().expect("lists lock").get(&id) {
                         let _ = tx.send(items);
+                    }
+                })
+                .map_err(|e| e.to_string()),
+            Channel::RelayRequest => RelayRequest::decode(&payload)
+                .map(|request| {
+                    let node = self.clone();
+                    tokio::spawn(async move { node.on_relay_request(request).await });
+                })
+                .map_err(|e| e.to_string()),
+            Channel::RelayReply => RelayReply::decode(&payload)
+                .map(|(id, reply)| {
+                    if let Some(tx) = self.relays.lock().expect("relays lock").get(&id) {
+                        let _ = tx.send(reply);
                     }
                 })
                 .map_err(|e| e.to_string()),
@@ -747,6 +900,19 @@ fn message_of(
     Ok(message)
 }
 
+/// The answers to one relayed request; forgotten however its caller leaves.
+struct RelayWaiter<'a> {
+    relays: &'a Mutex<HashMap<u32, mpsc::UnboundedSender<RelayReply>>>,
+    id: u32,
+    replies: mpsc::UnboundedReceiver<RelayReply>,
+}
+
+impl Drop for RelayWaiter<'_> {
+    fn drop(&mut self) {
+        self.relays.lock().expect("relays lock").remove(&self.id);
+    }
+}
+
 /// Removes a client result's waiter however its caller leaves.
 struct Forget<'a> {
     results: &'a Mutex<HashMap<String, oneshot::Sender<CompletionEnvelope>>>,
@@ -808,6 +974,8 @@ fn invocation_id() -> String {
 async fn subscribe_loop(
     node: Weak<Node>,
     mut requests: mpsc::UnboundedReceiver<(String, Option<oneshot::Sender<()>>)>,
+    fixed: Vec<String>,
+    ready: tokio::sync::watch::Sender<bool>,
 ) {
     let mut subscribed: HashSet<String> = HashSet::new();
     let mut failed: HashSet<String> = HashSet::new();
@@ -841,6 +1009,9 @@ async fn subscribe_loop(
         let Some(node) = node.upgrade() else { return };
         if !channel.is_empty() {
             sync(&node, channel, &mut subscribed, &mut failed).await;
+        }
+        if !*ready.borrow() && fixed.iter().all(|channel| subscribed.contains(channel)) {
+            let _ = ready.send(true);
         }
         if let Some(done) = done {
             let _ = done.send(());

@@ -17,7 +17,7 @@ mod tests;
 #[doc = include_str!("docs/texts.md")]
 pub mod texts {}
 
-pub use connection::{ConnectionId, ConnectionOptions, UserIdFn};
+pub use connection::{ConnectionId, ConnectionOptions, UserIdFn, relay};
 pub use hub::Hub;
 pub use hub::clients::{CallerClients, ClientContract, Clients, MultiClient, SingleClient, Target};
 pub use hub::context::{Context, Groups, HubHandle};

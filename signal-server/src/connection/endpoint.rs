@@ -15,6 +15,7 @@ use super::duplex::Duplex;
 use super::id::{ConnectionId, ConnectionToken};
 use super::negotiate::{self, Negotiations};
 use super::options::ConnectionOptions;
+use super::relay::{self, Relay};
 use super::transports::http::{self as http_transports, HttpConnections};
 use super::transports::websocket::{self, Reattachments};
 
@@ -57,6 +58,8 @@ pub(crate) struct Endpoint {
     pub(crate) reattachments: Reattachments,
     pub(crate) allowed_origins: Vec<HeaderValue>,
     pub(crate) handler: Arc<dyn Handler>,
+    /// Serves requests for connections other nodes hold (with a backplane).
+    pub(crate) relay: std::sync::OnceLock<Arc<dyn Relay>>,
 }
 
 impl Endpoint {
@@ -74,6 +77,7 @@ impl Endpoint {
             reattachments: Reattachments::default(),
             allowed_origins,
             handler,
+            relay: std::sync::OnceLock::new(),
         }
     }
 
@@ -106,7 +110,11 @@ impl Endpoint {
                 "/",
                 get(websocket::connect)
                     .post(http_transports::post)
-                    .delete(http_transports::delete),
+                    .delete(http_transports::delete)
+                    .route_layer(axum::middleware::from_fn_with_state(
+                        self.clone(),
+                        relay::relay_unknown,
+                    )),
             )
             .with_state(self)
             .merge(extra);
@@ -114,6 +122,27 @@ impl Endpoint {
             Some(cors) => router.layer(cors),
             None => router,
         }
+    }
+}
+
+impl Endpoint {
+    /// Whether a connection with `token` is pending or live here, or its HTTP
+    /// transport is still answering that it ended.
+    pub(crate) fn holds(&self, token: &str) -> bool {
+        self.negotiations.holds(token) || self.http.contains(token)
+    }
+
+    /// The transport routes alone, without the relay: what serves a request
+    /// another node forwarded.
+    pub(crate) fn transport_routes(self: Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/",
+                get(websocket::connect)
+                    .post(http_transports::post)
+                    .delete(http_transports::delete),
+            )
+            .with_state(self)
     }
 }
 

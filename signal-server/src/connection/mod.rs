@@ -9,6 +9,7 @@ mod endpoint;
 mod id;
 mod negotiate;
 mod options;
+pub mod relay;
 pub(crate) mod transports;
 
 pub use duplex::Message;

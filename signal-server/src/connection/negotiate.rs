@@ -13,6 +13,7 @@ use signal_core::NegotiateResponse;
 use super::duplex::Message;
 use super::endpoint::Endpoint;
 use super::id::{ConnectionId, ConnectionToken};
+use super::relay::PendingConnection;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -146,6 +147,42 @@ impl Negotiations {
             }
             _ => false,
         }
+    }
+
+    /// Whether `token` is pending or its connection is live on this node.
+    pub(crate) fn holds(&self, token: &str) -> bool {
+        let token = ConnectionToken::from(token);
+        let state = self.state.lock().expect("negotiations lock");
+        state.active.contains(&token)
+            || state
+                .pending
+                .get(&token)
+                .is_some_and(|p| p.created.elapsed() < self.timeout)
+    }
+
+    /// Hands over a pending token to another node (which adopts it).
+    pub(crate) fn release(&self, token: &str) -> Option<PendingConnection> {
+        let mut state = self.state.lock().expect("negotiations lock");
+        let pending = state.pending.remove(&ConnectionToken::from(token))?;
+        (pending.created.elapsed() < self.timeout).then(|| PendingConnection {
+            connection_id: pending.id.to_string(),
+            stateful: pending.stateful,
+            early: pending.early,
+        })
+    }
+
+    /// Takes over a pending token released by another node.
+    pub(crate) fn adopt(&self, token: &str, pending: PendingConnection) {
+        let mut state = self.state.lock().expect("negotiations lock");
+        state.pending.insert(
+            ConnectionToken::from(token),
+            Pending {
+                id: ConnectionId::from(pending.connection_id),
+                created: Instant::now(),
+                stateful: pending.stateful,
+                early: pending.early,
+            },
+        );
     }
 
     /// Forgets a token whose connection has ended.

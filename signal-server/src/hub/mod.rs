@@ -22,9 +22,10 @@ use http::request::Parts;
 
 use signal_core::HubMessage;
 
+use crate::connection::relay::TransportService;
 use crate::connection::{Duplex, Endpoint, Handler, HandlerFuture, Start, UserIdFn, parse_origins};
 use crate::frame::Frame;
-use crate::lifetime::{HubLifetimeManager, HubScope, LocalLifetimeManager};
+use crate::lifetime::{HubLifetimeManager, HubScope, LocalLifetimeManager, ManagerRelay};
 use context::HubHandle;
 use dispatch::HubDispatch;
 use in_process::InProcess;
@@ -56,6 +57,17 @@ pub(crate) struct HubRuntime<D: HubDispatch> {
     /// The keep-alive Ping, shared by every connection: encoded once per
     /// protocol for the whole hub, as ASP.NET Core caches its ping bytes.
     pub(crate) ping: Frame,
+}
+
+impl<D: HubDispatch> HubRuntime<D> {
+    /// What the lifetime manager learns of the hub when it is mounted.
+    fn scope(&self) -> HubScope {
+        HubScope::new(
+            self.dispatch.descriptor().name,
+            self.options.protocols.clone(),
+        )
+        .with_client_result_timeout(self.options.client_result_timeout)
+    }
 }
 
 /// Runs each connection of the endpoint as a hub connection.
@@ -143,7 +155,7 @@ impl<D: HubDispatch> Hub<D> {
     {
         let user_id = self.user_id.clone();
         let allowed_origins = self.allowed_origins.clone();
-        let runtime = self.into_runtime();
+        let runtime = self.into_runtime_unattached();
         let mut extra = Router::new();
         if runtime.options.schema_endpoint {
             // The contract does not change while the server runs: render it once.
@@ -157,13 +169,19 @@ impl<D: HubDispatch> Hub<D> {
                 }),
             );
         }
-        let endpoint = Endpoint::new(
+        let lifetime = runtime.lifetime.clone();
+        let scope = runtime.scope();
+        let endpoint = Arc::new(Endpoint::new(
             runtime.options.connection_options(),
             user_id,
             allowed_origins,
             Arc::new(HubHandler(runtime)),
-        );
-        Arc::new(endpoint).router(extra)
+        ));
+        lifetime.attach(&scope.with_transport(TransportService::new(endpoint.clone())));
+        if lifetime.relays() {
+            let _ = endpoint.relay.set(Arc::new(ManagerRelay(lifetime)));
+        }
+        endpoint.router(extra)
     }
 
     /// The hub without a network: connections in the same process, for tests
@@ -173,13 +191,12 @@ impl<D: HubDispatch> Hub<D> {
     }
 
     pub(crate) fn into_runtime(self) -> Arc<HubRuntime<D>> {
-        self.lifetime.attach(
-            &HubScope::new(
-                self.dispatch.descriptor().name,
-                self.options.protocols.clone(),
-            )
-            .with_client_result_timeout(self.options.client_result_timeout),
-        );
+        let runtime = self.into_runtime_unattached();
+        runtime.lifetime.attach(&runtime.scope());
+        runtime
+    }
+
+    fn into_runtime_unattached(self) -> Arc<HubRuntime<D>> {
         Arc::new(HubRuntime {
             dispatch: self.dispatch,
             options: self.options,

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use signal_core::{Arguments, CompletionOutcome, ProtocolSet, SerializedHubMessage};
 
+use crate::connection::relay::{
+    PendingConnection, Relay, TransportRequest, TransportResponse, TransportService,
+};
 use crate::connection::{ConnectionId, TransportClosed};
 use crate::frame::Frame;
 
@@ -103,6 +106,9 @@ pub struct HubScope {
     pub protocols: ProtocolSet,
     /// How long a client result may take (`HubOptions::client_result_timeout`).
     pub client_result_timeout: Duration,
+    /// This node's transport routes, to serve requests other nodes relay
+    /// (`None` for a hub run in process).
+    pub transport: Option<TransportService>,
 }
 
 impl HubScope {
@@ -112,7 +118,15 @@ impl HubScope {
             name: name.into(),
             protocols,
             client_result_timeout: Duration::from_secs(30),
+            transport: None,
         }
+    }
+
+    /// Gives the manager this node's transport routes.
+    #[must_use]
+    pub fn with_transport(mut self, transport: TransportService) -> Self {
+        self.transport = Some(transport);
+        self
     }
 
     /// Sets how long a client result may take.
@@ -246,6 +260,28 @@ pub trait HubLifetimeManager: Send + Sync + 'static {
         ))))
     }
 
+    /// Whether this manager relays transport requests between nodes
+    /// ([`claim`](Self::claim) and [`forward`](Self::forward)), so that no
+    /// load balancer needs session affinity.
+    fn relays(&self) -> bool {
+        false
+    }
+
+    /// Takes over a connection negotiated on another node that has not
+    /// started yet, for its first transport request reached this one.
+    fn claim<'a>(&'a self, _token: &'a str) -> BoxFuture<'a, Option<PendingConnection>> {
+        Box::pin(std::future::ready(None))
+    }
+
+    /// Has the node holding `token`'s connection serve `request`.
+    fn forward<'a>(
+        &'a self,
+        _token: &'a str,
+        _request: TransportRequest,
+    ) -> BoxFuture<'a, Option<TransportResponse>> {
+        Box::pin(std::future::ready(None))
+    }
+
     /// Lists connections, groups or a group's members wherever they are. On
     /// one node, this node's; a backplane asks the other nodes too.
     fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Listing> {
@@ -328,6 +364,22 @@ impl<M: HubLifetimeManager> HubLifetimeManager for Arc<M> {
         (**self).list(query)
     }
 
+    fn relays(&self) -> bool {
+        (**self).relays()
+    }
+
+    fn claim<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<PendingConnection>> {
+        (**self).claim(token)
+    }
+
+    fn forward<'a>(
+        &'a self,
+        token: &'a str,
+        request: TransportRequest,
+    ) -> BoxFuture<'a, Option<TransportResponse>> {
+        (**self).forward(token, request)
+    }
+
     fn add_to_group<'a>(
         &'a self,
         connection: &'a ConnectionId,
@@ -342,5 +394,22 @@ impl<M: HubLifetimeManager> HubLifetimeManager for Arc<M> {
         group: &'a str,
     ) -> BoxFuture<'a, Result<(), SendError>> {
         (**self).remove_from_group(connection, group)
+    }
+}
+
+/// The relay of a hub's endpoint: its lifetime manager's.
+pub(crate) struct ManagerRelay(pub(crate) Arc<dyn HubLifetimeManager>);
+
+impl Relay for ManagerRelay {
+    fn claim<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<PendingConnection>> {
+        self.0.claim(token)
+    }
+
+    fn forward<'a>(
+        &'a self,
+        token: &'a str,
+        request: TransportRequest,
+    ) -> BoxFuture<'a, Option<TransportResponse>> {
+        self.0.forward(token, request)
     }
 }

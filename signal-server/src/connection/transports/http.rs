@@ -56,6 +56,11 @@ struct PollState {
 pub(crate) struct HttpConnections(Mutex<HashMap<ConnectionToken, Arc<HttpConnection>>>);
 
 impl HttpConnections {
+    /// Whether an HTTP-transport connection (live or just ended) has `token`.
+    pub(crate) fn contains(&self, token: &str) -> bool {
+        self.get(token).is_some()
+    }
+
     fn get(&self, token: &str) -> Option<Arc<HttpConnection>> {
         self.0
             .lock()
@@ -505,7 +510,7 @@ fn is_length_limit(error: &axum::Error) -> bool {
 
 /// A POST body may batch many records; each is still held to the message size
 /// limit by the handler's reader (a hub protocol's frame reader).
-fn post_limit(maximum_message_size: usize) -> usize {
+pub(crate) fn post_limit(maximum_message_size: usize) -> usize {
     maximum_message_size.saturating_mul(4).max(1024 * 1024)
 }
 
