@@ -9,6 +9,8 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer, request as httpRequest } from 'node:http';
+import { once } from 'node:events';
 import { connect as tcpConnect } from 'node:net';
 
 import * as h from './harness.mjs';
@@ -265,4 +267,97 @@ describe('the conformance hub on two servers: group changes, client results, fau
     assert.deepEqual(await there.next('message', { match: (args) => args[0] === 'after' }), ['after']);
     assert.ok(!there.received.some((m) => m.args[0] === 'down'), 'what was sent while Redis was down is not delivered later');
   }, { timeout: 40_000 }));
+});
+
+/**
+ * A load balancer without session affinity: each request (and each WebSocket
+ * upgrade) goes to the next server in turn. `served` counts what each got.
+ */
+async function roundRobin(servers) {
+  let next = 0;
+  const served = servers.map(() => 0);
+  const pick = () => {
+    const at = next++ % servers.length;
+    served[at] += 1;
+    return servers[at];
+  };
+  const proxy = createServer((req, res) => {
+    const target = pick();
+    const upstream = httpRequest(
+      { host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    res.on('close', () => upstream.destroy());
+    req.pipe(upstream);
+  });
+  proxy.on('upgrade', (req, socket, head) => {
+    const target = pick();
+    const upstream = tcpConnect(target.port, '127.0.0.1', () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+      upstream.write(head);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+    });
+    upstream.on('error', () => socket.destroy());
+    socket.on('error', () => upstream.destroy());
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  const { port } = proxy.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    served,
+    close: () => {
+      proxy.closeAllConnections();
+      return new Promise((resolve) => proxy.close(resolve));
+    },
+  };
+}
+
+describe('no sticky sessions: three conformance servers behind a round-robin balancer', () => {
+  let redis;
+  let nodes;
+  let balancer;
+
+  before(async () => {
+    redis = await Redis.start();
+    nodes = await cluster('conformance', redis, 3);
+    balancer = await roundRobin(nodes);
+  });
+
+  after(async () => {
+    await h.stopAllClients();
+    await balancer?.close();
+    await Promise.all((nodes ?? []).map((n) => n.stop()));
+    await redis?.stop();
+  });
+
+  const logged = (body) => h.logged(() => nodes[0], body);
+
+  for (const m of modes) {
+    test(`${m.name}: every request may reach another server`, logged(async () => {
+      const before = [...balancer.served];
+      const c = await h.connect({ url: balancer.url }, '/conformance', { ...m.options, label: 'balanced' });
+      for (let i = 0; i < 6; i += 1) {
+        assert.equal(await c.invoke('echo', `hop ${i}`), `hop ${i}`);
+      }
+      await c.invoke('sendToCaller', 'pushed');
+      assert.deepEqual(await c.next('message'), ['pushed']);
+      const items = [];
+      await new Promise((resolve, reject) => {
+        c.connection.stream('counter', 3, 1).subscribe({ next: (n) => items.push(n), complete: resolve, error: reject });
+      });
+      assert.deepEqual(items, [0, 1, 2]);
+      await c.stop();
+      // The balancer spread this connection's requests over several servers.
+      const spread = balancer.served.filter((count, i) => count > before[i]).length;
+      assert.ok(spread >= 2, `requests reached ${spread} server(s): ${balancer.served}`);
+    }));
+  }
 });
