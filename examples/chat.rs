@@ -180,7 +180,7 @@ async fn main() -> std::io::Result<()> {
     }
     let page = root.join("examples/chat");
     // SIGNAL_REDIS=redis://HOST:PORT: several chat servers share rooms.
-    let hub = support::backplane(ChatHub::default().into_hub(), "Chat")?;
+    let (hub, backplane) = support::backplane(ChatHub::default().into_hub(), "Chat")?;
     let handle = hub.handle();
     let app = axum::Router::new()
         .nest("/chat", hub.router())
@@ -191,6 +191,7 @@ async fn main() -> std::io::Result<()> {
             "/generated/chat.js",
             ServeFile::new(root.join("examples/generated/chat.js")),
         );
+    backplane.ready().await;
     support::serve(
         app,
         async move { handle.shutdown(Duration::from_secs(5)).await },

@@ -227,7 +227,7 @@ async fn main() -> std::io::Result<()> {
         hub = hub.allow_origins(origins).map_err(std::io::Error::other)?;
     }
     // Part of the contract: the backplane name is `Conformance`, no prefix.
-    hub = support::backplane(hub, "Conformance")?;
+    let (hub, backplane) = support::backplane(hub, "Conformance")?;
     let handle = hub.handle();
     let mut echo = PersistentConnection::new(echo).configure(|o| o.transports = transports);
     if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
@@ -236,6 +236,7 @@ async fn main() -> std::io::Result<()> {
     let app = axum::Router::new()
         .nest("/conformance", hub.router())
         .nest("/echo", echo.router());
+    backplane.ready().await;
     support::serve(
         app,
         async move { handle.shutdown(Duration::from_secs(5)).await },

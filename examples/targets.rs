@@ -359,9 +359,10 @@ async fn main() -> std::io::Result<()> {
     let hub = TargetsHub::default()
         .into_hub()
         .user_id(|parts| url_user(parts.uri.query()?));
-    let hub = support::backplane(hub, "Targets")?;
+    let (hub, backplane) = support::backplane(hub, "Targets")?;
     let handle = hub.handle();
     let app = axum::Router::new().nest("/targets", hub.router());
+    backplane.ready().await;
     support::serve(
         app,
         async move { handle.shutdown(Duration::from_secs(5)).await },

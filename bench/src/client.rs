@@ -203,8 +203,14 @@ impl Sources {
 pub(crate) struct Endpoint<'a> {
     /// The server's protocol.
     pub(crate) protocol: Protocol,
-    /// The server's port on 127.0.0.1.
-    pub(crate) port: u16,
+    /// The ports of the server's nodes on 127.0.0.1; each connection goes to
+    /// the next.
+    pub(crate) ports: &'a [u16],
+    /// Which port the next connection takes.
+    pub(crate) next_port: Cell<usize>,
+    /// Negotiate at one node and open the WebSocket at the next (a load
+    /// balancer without session affinity).
+    pub(crate) unsticky: bool,
     /// The source addresses to bind.
     pub(crate) sources: &'a Sources,
     /// SignalR only: connect as a client with `skipNegotiation` does (WebSocket
@@ -246,7 +252,9 @@ pub(crate) async fn connect(endpoint: &Endpoint<'_>) -> Result<Conn, Error> {
 
 async fn connect_inner(endpoint: &Endpoint<'_>) -> Result<Conn, Error> {
     let source = endpoint.sources.next();
-    let port = endpoint.port;
+    let turn = endpoint.next_port.get();
+    endpoint.next_port.set(turn.wrapping_add(1));
+    let port = endpoint.ports[turn % endpoint.ports.len()];
     let path = match endpoint.protocol {
         Protocol::Bare => "/".to_owned(),
         // Connection tokens are base64url: nothing to escape.
@@ -254,7 +262,12 @@ async fn connect_inner(endpoint: &Endpoint<'_>) -> Result<Conn, Error> {
             "/conformance".to_owned()
         }
         Protocol::SignalR | Protocol::MessagePack => {
-            format!("/conformance?id={}", negotiate(source, port).await?)
+            let at = if endpoint.unsticky {
+                endpoint.ports[(turn + 1) % endpoint.ports.len()]
+            } else {
+                port
+            };
+            format!("/conformance?id={}", negotiate(source, at).await?)
         }
         Protocol::SocketIo => "/socket.io/?EIO=4&transport=websocket".to_owned(),
     };

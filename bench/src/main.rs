@@ -127,6 +127,7 @@ fn parse_args() -> Result<Options, Error> {
             bin_dir: exe_dir,
             bench_dir,
             signal_before: None,
+            redis_server: find_on_path("redis-server"),
         },
         sources: 32,
         quiet_wait: Some(Duration::from_secs(120)),
@@ -270,11 +271,18 @@ async fn run_one<T>(
             system.name
         ));
     }
-    let server = Server::start(system, options.server_cpu, &options.server_wrap)
-        .map_err(|e| e.to_string())?;
+    let server = Server::start(
+        system,
+        &options.layout,
+        options.server_cpu,
+        &options.server_wrap,
+    )
+    .map_err(|e| e.to_string())?;
     let endpoint = Endpoint {
         protocol: system.protocol,
-        port: server.port,
+        ports: &server.ports,
+        next_port: std::cell::Cell::new(0),
+        unsticky: system.unsticky,
         sources,
         skip_negotiate: options.skip_negotiate,
     };
@@ -285,6 +293,15 @@ async fn run_one<T>(
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!("did not finish within {limit:?}")),
     }
+}
+
+/// The first `name` on the `PATH`.
+fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    })
 }
 
 fn say(line: &str) {
@@ -590,6 +607,23 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
                 node_socketio_version(&options.layout),
                 command_output("node", &["--version"]).unwrap_or_else(|| "?".to_owned())
             ),
+        ),
+        (
+            "scale-out".to_owned(),
+            match &options.layout.redis_server {
+                Some(_) => format!(
+                    "signal-redis = signal on a Redis backplane ({}), one node; signal-redis-3 = three \
+                     nodes on it, clients spread over them in turn (a broadcast crosses to the two \
+                     other nodes through Redis); signal-redis-3-unsticky = the same, each client \
+                     negotiating at one node and opening its WebSocket at the next (the connection \
+                     is claimed through Redis). Redis and every node share the server's core: \
+                     these figures are the backplane's overhead, not the gain of more machines",
+                    command_output("redis-server", &["--version"])
+                        .and_then(|v| v.split_whitespace().nth(2).map(str::to_owned))
+                        .unwrap_or_else(|| "?".to_owned())
+                ),
+                None => "not measured: redis-server is not installed".to_owned(),
+            },
         ),
         (
             "generator".to_owned(),

@@ -26,16 +26,25 @@ pub(crate) struct System {
     pub(crate) protocol: Protocol,
     /// The program and its arguments.
     pub(crate) command: Vec<String>,
-    /// Runs echo and broadcast only: a variant of another system that differs
-    /// only in what those measure (signal with the MessagePack hub protocol), so
-    /// idle memory and connects would repeat the other's.
-    pub(crate) echo_and_broadcast_only: bool,
+    /// The scenarios it runs (`echo`, `broadcast`, `idle`, `connect`); empty
+    /// for all. A variant of another system runs only what it changes (signal
+    /// with MessagePack: echo and broadcast).
+    pub(crate) scenarios: &'static [&'static str],
+    /// How many server processes (nodes) run, each on its own port; clients
+    /// are spread over them in turn.
+    pub(crate) nodes: usize,
+    /// The nodes share a Redis backplane (a `redis-server` the harness starts,
+    /// on the server's core).
+    pub(crate) redis: bool,
+    /// A client negotiates with one node and opens its WebSocket at the next:
+    /// what a load balancer without session affinity does.
+    pub(crate) unsticky: bool,
 }
 
 impl System {
     /// Whether `scenario` (`echo`, `broadcast`, `idle`, `connect`) runs for it.
     pub(crate) fn runs(&self, scenario: &str) -> bool {
-        !self.echo_and_broadcast_only || matches!(scenario, "echo" | "broadcast")
+        self.scenarios.is_empty() || self.scenarios.contains(&scenario)
     }
 }
 
@@ -49,6 +58,8 @@ pub(crate) struct Layout {
     /// run as the system `signal-before`, JSON, beside this tree's: a before and
     /// after in one run.
     pub(crate) signal_before: Option<PathBuf>,
+    /// `redis-server`, when installed: adds the scale-out systems.
+    pub(crate) redis_server: Option<PathBuf>,
 }
 
 /// The systems, the bare server first (every ratio is to it): bare,
@@ -60,7 +71,10 @@ pub(crate) fn systems(layout: &Layout) -> Vec<System> {
         name,
         protocol,
         command,
-        echo_and_broadcast_only: false,
+        scenarios: &[],
+        nodes: 1,
+        redis: false,
+        unsticky: false,
     };
     let mut all = vec![system("bare", Protocol::Bare, vec![bin("bare-server")])];
     if let Some(before) = &layout.signal_before {
@@ -77,7 +91,7 @@ pub(crate) fn systems(layout: &Layout) -> Vec<System> {
             vec![bin("examples/conformance")],
         ),
         System {
-            echo_and_broadcast_only: true,
+            scenarios: &["echo", "broadcast"],
             ..system(
                 "signal-msgpack",
                 Protocol::MessagePack,
@@ -102,19 +116,53 @@ pub(crate) fn systems(layout: &Layout) -> Vec<System> {
             ],
         ),
     ]);
+    if layout.redis_server.is_some() {
+        // Scale-out: one node on Redis (what the backplane costs a node), three
+        // nodes (what crossing nodes costs), three behind no affinity (what
+        // claiming a connection negotiated elsewhere costs a connect). Every
+        // node and Redis share the server's one core: this measures overhead,
+        // not the gain of more machines.
+        let scaled = |name, nodes, unsticky, scenarios| System {
+            scenarios,
+            nodes,
+            redis: true,
+            unsticky,
+            ..system(name, Protocol::SignalR, vec![bin("examples/conformance")])
+        };
+        all.extend([
+            scaled("signal-redis", 1, false, &["echo", "broadcast"][..]),
+            scaled(
+                "signal-redis-3",
+                3,
+                false,
+                &["echo", "broadcast", "connect"][..],
+            ),
+            scaled(
+                "signal-redis-3-unsticky",
+                3,
+                true,
+                &["echo", "broadcast", "connect"][..],
+            ),
+        ]);
+    }
     all
 }
 
 /// A running server process, killed on drop.
 pub(crate) struct Server {
+    /// The nodes, then Redis (when the system has it).
+    processes: Vec<Process>,
+    /// The ports the nodes listen on, on 127.0.0.1.
+    pub(crate) ports: Vec<u16>,
+}
+
+struct Process {
     child: Child,
     /// Ask it to stop (SIGTERM) and wait before killing it: wrapped servers
     /// (a profiler) write their output at exit.
     gentle: bool,
     /// Its process id (`taskset` execs the program, so the id is the server's).
-    pub(crate) pid: u32,
-    /// The port it listens on, on 127.0.0.1.
-    pub(crate) port: u16,
+    pid: u32,
 }
 
 fn free_port() -> Result<u16, Error> {
@@ -122,84 +170,144 @@ fn free_port() -> Result<u16, Error> {
     Ok(listener.local_addr()?.port())
 }
 
-impl Server {
-    /// Starts `system` on a free port, pinned to `cpu` when given, and waits for
-    /// its `listening on` line.
-    pub(crate) fn start(
-        system: &System,
-        cpu: Option<usize>,
-        wrap: &[String],
-    ) -> Result<Server, Error> {
-        let port = free_port()?;
-        let program: Vec<&String> = wrap.iter().chain(&system.command).collect();
-        let mut command = match cpu {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpu.to_string()).args(&program);
-                c
-            }
-            None => {
-                let mut c = Command::new(program[0]);
-                c.args(&program[1..]);
-                c
-            }
-        };
-        command
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "warn")
-            .env("NODE_ENV", "production")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", system.command.join(" ")))?;
-        let pid = child.id();
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (ready_tx, ready_rx) = mpsc::channel();
-        // Reads the ready line, then keeps draining stdout so the server never blocks on it.
-        std::thread::spawn(move || {
-            let mut ready = Some(ready_tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("listening on")
-                    && let Some(tx) = ready.take()
-                {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            gentle: !wrap.is_empty(),
-            pid,
-            port,
-        };
-        match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(()) => Ok(server),
-            Err(_) => {
-                let status = server.child.try_wait().ok().flatten();
-                Err(format!(
-                    "{} did not become ready (exit status: {status:?})",
-                    system.name
-                )
-                .into())
-            }
+fn pinned(program: &[&String], cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).args(program);
+            c
         }
-    }
-
-    /// Resident memory, bytes (VmRSS of /proc/PID/status).
-    pub(crate) fn rss(&self) -> Result<u64, Error> {
-        rss_of(self.pid)
-    }
-
-    /// CPU time used so far (user + system), seconds.
-    pub(crate) fn cpu(&self) -> Result<f64, Error> {
-        cpu_of(&self.pid.to_string())
+        None => {
+            let mut c = Command::new(program[0]);
+            c.args(&program[1..]);
+            c
+        }
     }
 }
 
-impl Drop for Server {
+impl Server {
+    /// Starts `system` (its Redis first, then each node on a free port),
+    /// pinned to `cpu` when given, and waits for each node's `listening on`
+    /// line.
+    pub(crate) fn start(
+        system: &System,
+        layout: &Layout,
+        cpu: Option<usize>,
+        wrap: &[String],
+    ) -> Result<Server, Error> {
+        let mut server = Server {
+            processes: Vec::new(),
+            ports: Vec::new(),
+        };
+        let mut redis_url = None;
+        if system.redis {
+            let binary = layout
+                .redis_server
+                .as_ref()
+                .ok_or("redis-server is not installed")?
+                .display()
+                .to_string();
+            let port = free_port()?;
+            let args = [
+                binary,
+                "--port".to_owned(),
+                port.to_string(),
+                "--bind".to_owned(),
+                "127.0.0.1".to_owned(),
+                "--save".to_owned(),
+                String::new(),
+                "--appendonly".to_owned(),
+                "no".to_owned(),
+            ];
+            let program: Vec<&String> = args.iter().collect();
+            let child = pinned(&program, cpu)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| format!("cannot start redis-server: {e}"))?;
+            server.processes.push(Process {
+                pid: child.id(),
+                child,
+                gentle: false,
+            });
+            let deadline = Instant::now() + READY_TIMEOUT;
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if Instant::now() > deadline {
+                    return Err("redis-server did not start".into());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            redis_url = Some(format!("redis://127.0.0.1:{port}"));
+        }
+        for _ in 0..system.nodes.max(1) {
+            let port = free_port()?;
+            let program: Vec<&String> = wrap.iter().chain(&system.command).collect();
+            let mut command = pinned(&program, cpu);
+            command
+                .env("PORT", port.to_string())
+                .env("RUST_LOG", "warn")
+                .env("NODE_ENV", "production")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
+            if let Some(url) = &redis_url {
+                command.env("SIGNAL_REDIS", url);
+            }
+            let mut child = command
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", system.command.join(" ")))?;
+            let pid = child.id();
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let (ready_tx, ready_rx) = mpsc::channel();
+            // Reads the ready line, then keeps draining stdout so the server never blocks on it.
+            std::thread::spawn(move || {
+                let mut ready = Some(ready_tx);
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains("listening on")
+                        && let Some(tx) = ready.take()
+                    {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+            server.processes.push(Process {
+                child,
+                gentle: !wrap.is_empty(),
+                pid,
+            });
+            server.ports.push(port);
+            if ready_rx.recv_timeout(READY_TIMEOUT).is_err() {
+                let last = server.processes.last_mut().expect("just pushed");
+                let status = last.child.try_wait().ok().flatten();
+                return Err(format!(
+                    "{} did not become ready (exit status: {status:?})",
+                    system.name
+                )
+                .into());
+            }
+        }
+        Ok(server)
+    }
+
+    /// Resident memory of every process of the system, bytes (VmRSS of
+    /// /proc/PID/status).
+    pub(crate) fn rss(&self) -> Result<u64, Error> {
+        self.processes.iter().map(|p| rss_of(p.pid)).sum()
+    }
+
+    /// CPU time used so far by every process of the system (user + system),
+    /// seconds.
+    pub(crate) fn cpu(&self) -> Result<f64, Error> {
+        self.processes
+            .iter()
+            .map(|p| cpu_of(&p.pid.to_string()))
+            .sum()
+    }
+}
+
+impl Drop for Process {
     fn drop(&mut self) {
         if self.gentle {
             let _ = Command::new("kill")

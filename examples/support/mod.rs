@@ -87,18 +87,40 @@ async fn stop_requested() {
 
 /// With `SIGNAL_REDIS=redis://HOST:PORT` set, the hub joins that Redis
 /// backplane, its channels named `name` (no prefix); unset, it stays on this
-/// node.
+/// node. Await [`Backplane::ready`] once the hub is mounted.
 #[allow(dead_code)] // not every example scales out
 pub(crate) fn backplane<D: signal::HubDispatch>(
     hub: signal::Hub<D>,
     name: &str,
-) -> std::io::Result<signal::Hub<D>> {
+) -> std::io::Result<(signal::Hub<D>, Backplane)> {
     let Ok(url) = std::env::var("SIGNAL_REDIS") else {
-        return Ok(hub);
+        return Ok((hub, Backplane(None)));
     };
-    let redis = signal_redis::Redis::new(&url)
-        .map_err(std::io::Error::other)?
-        .hub_name(name);
+    let redis = std::sync::Arc::new(
+        signal_redis::Redis::new(&url)
+            .map_err(std::io::Error::other)?
+            .hub_name(name),
+    );
     tracing::info!(url, name, "joining the Redis backplane");
-    Ok(hub.lifetime_manager(redis))
+    Ok((hub.lifetime_manager(redis.clone()), Backplane(Some(redis))))
+}
+
+/// The Redis backplane an example joined, if any.
+#[allow(dead_code)] // not every example scales out
+pub(crate) struct Backplane(Option<std::sync::Arc<signal_redis::Redis>>);
+
+#[allow(dead_code)] // not every example scales out
+impl Backplane {
+    /// Waits (up to 10 s) until the node has subscribed to its channels, so
+    /// that it takes part in the cluster from its first request; a Redis that
+    /// is down does not keep the server from starting.
+    pub(crate) async fn ready(&self) {
+        if let Some(redis) = &self.0
+            && tokio::time::timeout(std::time::Duration::from_secs(10), redis.ready())
+                .await
+                .is_err()
+        {
+            tracing::warn!("Redis is not answering yet; serving this node's clients meanwhile");
+        }
+    }
 }
