@@ -291,13 +291,7 @@ impl ListRequest {
     /// Reads a request; an unknown kind is an error.
     pub fn decode(bytes: &Bytes) -> Result<Self> {
         let mut reader = Reader::new(bytes);
-        if reader.array_len()? < 4 {
-            return Err(EnvelopeError::Malformed(
-                "a list request has 4 items".into(),
-            ));
-        }
-        let id = u32::try_from(reader.uint()?)
-            .map_err(|_| EnvelopeError::Malformed("request id too large".into()))?;
+        let id = reader.head(4, "a list request")?;
         let server = reader.string()?;
         let kind = reader.uint()?;
         let group = reader.string()?;
@@ -330,11 +324,7 @@ pub fn encode_list_reply(id: u32, items: &[String]) -> Vec<u8> {
 /// Reads an answer to a [`ListRequest`].
 pub fn decode_list_reply(bytes: &Bytes) -> Result<(u32, Vec<String>)> {
     let mut reader = Reader::new(bytes);
-    if reader.array_len()? < 2 {
-        return Err(EnvelopeError::Malformed("a list reply has 2 items".into()));
-    }
-    let id = u32::try_from(reader.uint()?)
-        .map_err(|_| EnvelopeError::Malformed("request id too large".into()))?;
+    let id = reader.head(2, "a list reply")?;
     let count = reader.array_len()?;
     let mut items = Vec::with_capacity(count.min(4096) as usize);
     for _ in 0..count {
@@ -427,13 +417,7 @@ impl RelayRequest {
     /// Reads a relayed request.
     pub fn decode(bytes: &Bytes) -> Result<Self> {
         let mut reader = Reader::new(bytes);
-        if reader.array_len()? < 8 {
-            return Err(EnvelopeError::Malformed(
-                "a relay request has 8 items".into(),
-            ));
-        }
-        let id = u32::try_from(reader.uint()?)
-            .map_err(|_| EnvelopeError::Malformed("request id too large".into()))?;
+        let id = reader.head(8, "a relay request")?;
         let server = reader.string()?;
         let kind = reader.uint()?;
         let token = reader.string()?;
@@ -515,13 +499,7 @@ impl RelayReply {
     /// Reads an answer: its request id and what it says.
     pub fn decode(bytes: &Bytes) -> Result<(u32, Self)> {
         let mut reader = Reader::new(bytes);
-        if reader.array_len()? < 2 {
-            return Err(EnvelopeError::Malformed(
-                "a relay reply has at least 2 items".into(),
-            ));
-        }
-        let id = u32::try_from(reader.uint()?)
-            .map_err(|_| EnvelopeError::Malformed("request id too large".into()))?;
+        let id = reader.head(2, "a relay reply")?;
         let reply = match reader.uint()? {
             0 => RelayReply::NotHere,
             1 => {
@@ -707,6 +685,19 @@ impl<'a> Reader<'a> {
     /// A string; nil reads as empty, as `ReadString` gives null there.
     fn string(&mut self) -> Result<String> {
         Ok(self.optional_string()?.unwrap_or_default())
+    }
+
+    /// The start of a message: an array of at least `min` items (else
+    /// `what` is malformed), then its request id.
+    fn head(&mut self, min: u32, what: &str) -> Result<u32> {
+        let len = self.array_len()?;
+        if len < min {
+            return Err(EnvelopeError::Malformed(format!(
+                "{what} has at least {min} items, this one {len}"
+            )));
+        }
+        let id = self.uint()?;
+        u32::try_from(id).map_err(|_| EnvelopeError::Malformed(format!("id {id} is too large")))
     }
 
     fn bool(&mut self) -> Result<bool> {

@@ -118,13 +118,8 @@ impl TransportService {
         let mut builder = http::Request::builder()
             .method(request.method.as_str())
             .uri(request.uri.as_str());
-        for (name, value) in &request.headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_bytes(value),
-            ) {
-                builder = builder.header(name, value);
-            }
+        for (name, value) in valid_headers(&request.headers) {
+            builder = builder.header(name, value);
         }
         let response = match builder.body(Body::from(request.body)) {
             Ok(http_request) => match self.routes.clone().oneshot(http_request).await {
@@ -141,16 +136,7 @@ impl TransportService {
             .unwrap_or_default();
         TransportResponse {
             status: parts.status.as_u16(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        Bytes::copy_from_slice(value.as_bytes()),
-                    )
-                })
-                .collect(),
+            headers: headers_of(&parts.headers),
             body,
         }
     }
@@ -213,29 +199,15 @@ pub(crate) async fn relay_unknown(
             Some(at) => format!("/{}", &uri[at..]),
             None => "/".into(),
         },
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    Bytes::copy_from_slice(value.as_bytes()),
-                )
-            })
-            .collect(),
+        headers: headers_of(&parts.headers),
         body: body.clone(),
     };
     match relay.forward(&token, forwarded).await {
         Some(answer) => {
             let mut response = Response::builder()
                 .status(StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY));
-            for (name, value) in &answer.headers {
-                if let (Ok(name), Ok(value)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_bytes(value),
-                ) {
-                    response = response.header(name, value);
-                }
+            for (name, value) in valid_headers(&answer.headers) {
+                response = response.header(name, value);
             }
             response
                 .body(Body::from(answer.body))
@@ -244,4 +216,28 @@ pub(crate) async fn relay_unknown(
         // Nobody holds it: the usual refusal.
         None => next.run(Request::from_parts(parts, Body::from(body))).await,
     }
+}
+
+fn headers_of(headers: &http::HeaderMap) -> Vec<(String, Bytes)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                Bytes::copy_from_slice(value.as_bytes()),
+            )
+        })
+        .collect()
+}
+
+/// The headers that are valid HTTP (a relayed message is not trusted to be).
+fn valid_headers(
+    headers: &[(String, Bytes)],
+) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+    headers.iter().filter_map(|(name, value)| {
+        Some((
+            HeaderName::from_bytes(name.as_bytes()).ok()?,
+            HeaderValue::from_bytes(value).ok()?,
+        ))
+    })
 }
