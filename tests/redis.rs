@@ -25,9 +25,13 @@ struct Node {
 }
 
 async fn node(redis: &RedisServer) -> Node {
+    node_with(redis, HubOptions::default()).await
+}
+
+async fn node_with(redis: &RedisServer, options: HubOptions) -> Node {
     let manager = Arc::new(Redis::new(&redis.url()).unwrap());
     let shared = manager.clone();
-    let server = serve_hub(HubOptions::default(), move |hub| {
+    let server = serve_hub(options, move |hub| {
         hub.user_id(|parts| {
             let query = parts.uri.query()?;
             query
@@ -638,4 +642,82 @@ async fn server_sent_events_and_websockets_need_no_sticky_sessions() {
         refused.is_err(),
         "a second transport for one token is refused"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_reconnect_at_another_node_is_tunnelled_to_the_connection() {
+    let redis = RedisServer::start().await;
+    let stateful = || {
+        let mut options = HubOptions::default();
+        options.stateful_reconnect = true;
+        options
+    };
+    let (a, b) = (
+        node_with(&redis, stateful()).await,
+        node_with(&redis, stateful()).await,
+    );
+    let http = reqwest::Client::new();
+    let answer = within(
+        "negotiate",
+        http.post(format!(
+            "http://{}/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true",
+            a.server.addr
+        ))
+        .send(),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let token = value["connectionToken"].as_str().unwrap().to_owned();
+    let id = value["connectionId"].as_str().unwrap().to_owned();
+    let mut socket = WsClient::open(a.server.addr, &format!("?id={token}")).await;
+    socket.handshake(2).await;
+    socket.send(&invocation("1", "echo", "\"a\"")).await;
+    assert_eq!(
+        socket.next_message().await,
+        Some(record(
+            "{\"type\":3,\"invocationId\":\"1\",\"result\":\"a\"}"
+        ))
+    );
+    drop(socket);
+
+    // Back on node B: the socket is carried to A, where the connection
+    // announces its first unacknowledged message and sends it again.
+    let mut socket = WsClient::open(b.server.addr, &format!("?id={token}")).await;
+    assert_eq!(
+        socket.next().await,
+        Some(record("{\"type\":9,\"sequenceId\":1}"))
+    );
+    assert_eq!(
+        socket.next().await,
+        Some(record(
+            "{\"type\":3,\"invocationId\":\"1\",\"result\":\"a\"}"
+        ))
+    );
+    socket
+        .send(&format!(
+            "{}{}",
+            record("{\"type\":9,\"sequenceId\":2}"),
+            invocation("2", "echo", "\"b\"")
+        ))
+        .await;
+    assert_eq!(
+        socket.next_message().await,
+        Some(record(
+            "{\"type\":3,\"invocationId\":\"2\",\"result\":\"b\"}"
+        ))
+    );
+    // Still A's connection, reachable from anywhere.
+    assert!(a.redis.local().contains(&id.as_str().into()));
+    b.server
+        .handle
+        .clients()
+        .client(id.as_str())
+        .send("m", args("via b"))
+        .await
+        .unwrap();
+    assert_eq!(socket.next_message().await, Some(message("via b")));
 }

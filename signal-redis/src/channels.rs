@@ -31,6 +31,8 @@ pub(crate) enum Channel<'a> {
     RelayRequest,
     /// signal nodes only: an answer to a request this node relayed.
     RelayReply,
+    /// signal nodes only: a message through a tunnel with an end here.
+    Tunnel,
 }
 
 impl Channels {
@@ -99,9 +101,14 @@ impl Channels {
         format!("{}internal:signal:relayed:{server}", self.wire)
     }
 
+    /// Where `server` receives the messages of tunnels with an end there.
+    pub(crate) fn tunnel(&self, server: &str) -> String {
+        format!("{}internal:signal:tunnel:{server}", self.wire)
+    }
+
     /// The channels every node subscribes to from the start: ASP.NET Core's,
     /// in its order, then signal's own.
-    pub(crate) fn fixed(&self) -> [String; 8] {
+    pub(crate) fn fixed(&self) -> [String; 9] {
         [
             self.all(),
             self.group_commands(),
@@ -111,6 +118,7 @@ impl Channels {
             self.list_replies(&self.server),
             self.relay_requests(),
             self.relay_replies(&self.server),
+            self.tunnel(&self.server),
         ]
     }
 
@@ -126,6 +134,9 @@ impl Channels {
             _ => {
                 if let Some(server) = rest.strip_prefix("internal:signal:relayed:") {
                     return (server == self.server).then_some(Channel::RelayReply);
+                }
+                if let Some(server) = rest.strip_prefix("internal:signal:tunnel:") {
+                    return (server == self.server).then_some(Channel::Tunnel);
                 }
                 if let Some(server) = rest.strip_prefix("internal:signal:listed:") {
                     return (server == self.server).then_some(Channel::ListReply);
@@ -169,6 +180,7 @@ mod tests {
                 "MyApp.Hubs.ChatHub:internal:signal:listed:box_1",
                 "MyApp.Hubs.ChatHub:internal:signal:relay",
                 "MyApp.Hubs.ChatHub:internal:signal:relayed:box_1",
+                "MyApp.Hubs.ChatHub:internal:signal:tunnel:box_1",
             ]
         );
         assert_eq!(plain.connection("c1"), "MyApp.Hubs.ChatHub:connection:c1");

@@ -337,7 +337,8 @@ pub use signal_server::relay::{PendingConnection, TransportRequest, TransportRes
 
 /// A transport request relayed between signal nodes (not part of ASP.NET
 /// Core's wire): `[id, server, kind, token, method, uri, {header: value}, body]`,
-/// kind 1 to claim a pending connection, 2 to have its holder serve a request.
+/// kind 1 to claim a pending connection, 2 to have its holder serve a request,
+/// 3 to open a tunnel to a stateful connection's holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayRequest {
     /// The asking server's request id.
@@ -346,8 +347,86 @@ pub struct RelayRequest {
     pub server: String,
     /// The connection token the request names.
     pub token: String,
-    /// `None` to claim the pending connection; the request to serve otherwise.
-    pub request: Option<TransportRequest>,
+    /// What is asked.
+    pub action: RelayAction,
+}
+
+/// What a [`RelayRequest`] asks of the node holding the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayAction {
+    /// Hand over the pending connection (kind 1).
+    Claim,
+    /// Serve this request (kind 2).
+    Forward(TransportRequest),
+    /// Take a tunnel as the connection's new WebSocket (kind 3).
+    Tunnel,
+}
+
+/// A message through a tunnel (not part of ASP.NET Core's wire), on the
+/// tunnel channel of the node it goes to: `[requester, id, kind, bytes]`,
+/// kind 0 the end, 1 text, 2 binary. `requester` and `id` name the tunnel: the
+/// node that opened it and its request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelFrame {
+    /// The node that opened the tunnel.
+    pub requester: String,
+    /// Its request id.
+    pub id: u32,
+    /// The message, or `None` at the end of the tunnel.
+    pub message: Option<signal_server::persistent::Message>,
+}
+
+impl TunnelFrame {
+    /// The bytes on the tunnel channel.
+    pub fn encode(&self) -> Vec<u8> {
+        use signal_server::persistent::Message;
+        let bytes = self.message.as_ref().map_or(&[][..], |m| m.as_bytes());
+        let mut out = Vec::with_capacity(24 + self.requester.len() + bytes.len());
+        vec_infallible(rmp::encode::write_array_len(&mut out, 4));
+        vec_infallible(rmp::encode::write_str(&mut out, &self.requester));
+        vec_infallible(rmp::encode::write_uint(&mut out, u64::from(self.id)));
+        let kind = match &self.message {
+            None => 0,
+            Some(Message::Text(_)) => 1,
+            Some(Message::Binary(_)) => 2,
+        };
+        vec_infallible(rmp::encode::write_uint(&mut out, kind));
+        vec_infallible(rmp::encode::write_bin(&mut out, bytes));
+        out
+    }
+
+    /// Reads a tunnel message.
+    pub fn decode(bytes: &Bytes) -> Result<Self> {
+        use signal_server::persistent::Message;
+        let mut reader = Reader::new(bytes);
+        if reader.array_len()? < 4 {
+            return Err(EnvelopeError::Malformed(
+                "a tunnel frame has 4 items".into(),
+            ));
+        }
+        let requester = reader.string()?;
+        let id = u32::try_from(reader.uint()?)
+            .map_err(|_| EnvelopeError::Malformed("id too large".into()))?;
+        let kind = reader.uint()?;
+        let payload = reader.bin()?;
+        let message = match kind {
+            0 => None,
+            1 => Some(Message::Text(payload.try_into().map_err(|_| {
+                EnvelopeError::Malformed("a text message is not UTF-8".into())
+            })?)),
+            2 => Some(Message::Binary(payload)),
+            other => {
+                return Err(EnvelopeError::Malformed(format!(
+                    "unknown tunnel kind {other}"
+                )));
+            }
+        };
+        Ok(TunnelFrame {
+            requester,
+            id,
+            message,
+        })
+    }
 }
 
 /// What a node answers to a [`RelayRequest`].
@@ -385,24 +464,29 @@ impl RelayRequest {
     /// The bytes on the relay channel.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            64 + self
-                .request
-                .as_ref()
-                .map_or(0, |r| r.body.len() + r.uri.len() + 256),
+            64 + match &self.action {
+                RelayAction::Forward(r) => r.body.len() + r.uri.len() + 256,
+                _ => 0,
+            },
         );
         vec_infallible(rmp::encode::write_array_len(&mut out, 8));
         vec_infallible(rmp::encode::write_uint(&mut out, u64::from(self.id)));
         vec_infallible(rmp::encode::write_str(&mut out, &self.server));
-        match &self.request {
-            None => {
-                vec_infallible(rmp::encode::write_uint(&mut out, 1));
+        match &self.action {
+            RelayAction::Claim | RelayAction::Tunnel => {
+                let kind = if self.action == RelayAction::Claim {
+                    1
+                } else {
+                    3
+                };
+                vec_infallible(rmp::encode::write_uint(&mut out, kind));
                 vec_infallible(rmp::encode::write_str(&mut out, &self.token));
                 vec_infallible(rmp::encode::write_str(&mut out, ""));
                 vec_infallible(rmp::encode::write_str(&mut out, ""));
                 write_headers(&mut out, &[]);
                 vec_infallible(rmp::encode::write_bin(&mut out, &[]));
             }
-            Some(request) => {
+            RelayAction::Forward(request) => {
                 vec_infallible(rmp::encode::write_uint(&mut out, 2));
                 vec_infallible(rmp::encode::write_str(&mut out, &self.token));
                 vec_infallible(rmp::encode::write_str(&mut out, &request.method));
@@ -425,14 +509,15 @@ impl RelayRequest {
         let uri = reader.string()?;
         let headers = read_headers(&mut reader)?;
         let body = reader.bin()?;
-        let request = match kind {
-            1 => None,
-            2 => Some(TransportRequest {
+        let action = match kind {
+            1 => RelayAction::Claim,
+            2 => RelayAction::Forward(TransportRequest {
                 method,
                 uri,
                 headers,
                 body,
             }),
+            3 => RelayAction::Tunnel,
             other => {
                 return Err(EnvelopeError::Malformed(format!(
                     "unknown relay kind {other}"
@@ -443,7 +528,7 @@ impl RelayRequest {
             id,
             server,
             token,
-            request,
+            action,
         })
     }
 }
@@ -910,7 +995,7 @@ mod tests {
             id: 1,
             server: "s".into(),
             token: "t".into(),
-            request: None,
+            action: RelayAction::Claim,
         };
         assert_eq!(
             RelayRequest::decode(&Bytes::from(claim.encode())).unwrap(),
@@ -920,7 +1005,7 @@ mod tests {
             id: 2,
             server: "s".into(),
             token: "t".into(),
-            request: Some(TransportRequest {
+            action: RelayAction::Forward(TransportRequest {
                 method: "POST".into(),
                 uri: "/?id=t".into(),
                 headers: vec![("content-type".into(), Bytes::from_static(b"text/plain"))],
@@ -953,6 +1038,32 @@ mod tests {
                 (9, reply)
             );
         }
+        let tunnel = RelayRequest {
+            action: RelayAction::Tunnel,
+            ..claim
+        };
+        assert_eq!(
+            RelayRequest::decode(&Bytes::from(tunnel.encode())).unwrap(),
+            tunnel
+        );
+        for message in [
+            None,
+            Some(Message::Text("{}\x1e".into())),
+            Some(Message::Binary(Bytes::from_static(b"\x01\x02"))),
+        ] {
+            let frame = TunnelFrame {
+                requester: "b".into(),
+                id: 4,
+                message,
+            };
+            assert_eq!(
+                TunnelFrame::decode(&Bytes::from(frame.encode())).unwrap(),
+                frame
+            );
+        }
+        assert!(
+            TunnelFrame::decode(&Bytes::from_static(b"\x94\xa1b\x04\x01\xc4\x01\xff")).is_err()
+        );
         assert!(RelayReply::decode(&Bytes::from_static(b"\x92\x01\x07")).is_err());
         assert!(RelayRequest::decode(&Bytes::from_static(b"\x98\x01")).is_err());
     }

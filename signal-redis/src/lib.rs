@@ -33,7 +33,9 @@
 //!   request (WebSocket, Server-Sent Events, first poll) that reaches another
 //!   node than the one it negotiated with claims the connection there; a
 //!   later request (a poll, a send, a DELETE) that reaches a node not holding
-//!   it is served by the holder through Redis (`signal_server::relay`).
+//!   it is served by the holder through Redis; a stateful reconnect's new
+//!   WebSocket that reaches another node is tunnelled to the holder
+//!   (`signal_server::relay`).
 //! - While Redis is down, sends still reach this node's connections; the
 //!   outage is logged once, and delivery across nodes resumes when Redis is
 //!   back (reconnect with backoff, subscriptions restored).
@@ -47,7 +49,7 @@ use std::time::Duration;
 
 use signal_core::{Arguments, CompletionOutcome, SerializedHubMessage};
 use signal_server::lifetime::{BoxFuture, HubScope, ListQuery, Listing};
-use signal_server::relay::{PendingConnection, TransportRequest, TransportResponse};
+use signal_server::relay::{PendingConnection, TransportRequest, TransportResponse, TunnelEnd};
 use signal_server::{
     ClientResultError, ConnectionId, HubLifetimeManager, LocalLifetimeManager, Recipients,
     SendError,
@@ -280,6 +282,10 @@ impl HubLifetimeManager for Redis {
         request: TransportRequest,
     ) -> BoxFuture<'a, Option<TransportResponse>> {
         Box::pin(async move { self.node().ok()?.forward(token, request).await })
+    }
+
+    fn tunnel<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<TunnelEnd>> {
+        Box::pin(async move { self.node().ok()?.tunnel(token).await })
     }
 
     fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Listing> {

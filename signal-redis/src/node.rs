@@ -14,7 +14,8 @@ use signal_core::{
     SerializedHubMessage,
 };
 use signal_server::lifetime::{HubScope, ListQuery, Listing};
-use signal_server::relay::TransportService;
+use signal_server::persistent::Message;
+use signal_server::relay::{TUNNEL_CAPACITY, TransportService, TunnelEnd};
 use signal_server::{ClientResultError, ConnectionId, LocalLifetimeManager, Recipients, SendError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,8 +23,8 @@ use crate::Settings;
 use crate::channels::{Channel, Channels};
 use crate::envelope::{
     ClientResult, CompletionEnvelope, GroupAction, GroupCommand, InvocationEnvelope, ListRequest,
-    PendingConnection, RelayReply, RelayRequest, TransportRequest, TransportResponse, decode_ack,
-    decode_list_reply, encode_ack, encode_list_reply,
+    PendingConnection, RelayAction, RelayReply, RelayRequest, TransportRequest, TransportResponse,
+    TunnelFrame, decode_ack, decode_list_reply, encode_ack, encode_list_reply,
 };
 
 /// Messages from Redis waiting to be handled; past this, new ones are dropped
@@ -50,6 +51,9 @@ pub(crate) struct Node {
     results: Mutex<HashMap<String, oneshot::Sender<CompletionEnvelope>>>,
     transport: Option<TransportService>,
     next_relay: AtomicU32,
+    /// Both ends of tunnels through this node, by (requester, request id):
+    /// where the messages from the other end go.
+    tunnels: Mutex<HashMap<(String, u32), mpsc::Sender<Message>>>,
     relays: Mutex<HashMap<u32, mpsc::UnboundedSender<RelayReply>>>,
     next_list: AtomicU32,
     lists: Mutex<HashMap<u32, mpsc::UnboundedSender<Vec<String>>>>,
@@ -118,6 +122,7 @@ impl Node {
             results: Mutex::default(),
             transport: hub.transport.clone(),
             next_relay: AtomicU32::new(1),
+            tunnels: Mutex::default(),
             relays: Mutex::default(),
             next_list: AtomicU32::new(1),
             lists: Mutex::default(),
@@ -626,7 +631,8 @@ impl Node {
     async fn relay(
         &self,
         token: &str,
-        request: Option<TransportRequest>,
+        action: RelayAction,
+        tunnel: Option<mpsc::Sender<Message>>,
     ) -> Option<(RelayWaiter<'_>, usize)> {
         let channel = self.channels.relay_requests();
         let expected = self
@@ -645,18 +651,31 @@ impl Node {
             id,
             replies: rx,
         };
+        if let Some(tunnel) = tunnel {
+            // In place before the holder can send through it.
+            self.tunnels
+                .lock()
+                .expect("tunnels lock")
+                .insert((self.server.clone(), id), tunnel);
+        }
         let envelope = RelayRequest {
             id,
             server: self.server.clone(),
             token: token.to_owned(),
-            request,
+            action,
         };
-        self.publish(channel, envelope.encode()).await.ok()?;
+        if self.publish(channel, envelope.encode()).await.is_err() {
+            self.tunnels
+                .lock()
+                .expect("tunnels lock")
+                .remove(&(self.server.clone(), id));
+            return None;
+        }
         Some((waiter, expected))
     }
 
     pub(crate) async fn claim(&self, token: &str) -> Option<PendingConnection> {
-        let (mut waiter, expected) = self.relay(token, None).await?;
+        let (mut waiter, expected) = self.relay(token, RelayAction::Claim, None).await?;
         let deadline = tokio::time::Instant::now() + self.list_timeout;
         let mut declined = 0;
         while declined < expected {
@@ -674,7 +693,9 @@ impl Node {
         token: &str,
         request: TransportRequest,
     ) -> Option<TransportResponse> {
-        let (mut waiter, expected) = self.relay(token, Some(request)).await?;
+        let (mut waiter, expected) = self
+            .relay(token, RelayAction::Forward(request), None)
+            .await?;
         let deadline = tokio::time::Instant::now() + self.list_timeout;
         let mut declined = 0;
         // Until a node says it holds the connection: the other nodes decline
@@ -710,7 +731,7 @@ impl Node {
         }
     }
 
-    async fn on_relay_request(&self, request: RelayRequest) {
+    async fn on_relay_request(self: &Arc<Self>, request: RelayRequest) {
         if request.server == self.server {
             return;
         }
@@ -721,19 +742,158 @@ impl Node {
                 .await;
             return;
         };
-        let reply = match request.request {
-            None => match transport.release(&request.token) {
+        let reply = match request.action {
+            RelayAction::Claim => match transport.release(&request.token) {
                 Some(pending) => RelayReply::Claimed(pending),
                 None => RelayReply::NotHere,
             },
-            Some(forwarded) if transport.holds(&request.token) => {
+            RelayAction::Forward(forwarded) if transport.holds(&request.token) => {
                 let accepted = RelayReply::Accepted(self.server.clone()).encode(request.id);
                 let _ = self.publish(reply_to.clone(), accepted).await;
                 RelayReply::Response(transport.serve(forwarded).await)
             }
-            Some(_) => RelayReply::NotHere,
+            RelayAction::Tunnel => match transport.reattach(&request.token) {
+                Some(end) => {
+                    self.hold_tunnel(request.server.clone(), request.id, end);
+                    RelayReply::Accepted(self.server.clone())
+                }
+                None => RelayReply::NotHere,
+            },
+            RelayAction::Forward(_) => RelayReply::NotHere,
         };
         let _ = self.publish(reply_to, reply.encode(request.id)).await;
+    }
+
+    /// Opens a tunnel to the node holding `token`'s stateful connection: this
+    /// node's end of it.
+    pub(crate) async fn tunnel(self: &Arc<Self>, token: &str) -> Option<TunnelEnd> {
+        let (from_holder_tx, from_holder_rx) = mpsc::channel(TUNNEL_CAPACITY);
+        let (mut waiter, expected) = self
+            .relay(token, RelayAction::Tunnel, Some(from_holder_tx))
+            .await?;
+        let id = waiter.id;
+        let deadline = tokio::time::Instant::now() + self.list_timeout;
+        let mut declined = 0;
+        let holder = loop {
+            let reply = if declined == expected {
+                None
+            } else {
+                tokio::time::timeout_at(deadline, waiter.replies.recv())
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            match reply {
+                Some(RelayReply::Accepted(holder)) => break holder,
+                Some(_) => declined += 1,
+                None => {
+                    self.tunnels
+                        .lock()
+                        .expect("tunnels lock")
+                        .remove(&(self.server.clone(), id));
+                    return None;
+                }
+            }
+        };
+        let (to_holder_tx, mut to_holder_rx) = mpsc::channel::<Message>(TUNNEL_CAPACITY);
+        // The client's messages go to the holder's tunnel channel, in order;
+        // the tunnel ends when the client does, or when the holder is gone.
+        let node = Arc::downgrade(self);
+        let me = self.server.clone();
+        tokio::spawn(async move {
+            let channel = match node.upgrade() {
+                Some(node) => node.channels.tunnel(&holder),
+                None => return,
+            };
+            loop {
+                let message = tokio::select! {
+                    message = to_holder_rx.recv() => message,
+                    () = tokio::time::sleep(HOLDER_CHECK) => {
+                        let Some(node) = node.upgrade() else { return };
+                        if let Ok(0) = node.subscriber_count(&channel).await {
+                            node.tunnels.lock().expect("tunnels lock").remove(&(me.clone(), id));
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let Some(node) = node.upgrade() else { return };
+                let end = message.is_none();
+                let frame = TunnelFrame {
+                    requester: me.clone(),
+                    id,
+                    message,
+                };
+                let _ = node.publish(channel.clone(), frame.encode()).await;
+                if end {
+                    node.tunnels
+                        .lock()
+                        .expect("tunnels lock")
+                        .remove(&(me.clone(), id));
+                    return;
+                }
+            }
+        });
+        Some(TunnelEnd {
+            sender: to_holder_tx,
+            receiver: from_holder_rx,
+        })
+    }
+
+    /// The holder's side of a tunnel another node opened: the connection's
+    /// messages go to that node, in order, until either side ends.
+    fn hold_tunnel(self: &Arc<Self>, requester: String, id: u32, end: TunnelEnd) {
+        let TunnelEnd {
+            sender,
+            mut receiver,
+        } = end;
+        self.tunnels
+            .lock()
+            .expect("tunnels lock")
+            .insert((requester.clone(), id), sender);
+        let node = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let channel = match node.upgrade() {
+                Some(node) => node.channels.tunnel(&requester),
+                None => return,
+            };
+            loop {
+                let message = receiver.recv().await;
+                let Some(node) = node.upgrade() else { return };
+                let end = message.is_none();
+                let frame = TunnelFrame {
+                    requester: requester.clone(),
+                    id,
+                    message,
+                };
+                let _ = node.publish(channel.clone(), frame.encode()).await;
+                if end {
+                    node.tunnels
+                        .lock()
+                        .expect("tunnels lock")
+                        .remove(&(requester.clone(), id));
+                    return;
+                }
+            }
+        });
+    }
+
+    /// A message through a tunnel, for whichever end of it is here.
+    fn on_tunnel_frame(&self, frame: TunnelFrame) {
+        let key = (frame.requester, frame.id);
+        let mut tunnels = self.tunnels.lock().expect("tunnels lock");
+        let Some(message) = frame.message else {
+            // The other end is done: dropping the sender ends this end's stream.
+            tunnels.remove(&key);
+            return;
+        };
+        if let Some(sender) = tunnels.get(&key)
+            && sender.try_send(message).is_err()
+        {
+            // Full (a reader that does not keep up) or gone: the tunnel ends
+            // rather than buffer without bound; stateful reconnect recovers.
+            tunnels.remove(&key);
+        }
     }
 
     // ---- what arrives ----
@@ -790,6 +950,9 @@ impl Node {
                     let node = self.clone();
                     tokio::spawn(async move { node.on_relay_request(request).await });
                 })
+                .map_err(|e| e.to_string()),
+            Channel::Tunnel => TunnelFrame::decode(&payload)
+                .map(|frame| self.on_tunnel_frame(frame))
                 .map_err(|e| e.to_string()),
             Channel::RelayReply => RelayReply::decode(&payload)
                 .map(|(id, reply)| {

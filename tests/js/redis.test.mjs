@@ -294,8 +294,12 @@ async function roundRobin(servers) {
     res.on('close', () => upstream.destroy());
     req.pipe(upstream);
   });
+  const upgraded = new Set();
   proxy.on('upgrade', (req, socket, head) => {
     const target = pick();
+    const pair = [socket];
+    upgraded.add(pair);
+    socket.on('close', () => upgraded.delete(pair));
     const upstream = tcpConnect(target.port, '127.0.0.1', () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
@@ -304,6 +308,7 @@ async function roundRobin(servers) {
       upstream.pipe(socket);
       socket.pipe(upstream);
     });
+    pair.push(upstream);
     upstream.on('error', () => socket.destroy());
     socket.on('error', () => upstream.destroy());
   });
@@ -313,6 +318,11 @@ async function roundRobin(servers) {
   return {
     url: `http://127.0.0.1:${port}`,
     served,
+    /** Cuts every WebSocket it carries, as a network failure would. */
+    cut: () => {
+      for (const pair of upgraded) for (const end of pair) end.destroy();
+      upgraded.clear();
+    },
     close: () => {
       proxy.closeAllConnections();
       return new Promise((resolve) => proxy.close(resolve));
@@ -358,6 +368,39 @@ describe('no sticky sessions: three conformance servers behind a round-robin bal
       // The balancer spread this connection's requests over several servers.
       const spread = balancer.served.filter((count, i) => count > before[i]).length;
       assert.ok(spread >= 2, `requests reached ${spread} server(s): ${balancer.served}`);
+    }));
+  }
+
+  for (const protocol of h.PROTOCOLS) {
+    test(`a stateful reconnect that reaches another server loses no message and repeats none, with ${protocol}`, logged(async () => {
+      const receiver = h.client({ url: balancer.url }, '/conformance', {
+        transport: HttpTransportType.WebSockets,
+        protocol,
+        label: 'stateful',
+        configure: (b) => b.withStatefulReconnect(),
+      });
+      const marks = nodes.map((n) => n.mark());
+      await receiver.start();
+      const id = receiver.connectionId;
+      const sender = await h.connect(nodes[2], '/conformance', { protocol, label: 'sender', methods: [] });
+      const count = 200;
+      for (let i = 0; i < count; i += 1) {
+        await sender.invoke('sendToConnection', id, String(i));
+        if (i === 50) balancer.cut(); // mid-stream; the client comes back through the balancer
+      }
+      await sender.invoke('sendToConnection', id, 'end');
+      await receiver.next('message', { match: ([text]) => text === 'end', timeout: 10_000 });
+      const texts = receiver.received.map(({ args }) => Number(args[0]));
+      assert.deepEqual(texts, Array.from({ length: count }, (_, i) => i));
+      assert.equal(receiver.connectionId, id);
+      assert.equal(await receiver.invoke('connectionId'), id);
+      // The new socket reached another server than the connection's, which
+      // carried it there.
+      assert.ok(
+        nodes.some((n) => n.log(marks[nodes.indexOf(n)]).includes('tunnelled to the connection')),
+        'the reconnect went through a tunnel',
+      );
+      await Promise.all([receiver.stop(), sender.stop()]);
     }));
   }
 });

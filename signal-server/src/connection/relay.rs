@@ -8,23 +8,31 @@
 //! the client POSTed meanwhile) and the connection lives where its transport
 //! is. A *later* request of a connection held elsewhere (a long poll, a send
 //! POST, a DELETE) is **forwarded**: the holder serves it through its own
-//! routes and the answer comes back. A stateful reconnect that reaches another
-//! node is not covered yet.
+//! routes and the answer comes back. A stateful reconnect's new WebSocket that
+//! reaches another node is **tunnelled**: that node accepts it and carries its
+//! frames to and from the holder, where the connection resumes as if the
+//! socket were its own.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
+use tokio::sync::mpsc;
 use tower::ServiceExt;
 
-use super::duplex::Message;
+use super::duplex::{Message, TransportSink};
 use super::endpoint::Endpoint;
+use super::transports::http::ChannelOutgoing;
 use super::transports::transport_query;
+use super::transports::websocket;
+use crate::frame::Outbound;
 
 /// A boxed, sendable future (the relay's methods return them).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -65,8 +73,27 @@ pub struct TransportResponse {
     pub body: Bytes,
 }
 
+/// One end of a WebSocket carried between nodes: messages to send the other
+/// way, and those that came from it. Dropping `sender` ends the other side's
+/// stream; `receiver` ends when the other side has dropped its sender.
+pub struct TunnelEnd {
+    /// Messages for the other end.
+    pub sender: mpsc::Sender<Message>,
+    /// Messages from the other end.
+    pub receiver: mpsc::Receiver<Message>,
+}
+
+impl std::fmt::Debug for TunnelEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelEnd").finish_non_exhaustive()
+    }
+}
+
+/// How many messages wait in each direction of a tunnel.
+pub const TUNNEL_CAPACITY: usize = 256;
+
 /// What a backplane implements to serve transport requests across nodes
-/// (`HubLifetimeManager::relay`).
+/// (`HubLifetimeManager::relays`).
 pub trait Relay: Send + Sync + 'static {
     /// Takes over `token`, negotiated on another node and not started yet;
     /// `None` when no node has it pending.
@@ -79,6 +106,11 @@ pub trait Relay: Send + Sync + 'static {
         token: &'a str,
         request: TransportRequest,
     ) -> BoxFuture<'a, Option<TransportResponse>>;
+
+    /// Opens a tunnel to the node holding `token`'s stateful connection,
+    /// which takes it as the connection's new WebSocket; `None` when no node
+    /// waits for one.
+    fn tunnel<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<TunnelEnd>>;
 }
 
 /// This node's side of the relay: what it holds, and its transport routes to
@@ -111,6 +143,42 @@ impl TransportService {
     /// Hands over a connection negotiated here and not started yet.
     pub fn release(&self, token: &str) -> Option<PendingConnection> {
         self.endpoint.negotiations.release(token)
+    }
+
+    /// Takes a tunnel as the new WebSocket of a stateful connection of this
+    /// node that waits for its client to come back; `None` when none waits
+    /// under `token`. The returned end carries the client's messages in
+    /// (`sender`) and the connection's out (`receiver`).
+    pub fn reattach(&self, token: &str) -> Option<TunnelEnd> {
+        let attach = self.endpoint.reattachments.sender(token)?;
+        let (client_tx, client_rx) = mpsc::channel::<Message>(TUNNEL_CAPACITY);
+        let (frames_tx, mut frames_rx) = mpsc::channel::<Outbound>(TUNNEL_CAPACITY);
+        let (out_tx, out_rx) = mpsc::channel::<Message>(TUNNEL_CAPACITY);
+        let incoming = futures_util::stream::unfold(client_rx, |mut rx| async move {
+            rx.recv().await.map(|message| (Ok(message), rx))
+        });
+        let sink = TransportSink::Channel(ChannelOutgoing::new(
+            frames_tx,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        attach.try_send((Box::pin(incoming), sink)).ok()?;
+        // Outbound frames become messages for the tunnel, text or binary as a
+        // WebSocket would carry them.
+        tokio::spawn(async move {
+            while let Some(frame) = frames_rx.recv().await {
+                let message = match frame.text() {
+                    Some(text) => Message::Text(text),
+                    None => Message::Binary(frame.bytes()),
+                };
+                if out_tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Some(TunnelEnd {
+            sender: client_tx,
+            receiver: out_rx,
+        })
     }
 
     /// Serves a request another node forwarded.
@@ -169,11 +237,13 @@ pub(crate) async fn relay_unknown(
             endpoint.negotiations.adopt(&token, pending);
             return next.run(Request::from_parts(parts, body)).await;
         }
-        let streaming = parts.headers.contains_key(http::header::UPGRADE)
-            || parts
-                .headers
-                .get(http::header::ACCEPT)
-                .is_some_and(|accept| accept.as_bytes().starts_with(b"text/event-stream"));
+        if parts.headers.contains_key(http::header::UPGRADE) {
+            return tunnel(&endpoint, relay.as_ref(), &token, parts, body, next).await;
+        }
+        let streaming = parts
+            .headers
+            .get(http::header::ACCEPT)
+            .is_some_and(|accept| accept.as_bytes().starts_with(b"text/event-stream"));
         if streaming {
             // Only a first request can open a stream: nothing to forward.
             return next.run(Request::from_parts(parts, body)).await;
@@ -216,6 +286,60 @@ pub(crate) async fn relay_unknown(
         // Nobody holds it: the usual refusal.
         None => next.run(Request::from_parts(parts, Body::from(body))).await,
     }
+}
+
+/// A WebSocket upgrade for a connection held elsewhere: a stateful
+/// reconnect. Accepted here and carried to the holder through the relay.
+async fn tunnel(
+    endpoint: &Arc<Endpoint>,
+    relay: &dyn Relay,
+    token: &str,
+    mut parts: http::request::Parts,
+    body: Body,
+    next: Next,
+) -> Response {
+    if !endpoint.origin_allowed(&parts) {
+        return super::transports::Refusal::Origin.into_response();
+    }
+    let Some(end) = relay.tunnel(token).await else {
+        return next.run(Request::from_parts(parts, body)).await;
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return super::transports::Refusal::NotUpgrade(rejection.body_text()).into_response();
+        }
+    };
+    tracing::debug!("a stateful reconnect reached this node: tunnelled to the connection's node");
+    websocket::configure(upgrade, &endpoint.options).on_upgrade(move |socket| pump(socket, end))
+}
+
+/// Carries a client's WebSocket through a tunnel until either side ends.
+async fn pump(socket: WebSocket, mut end: TunnelEnd) {
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(Ok(ws::Message::Text(text))) => {
+                    if end.sender.send(Message::Text(text)).await.is_err() { break }
+                }
+                Some(Ok(ws::Message::Binary(bytes))) => {
+                    if end.sender.send(Message::Binary(bytes)).await.is_err() { break }
+                }
+                Some(Ok(ws::Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+            message = end.receiver.recv() => {
+                let message = match message {
+                    Some(Message::Text(text)) => ws::Message::Text(text),
+                    Some(Message::Binary(bytes)) => ws::Message::Binary(bytes),
+                    None => break,
+                };
+                if sink.send(message).await.is_err() { break }
+            }
+        }
+    }
+    let _ = sink.close().await;
 }
 
 fn headers_of(headers: &http::HeaderMap) -> Vec<(String, Bytes)> {

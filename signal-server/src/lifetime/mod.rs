@@ -14,7 +14,7 @@ use std::time::Duration;
 use signal_core::{Arguments, CompletionOutcome, ProtocolSet, SerializedHubMessage};
 
 use crate::connection::relay::{
-    PendingConnection, Relay, TransportRequest, TransportResponse, TransportService,
+    PendingConnection, Relay, TransportRequest, TransportResponse, TransportService, TunnelEnd,
 };
 use crate::connection::{ConnectionId, TransportClosed};
 use crate::frame::Frame;
@@ -282,6 +282,12 @@ pub trait HubLifetimeManager: Send + Sync + 'static {
         Box::pin(std::future::ready(None))
     }
 
+    /// Opens a tunnel to the node whose stateful connection `token` waits for
+    /// its client's new WebSocket.
+    fn tunnel<'a>(&'a self, _token: &'a str) -> BoxFuture<'a, Option<TunnelEnd>> {
+        Box::pin(std::future::ready(None))
+    }
+
     /// Lists connections, groups or a group's members wherever they are. On
     /// one node, this node's; a backplane asks the other nodes too.
     fn list<'a>(&'a self, query: &'a ListQuery) -> BoxFuture<'a, Listing> {
@@ -368,6 +374,10 @@ impl<M: HubLifetimeManager> HubLifetimeManager for Arc<M> {
         (**self).relays()
     }
 
+    fn tunnel<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<TunnelEnd>> {
+        (**self).tunnel(token)
+    }
+
     fn claim<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<PendingConnection>> {
         (**self).claim(token)
     }
@@ -411,5 +421,9 @@ impl Relay for ManagerRelay {
         request: TransportRequest,
     ) -> BoxFuture<'a, Option<TransportResponse>> {
         self.0.forward(token, request)
+    }
+
+    fn tunnel<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<TunnelEnd>> {
+        self.0.tunnel(token)
     }
 }

@@ -32,7 +32,7 @@ type Reattachment = Attachment;
 pub(crate) struct Reattachments(Mutex<HashMap<ConnectionToken, mpsc::Sender<Reattachment>>>);
 
 impl Reattachments {
-    fn sender(&self, token: &str) -> Option<mpsc::Sender<Reattachment>> {
+    pub(crate) fn sender(&self, token: &str) -> Option<mpsc::Sender<Reattachment>> {
         self.0
             .lock()
             .expect("reattachments lock")
@@ -91,7 +91,7 @@ pub(crate) async fn connect(State(runtime): State<Arc<Endpoint>>, request: Reque
     configure(upgrade, &runtime.options).on_upgrade(move |socket| serve(runtime, start, socket))
 }
 
-fn configure(
+pub(crate) fn configure(
     upgrade: WebSocketUpgrade,
     options: &ConnectionOptions,
 ) -> WebSocketUpgrade<impl axum::extract::ws::OnFailedUpgrade> {
