@@ -965,7 +965,9 @@ async fn pump_frames(
             },
         };
         match frame.outbound(Some(&protocol)) {
-            Ok(outbound) if outbound.len() > 0 => connection.push(outbound.bytes()),
+            Ok(outbound) if outbound.len() > 0 => {
+                connection.push(outbound.bytes());
+            }
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, "a message could not be encoded for a 2.x client; dropped")
@@ -1103,17 +1105,35 @@ pub(crate) async fn receive_data(
     let forward = {
         let connection = connection.clone();
         tokio::spawn(async move {
+            let mut last = None;
             while let Some(message) = progress_rx.recv().await {
-                connection.push(message);
+                last = Some(connection.push(message));
             }
+            last
         })
     };
     let result = {
         let _turn = connection.calls.lock().await;
         hub.invoke(handle, invocation, progress_tx).await
     };
-    let _ = forward.await;
-    Ok(Some(result_json(&result)))
+    let json = result_json(&result);
+    if let Ok(Some(_)) = forward.await {
+        // Progress travels in envelopes, the result in this answer, and the
+        // client drops progress that comes after the result. So the result
+        // follows the progress in the envelopes too (the client takes
+        // whichever copy comes first), and this answer waits until the
+        // transport has written it (a long-polling client confirms it by
+        // polling on), within reason.
+        let last = connection.push(Bytes::from(json.clone()));
+        connection
+            .wait_delivered(
+                last,
+                transport == LegacyTransport::LongPolling,
+                Duration::from_secs(5),
+            )
+            .await;
+    }
+    Ok(Some(json))
 }
 
 fn result_json(result: &hubs::HubResult) -> String {

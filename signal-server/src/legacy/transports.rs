@@ -38,8 +38,28 @@ pub(crate) enum From {
 enum Chunk {
     /// An envelope (or an error envelope `{"E":…}`).
     Json(String),
+    /// An envelope of the messages through a sequence number: once written,
+    /// those count as delivered.
+    Batch(String, u64),
     /// Nothing to send for a while: a keep-alive.
     KeepAlive,
+}
+
+impl Chunk {
+    /// The JSON to write (`None` for a keep-alive), counting a batch as
+    /// delivered: it is written right after this.
+    fn into_json(self, connection: Option<&LegacyConnection>) -> Option<String> {
+        match self {
+            Chunk::Json(json) => Some(json),
+            Chunk::Batch(json, last) => {
+                if let Some(connection) = connection {
+                    connection.mark_delivered(last);
+                }
+                Some(json)
+            }
+            Chunk::KeepAlive => None,
+        }
+    }
 }
 
 /// The persistent response `{"C":…[,"S":1][,"G":…],"M":[…]}`, in the 2.x order.
@@ -116,7 +136,10 @@ async fn feed(
             after = batch.last;
             let groups = groups_token(&shared, &connection);
             let json = envelope(&batch.cursor, false, groups.as_deref(), &batch.messages);
-            if tx.send(Chunk::Json(json)).await.is_err() || mode.once {
+            if tx.send(Chunk::Batch(json, batch.last)).await.is_err() {
+                return;
+            }
+            if mode.once {
                 return;
             }
             continue;
@@ -171,7 +194,10 @@ pub(crate) async fn receive(
     let (after, init) = match &from {
         From::Init | From::Now => (connection.last_seq(), matches!(from, From::Init)),
         From::Cursor(cursor) => match connection.parse_cursor(cursor) {
-            Ok(after) => (after, false),
+            Ok(after) => {
+                connection.mark_acknowledged(after);
+                (after, false)
+            }
             Err(error) => {
                 tracing::debug!(connection = %connection.id, %error, "refused a cursor");
                 return one_envelope(
@@ -211,8 +237,8 @@ pub(crate) async fn receive(
     };
     let (tx, rx) = mpsc::channel(8);
     let receiver = connection.open_receiver();
-    tokio::spawn(feed(shared, connection, receiver, after, mode, tx));
-    stream_response(transport, callback, frame_id, rx)
+    tokio::spawn(feed(shared, connection.clone(), receiver, after, mode, tx));
+    stream_response(transport, callback, frame_id, rx, Some(connection))
 }
 
 /// A reconnect or poll of a connection the server does not know (any more):
@@ -255,7 +281,7 @@ fn one_envelope(
     };
     let (tx, rx) = mpsc::channel(1);
     let _ = tx.try_send(Chunk::Json(json));
-    stream_response(transport, callback, frame_id, rx)
+    stream_response(transport, callback, frame_id, rx, None)
 }
 
 /// The forever frame's `frameId` (a UInt32, as 2.x requires).
@@ -281,6 +307,7 @@ fn stream_response(
     callback: Option<&str>,
     frame_id: Option<u32>,
     rx: mpsc::Receiver<Chunk>,
+    connection: Option<Arc<LegacyConnection>>,
 ) -> Response {
     let callback = callback.map(str::to_owned);
     let (content_type, prelude): (&str, Option<String>) = match transport {
@@ -295,20 +322,18 @@ fn stream_response(
         _ if callback.is_some() => ("application/javascript; charset=UTF-8", None),
         _ => ("application/json; charset=UTF-8", None),
     };
-    let chunks = move |chunk: Chunk| match (transport, chunk) {
-        (LegacyTransport::ServerSentEvents, Chunk::Json(json)) => format!("data: {json}\n\n"),
-        (LegacyTransport::ServerSentEvents, Chunk::KeepAlive) => "data: {}\n\n".to_owned(),
-        (LegacyTransport::ForeverFrame, Chunk::Json(json)) => {
+    let chunks = move |chunk: Chunk| match (transport, chunk.into_json(connection.as_deref())) {
+        (LegacyTransport::ServerSentEvents, Some(json)) => format!("data: {json}\n\n"),
+        (LegacyTransport::ServerSentEvents, None) => "data: {}\n\n".to_owned(),
+        (LegacyTransport::ForeverFrame, Some(json)) => {
             format!("<script>r(c, {});</script>\r\n", script_safe(&json))
         }
-        (LegacyTransport::ForeverFrame, Chunk::KeepAlive) => {
-            "<script>r(c, {});</script>\n\n".to_owned()
-        }
-        (_, Chunk::Json(json)) => match &callback {
+        (LegacyTransport::ForeverFrame, None) => "<script>r(c, {});</script>\n\n".to_owned(),
+        (_, Some(json)) => match &callback {
             Some(callback) => format!("{callback}({json});"),
             None => json,
         },
-        (_, Chunk::KeepAlive) => " ".to_owned(),
+        (_, None) => " ".to_owned(),
     };
     let body =
         futures_util::stream::iter(prelude.map(|p| Ok::<_, Infallible>(Bytes::from(p)))).chain(
@@ -359,29 +384,43 @@ async fn web_socket(
         mode,
         tx,
     ));
+    // One message at a time, in the order they came: a raw handler sees them
+    // in order, and hub calls run in order (as 2.x runs them).
+    let (inbox_tx, mut inbox) = mpsc::channel::<String>(16);
     let (results_tx, mut results_rx) = mpsc::unbounded_channel::<String>();
+    let processor = {
+        let shared = shared.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            while let Some(data) = inbox.recv().await {
+                let answer =
+                    match receive_data(&shared, &connection, LegacyTransport::WebSockets, data)
+                        .await
+                    {
+                        Ok(Some(result)) => result,
+                        Ok(None) => continue,
+                        Err(error) => error_envelope(&error),
+                    };
+                if results_tx.send(answer).is_err() {
+                    break;
+                }
+            }
+        })
+    };
     loop {
         let text = tokio::select! {
+            // Envelopes first: a call's progress goes out before its result.
+            biased;
             chunk = rx.recv() => match chunk {
-                Some(Chunk::Json(json)) => json,
-                Some(Chunk::KeepAlive) => "{}".to_owned(),
+                Some(chunk) => chunk.into_json(Some(&connection)).unwrap_or_else(|| "{}".to_owned()),
                 None => break,
             },
             Some(result) = results_rx.recv() => result,
             message = stream.next() => match message {
                 Some(Ok(WsMessage::Text(text))) => {
-                    let shared = shared.clone();
-                    let connection = connection.clone();
-                    let results = results_tx.clone();
-                    let data = text.as_str().to_owned();
-                    tokio::spawn(async move {
-                        let answer = match receive_data(&shared, &connection, LegacyTransport::WebSockets, data).await {
-                            Ok(Some(result)) => result,
-                            Ok(None) => return,
-                            Err(error) => error_envelope(&error),
-                        };
-                        let _ = results.send(answer);
-                    });
+                    if inbox_tx.send(text.as_str().to_owned()).await.is_err() {
+                        break;
+                    }
                     continue;
                 }
                 Some(Ok(WsMessage::Binary(_))) => error_envelope("2.x clients send text frames; a binary frame was received."),
@@ -397,6 +436,7 @@ async fn web_socket(
             break;
         }
     }
+    processor.abort();
     feeder.abort();
     let _ = sink.close().await;
 }
