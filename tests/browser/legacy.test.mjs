@@ -293,3 +293,73 @@ test('a dropped WebSocket reconnects with no message lost or repeated', h.logged
     await core.stop();
   }
 }, { timeout: 60_000 }));
+
+describe('the chat example', () => {
+  let chat;
+
+  before(async () => {
+    chat = await h.startServer('chat');
+  });
+
+  after(async () => {
+    await chat?.stop();
+  });
+
+  async function openChat(path) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const logs = [];
+    page.on('console', (message) => logs.push(message.text()));
+    await page.goto(`${chat.url}${path}`);
+    return { page, context, logs };
+  }
+
+  async function waitForLine(page, text) {
+    await page.waitForFunction(
+      (wanted) => [...document.querySelectorAll('#messages li')].some((li) => li.textContent === wanted),
+      text,
+      { timeout: 10_000 },
+    );
+  }
+
+  test('a 2.x page and a Core page chat in one room', h.logged(() => chat, async () => {
+    const room = h.unique('r');
+    const old = await openChat(`/legacy?transport=longPolling&name=ada&room=${room}`);
+    const core = await openChat(`/?transport=WebSockets&name=bob&room=${room}`);
+    try {
+      await waitForLine(old.page, `bob joined ${room}`);
+      assert.equal(await old.page.textContent('#status'), 'connected (longPolling)');
+      await old.page.fill('#text', 'hello from 2.x');
+      await old.page.click('#send-button');
+      await waitForLine(core.page, 'adahello from 2.x');
+      await core.page.fill('#text', 'hello from Core');
+      await core.page.click('#send-button');
+      await waitForLine(old.page, 'bobhello from Core');
+    } finally {
+      await old.context.close();
+      await core.context.close();
+    }
+  }, { timeout: 60_000 }));
+
+  for (const [snippet, transport, line] of [
+    ["connection.start({ transport: 'longPolling' })", 'longPolling', 'LongPolling connected.'],
+    ["connection.start({ transport: ['webSockets','longPolling'] })", 'webSockets', 'Websocket opened.'],
+  ]) {
+    test(`the seed's snippets against the chat example: ${snippet}`, h.logged(() => chat, async () => {
+      const { page, context, logs } = await openChat('/legacy?manual');
+      try {
+        const name = await page.evaluate(async (snippet) => {
+          $.connection.hub.logging = true;
+          // eslint-disable-next-line no-eval
+          await eval(snippet);
+          return connection.transport.name;
+        }, snippet);
+        assert.equal(name, transport);
+        assert.ok(logs.some((l) => l.endsWith(` SignalR: ${transport} transport starting.`)), logs.join('\n'));
+        assert.ok(logs.some((l) => l.endsWith(` SignalR: ${line}`)), logs.join('\n'));
+      } finally {
+        await context.close();
+      }
+    }, { timeout: 60_000 }));
+  }
+});
