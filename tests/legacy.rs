@@ -11,7 +11,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use signal::legacy::{HubState, LegacyEndpoint};
 use signal::persistent::{Connection, PersistentConnection};
-use signal::{Context, HubError, HubStream};
+use signal::{Context, HubError, HubHandle, HubStream};
 use tokio_tungstenite::tungstenite;
 
 /// What the test hub calls on its clients (through the generated proxy, so
@@ -38,6 +38,7 @@ trait Legacy {
     -> Result<(), HubError>;
     async fn count(&self, n: u32) -> HubStream<u32>;
     async fn greet(&self, cx: &Context<dyn LegacyClient>) -> String;
+    async fn quit(&self, cx: &Context<dyn LegacyClient>, text: String);
 }
 
 struct LegacyHub;
@@ -88,23 +89,39 @@ impl Legacy for LegacyHub {
             .update(|state: &mut HubState| state.set("greeted", true));
         format!("hello {name}")
     }
+
+    /// Sends `text` to the caller, then closes its connection.
+    async fn quit(&self, cx: &Context<dyn LegacyClient>, text: String) {
+        let _ = cx.clients().caller().message(text).await;
+        cx.abort();
+    }
 }
 
 /// Serves the hub at `/hub` (Core) and `/signalr` (2.x), and a raw echo at
 /// `/raw` (2.x), with `configure` applied to both 2.x endpoints.
 async fn serve_legacy(configure: impl Fn(LegacyEndpoint) -> LegacyEndpoint) -> SocketAddr {
+    serve_legacy_with_handle(configure).await.0
+}
+
+/// Like [`serve_legacy`], with a handle to the hub.
+async fn serve_legacy_with_handle(
+    configure: impl Fn(LegacyEndpoint) -> LegacyEndpoint,
+) -> (SocketAddr, HubHandle<dyn LegacyClient>) {
     let mut legacy = configure(LegacyEndpoint::new().key(b"test key"));
-    let core = LegacyHub.into_hub().router_with_legacy(&mut legacy);
+    let hub = LegacyHub.into_hub();
+    let handle = hub.handle();
+    let core = hub.router_with_legacy(&mut legacy);
     let raw = PersistentConnection::new(echo).legacy_router(configure(
         LegacyEndpoint::new().path("/raw").key(b"test key"),
     ));
-    serve_router(
+    let addr = serve_router(
         axum::Router::new()
             .nest("/hub", core)
             .merge(legacy.router())
             .merge(raw),
     )
-    .await
+    .await;
+    (addr, handle)
 }
 
 async fn echo(mut connection: Connection) {
@@ -745,4 +762,81 @@ async fn the_proxy_script_names_hubs_and_methods_as_2x_clients_expect() {
             "{script}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_come_back_is_disconnected_after_the_timeout() {
+    let (addr, handle) = serve_legacy_with_handle(|l| {
+        l.configure(|o| o.disconnect_timeout = std::time::Duration::from_millis(300))
+    })
+    .await;
+    let client = Client::negotiate(addr).await;
+    let cursor = client.connect_long_polling().await;
+    client.start("longPolling").await;
+    assert_eq!(handle.connection_count(), 1);
+    // No poll follows: the connection ends, and is out of the hub's registry.
+    eventually("the disconnect timeout", || handle.connection_count() == 0).await;
+    let gone = client.poll(&cursor).await;
+    assert!(
+        gone.starts_with(r#"{"E":"The connection is not known to the server"#),
+        "{gone}"
+    );
+}
+
+#[tokio::test]
+async fn the_hub_may_close_a_2x_connection_after_what_it_sent() {
+    let (addr, handle) = serve_legacy_with_handle(|l| l).await;
+    let client = Client::negotiate(addr).await;
+    let cursor = client.connect_long_polling().await;
+    client.start("longPolling").await;
+    client
+        .send(
+            "longPolling",
+            r#"{"H":"legacy","M":"quit","A":["bye"],"I":0}"#,
+        )
+        .await;
+    let last = client.poll(&cursor).await;
+    assert_eq!(
+        last,
+        format!(
+            r#"{{"C":"{}","M":[{{"H":"Legacy","M":"message","A":["bye"]}}]}}"#,
+            cursor_of(&last)
+        )
+    );
+    eventually("the connection's end", || handle.connection_count() == 0).await;
+    assert_eq!(
+        client.poll(&cursor_of(&last)).await,
+        r#"{"E":"The server closed the connection. Start a new connection."}"#
+    );
+}
+
+#[tokio::test]
+async fn nodes_sharing_a_key_accept_each_others_tokens() {
+    let a = serve_legacy(|l| l.key(b"shared")).await;
+    let b = serve_legacy(|l| l.key(b"shared")).await;
+    let mut client = Client::negotiate(a).await;
+    client.addr = b;
+    client.connect_long_polling().await;
+}
+
+#[tokio::test]
+async fn idle_streams_get_keep_alives() {
+    let addr = serve_legacy(|l| {
+        l.configure(|o| o.keep_alive = Some(std::time::Duration::from_millis(100)))
+    })
+    .await;
+    let client = Client::negotiate(addr).await;
+    let url = client
+        .url("connect", "webSockets", "")
+        .replace("http://", "ws://");
+    let (mut socket, _) = within("the upgrade", tokio_tungstenite::connect_async(url))
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    while frames.len() < 3 {
+        let frame = within("a frame", socket.next()).await.unwrap().unwrap();
+        frames.push(frame.to_text().unwrap().to_owned());
+    }
+    assert!(frames[0].contains(r#""S":1"#), "{frames:?}");
+    assert_eq!(frames[1..], ["{}", "{}"]);
 }

@@ -916,7 +916,7 @@ fn connect(
     {
         let mut links = connection.hubs.lock().expect("hubs lock");
         for hub in hubs {
-            links.push(link_hub(&connection, hub, transport, true));
+            links.push(link_hub(shared, &connection, hub, transport, true));
         }
     }
     connections.insert(id.clone(), connection.clone());
@@ -929,6 +929,7 @@ fn connect(
 /// Attaches the connection to `hub`: a handle whose queue is drained into the
 /// connection's replay buffer, in the hub's 2.x encoding.
 fn link_hub(
+    shared: &Arc<Shared>,
     connection: &Arc<LegacyConnection>,
     hub: Arc<dyn LegacyHub>,
     transport: LegacyTransport,
@@ -942,7 +943,13 @@ fn link_hub(
         tx,
         subscribed,
     );
-    tokio::spawn(pump_frames(connection.clone(), hub.protocol().clone(), rx));
+    tokio::spawn(pump_frames(
+        shared.clone(),
+        connection.clone(),
+        hub.protocol().clone(),
+        rx,
+        handle.closing().clone(),
+    ));
     HubLink {
         hub,
         handle,
@@ -950,30 +957,41 @@ fn link_hub(
     }
 }
 
-/// Moves what a hub queues for the connection into its replay buffer.
+/// Moves what a hub queues for the connection into its replay buffer. When
+/// the hub closes the connection (`Context::abort`, a server shutdown), what
+/// was queued still goes in, then the connection ends: its client is told to
+/// start over when it next comes for messages.
 async fn pump_frames(
+    shared: Arc<Shared>,
     connection: Arc<LegacyConnection>,
     protocol: signal_core::RegisteredProtocol,
     mut frames: mpsc::Receiver<Frame>,
+    closing: tokio_util::sync::CancellationToken,
 ) {
+    let push = |frame: Frame| match frame.outbound(Some(&protocol)) {
+        Ok(outbound) if outbound.len() > 0 => {
+            connection.push(outbound.bytes());
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "a message could not be encoded for a 2.x client; dropped")
+        }
+    };
     loop {
-        let frame = tokio::select! {
-            _ = connection.ended.cancelled() => break,
+        tokio::select! {
+            _ = connection.ended.cancelled() => return,
+            _ = closing.cancelled() => break,
             frame = frames.recv() => match frame {
-                Some(frame) => frame,
-                None => break,
+                Some(frame) => push(frame),
+                None => return,
             },
-        };
-        match frame.outbound(Some(&protocol)) {
-            Ok(outbound) if outbound.len() > 0 => {
-                connection.push(outbound.bytes());
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "a message could not be encoded for a 2.x client; dropped")
-            }
         }
     }
+    while let Ok(frame) = frames.try_recv() {
+        push(frame);
+    }
+    tracing::debug!(connection = %connection.id, "the hub closed a 2.x connection");
+    close(&shared, &connection).await;
 }
 
 /// Ends the connection once it has had no transport for the disconnect timeout.
@@ -1000,15 +1018,42 @@ pub(crate) async fn end(shared: &Shared, connection: &Arc<LegacyConnection>, sto
     if !connection.begin_end() {
         return;
     }
-    {
-        let mut connections = shared.connections.lock().expect("connections lock");
-        if connections
-            .get(&connection.id)
-            .is_some_and(|c| Arc::ptr_eq(c, connection))
-        {
-            connections.remove(&connection.id);
-        }
+    forget(shared, connection);
+    disconnect(connection, stop_called).await;
+}
+
+/// Ends a connection the server closes (the hub, a shutdown): it stays
+/// reachable for [`CLOSED_LINGER`], so that its client still gets what was
+/// sent before the close, then is told the server closed it.
+pub(crate) async fn close(shared: &Arc<Shared>, connection: &Arc<LegacyConnection>) {
+    if !connection.begin_end() {
+        return;
     }
+    {
+        let shared = shared.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(CLOSED_LINGER).await;
+            forget(&shared, &connection);
+        });
+    }
+    disconnect(connection, false).await;
+}
+
+/// How long a connection the server closed still answers its client.
+const CLOSED_LINGER: Duration = Duration::from_secs(5);
+
+fn forget(shared: &Shared, connection: &Arc<LegacyConnection>) {
+    let mut connections = shared.connections.lock().expect("connections lock");
+    if connections
+        .get(&connection.id)
+        .is_some_and(|c| Arc::ptr_eq(c, connection))
+    {
+        connections.remove(&connection.id);
+    }
+}
+
+async fn disconnect(connection: &Arc<LegacyConnection>, stop_called: bool) {
     tracing::debug!(connection = %connection.id, stop_called, "2.x connection ended");
     let links = std::mem::take(&mut *connection.hubs.lock().expect("hubs lock"));
     for link in links {
@@ -1094,7 +1139,7 @@ pub(crate) async fn receive_data(
             None => {
                 // Invoking a hub the client did not subscribe to is allowed;
                 // its handle is not registered, so it gets no broadcasts.
-                let link = link_hub(connection, hub.clone(), transport, false);
+                let link = link_hub(shared, connection, hub.clone(), transport, false);
                 let handle = link.handle.clone();
                 links.push(link);
                 handle

@@ -144,15 +144,20 @@ async fn feed(
             }
             continue;
         }
+        if connection.ended.is_cancelled() {
+            // Everything sent before the end has gone out.
+            let _ = tx
+                .send(Chunk::Json(error_envelope(
+                    "The server closed the connection. Start a new connection.",
+                )))
+                .await;
+            return;
+        }
         let empty = || Chunk::Json(envelope(&batch.cursor, false, None, &[]));
         tokio::select! {
             biased;
-            _ = connection.ended.cancelled() => {
-                if mode.once {
-                    let _ = tx.send(empty()).await;
-                }
-                return;
-            }
+            // Round again: what is left goes out, then the end.
+            _ = connection.ended.cancelled() => {}
             _ = receiver.replaced() => {
                 if mode.once {
                     let _ = tx.send(empty()).await;
