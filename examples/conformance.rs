@@ -26,7 +26,8 @@
 //! sender, JSONP is allowed, and `/lib/jquery.js` and `/lib/jquery.signalR.js`
 //! serve jQuery 3.7.1 and `signalr` 2.4.3 from the npm install. The 2.x
 //! timeouts follow `SIGNAL_KEEP_ALIVE_MS` (keep-alive) and
-//! `SIGNAL_LEGACY_DISCONNECT_MS` (disconnect timeout, 30 s by default).
+//! `SIGNAL_LEGACY_DISCONNECT_MS` (disconnect timeout, 30 s by default);
+//! `SIGNAL_CORS_ORIGINS` allows those origins at `/signalr` too.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -258,6 +259,11 @@ async fn main() -> std::io::Result<()> {
         })
     };
     let mut legacy = legacy_options(LegacyEndpoint::new().rename("Conformance", "conformance"));
+    if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
+        legacy = legacy
+            .allow_origins(origins)
+            .map_err(std::io::Error::other)?;
+    }
     // One handler, one registry: Core clients at `/echo`, 2.x at `/raw-echo`.
     let (echo, raw_echo) = echo.routers(legacy_options(LegacyEndpoint::new().path("/raw-echo")));
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -840,3 +840,61 @@ async fn idle_streams_get_keep_alives() {
     assert!(frames[0].contains(r#""S":1"#), "{frames:?}");
     assert_eq!(frames[1..], ["{}", "{}"]);
 }
+
+/// A backplane's view of sends: every message reaches this node's
+/// connections as JSON bytes only, as a Redis backplane relays it.
+struct FramedOnly(signal::LocalLifetimeManager);
+
+impl signal::HubLifetimeManager for FramedOnly {
+    fn local(&self) -> &signal::LocalLifetimeManager {
+        &self.0
+    }
+
+    fn send<'a>(
+        &'a self,
+        recipients: &'a signal::Recipients,
+        message: signal::protocol::SerializedHubMessage,
+    ) -> signal::BoxFuture<'a, Result<(), signal::SendError>> {
+        let json = signal::protocol::ProtocolSet::default()
+            .get("json")
+            .unwrap();
+        let framed = message.framed(&json).unwrap();
+        self.0.send_local(
+            recipients,
+            signal::protocol::SerializedHubMessage::from_framed(json.id(), framed, true),
+        );
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[tokio::test]
+async fn messages_relayed_as_other_protocols_bytes_reach_2x_connections() {
+    let mut legacy = LegacyEndpoint::new();
+    let core = LegacyHub
+        .into_hub()
+        .lifetime_manager(FramedOnly(signal::LocalLifetimeManager::new()))
+        .router_with_legacy(&mut legacy);
+    let addr = serve_router(
+        axum::Router::new()
+            .nest("/hub", core)
+            .merge(legacy.router()),
+    )
+    .await;
+    let client = Client::negotiate(addr).await;
+    let cursor = client.connect_long_polling().await;
+    client.start("longPolling").await;
+    client
+        .send(
+            "longPolling",
+            r#"{"H":"legacy","M":"broadcast","A":["relayed"],"I":0}"#,
+        )
+        .await;
+    let poll = client.poll(&cursor).await;
+    assert_eq!(
+        poll,
+        format!(
+            r#"{{"C":"{}","M":[{{"H":"Legacy","M":"message","A":["relayed"]}}]}}"#,
+            cursor_of(&poll)
+        )
+    );
+}

@@ -325,6 +325,7 @@ describe('the chat example', () => {
   test('a 2.x page and a Core page chat in one room', h.logged(() => chat, async () => {
     const room = h.unique('r');
     const old = await openChat(`/legacy?transport=longPolling&name=ada&room=${room}`);
+    await waitForLine(old.page, `you joined ${room}`);
     const core = await openChat(`/?transport=WebSockets&name=bob&room=${room}`);
     try {
       await waitForLine(old.page, `bob joined ${room}`);

@@ -14,12 +14,12 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use signal_core::{
     Arguments, Framing, HubDescriptor, HubMessage, HubProtocol, Payload, ProtocolError,
-    RegisteredProtocol, TransferFormat, TransportType, WriteError,
+    RegisteredProtocol, SerializedHubMessage, TransferFormat, TransportType, WriteError,
 };
 use tokio::sync::mpsc;
 
 use crate::connection::ConnectionId;
-use crate::frame::Frame;
+use crate::frame::{EncodeError, Frame};
 use crate::hub::HubRuntime;
 use crate::hub::context::Context;
 use crate::hub::dispatch::{BoxFuture, Call, HubDispatch, Output};
@@ -68,6 +68,16 @@ impl HubProtocol for LegacyHubProtocol {
         let HubMessage::Invocation(invocation) = message else {
             return Ok(());
         };
+        if invocation.invocation_id.is_some() {
+            // A client result: 2.x clients cannot answer one.
+            return Err(WriteError::Payload {
+                protocol: Self::NAME,
+                source: <serde_json::Error as serde::ser::Error>::custom(
+                    "ASP.NET SignalR 2.x clients cannot return results to the server; ask a client result of an ASP.NET Core client",
+                )
+                .into(),
+            });
+        }
         let wire = ClientInvocation {
             hub: &self.hub,
             method: &invocation.target,
@@ -216,8 +226,9 @@ pub(crate) trait LegacyHub: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// The hub's contract (for the proxy script).
     fn descriptor(&self) -> HubDescriptor;
-    /// The hub's 2.x protocol, for encoding what is queued for a connection.
-    fn protocol(&self) -> &RegisteredProtocol;
+    /// What the hub queued for a connection, in the 2.x encoding (`None` for
+    /// a message with no 2.x form).
+    fn encode(&self, frame: Frame) -> Result<Option<Bytes>, String>;
     /// A handle for connection `id`, registered in the hub's registry when
     /// `register` (the hub is in the client's `connectionData`).
     fn attach(
@@ -277,6 +288,19 @@ impl<D: HubDispatch> HubEntry<D> {
     }
 }
 
+impl<D: HubDispatch> HubEntry<D> {
+    /// The message of a serialized message known only as bytes, read back
+    /// from any of the hub's protocols it was framed for.
+    fn decode_cached(&self, serialized: &SerializedHubMessage) -> Option<HubMessage> {
+        self.runtime.options.protocols.iter().find_map(|protocol| {
+            let framed = serialized.cached(protocol.id())?;
+            let mut reader = protocol.reader(usize::MAX);
+            let record = reader.push(framed).ok()?.into_iter().next()?;
+            protocol.parse(&record).ok().flatten()
+        })
+    }
+}
+
 impl<D: HubDispatch> LegacyHub for HubEntry<D> {
     fn name(&self) -> &str {
         &self.name
@@ -286,8 +310,23 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
         self.runtime.dispatch.descriptor()
     }
 
-    fn protocol(&self) -> &RegisteredProtocol {
-        &self.protocol
+    fn encode(&self, frame: Frame) -> Result<Option<Bytes>, String> {
+        let bytes = match frame.clone().outbound(Some(&self.protocol)) {
+            Ok(outbound) => outbound.bytes(),
+            // From a backplane, a message may come as other protocols' bytes
+            // only: read one of them and write it the 2.x way.
+            Err(EncodeError::Write(WriteError::NotAvailable { .. })) => {
+                let message = frame
+                    .serialized()
+                    .and_then(|serialized| self.decode_cached(serialized))
+                    .ok_or("the message came in no protocol this hub reads")?;
+                self.protocol
+                    .to_bytes(&message)
+                    .map_err(|error| error.to_string())?
+            }
+            Err(error) => return Err(error.to_string()),
+        };
+        Ok((!bytes.is_empty()).then_some(bytes))
     }
 
     fn attach(
@@ -503,6 +542,26 @@ mod tests {
         assert_eq!(
             progress_message("5", &Payload::value(50)).unwrap(),
             &br#"{"I":"P|5","P":{"I":"5","D":50}}"#[..]
+        );
+    }
+}
+
+#[cfg(test)]
+mod backplane_tests {
+    use super::*;
+    use signal_core::Invocation;
+
+    #[test]
+    fn client_results_are_refused_at_once() {
+        let protocol = LegacyHubProtocol { hub: "H".into() };
+        let mut invocation = Invocation::new("ask", Arguments::from_values(["?"]));
+        invocation.invocation_id = Some("1".into());
+        let error = protocol
+            .to_bytes(&HubMessage::Invocation(invocation))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("cannot return results"),
+            "{error}"
         );
     }
 }

@@ -946,7 +946,7 @@ fn link_hub(
     tokio::spawn(pump_frames(
         shared.clone(),
         connection.clone(),
-        hub.protocol().clone(),
+        hub.clone(),
         rx,
         handle.closing().clone(),
     ));
@@ -964,15 +964,15 @@ fn link_hub(
 async fn pump_frames(
     shared: Arc<Shared>,
     connection: Arc<LegacyConnection>,
-    protocol: signal_core::RegisteredProtocol,
+    hub: Arc<dyn LegacyHub>,
     mut frames: mpsc::Receiver<Frame>,
     closing: tokio_util::sync::CancellationToken,
 ) {
-    let push = |frame: Frame| match frame.outbound(Some(&protocol)) {
-        Ok(outbound) if outbound.len() > 0 => {
-            connection.push(outbound.bytes());
+    let push = |frame: Frame| match hub.encode(frame) {
+        Ok(Some(bytes)) => {
+            connection.push(bytes);
         }
-        Ok(_) => {}
+        Ok(None) => {}
         Err(error) => {
             tracing::warn!(%error, "a message could not be encoded for a 2.x client; dropped")
         }
