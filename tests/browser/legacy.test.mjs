@@ -94,6 +94,8 @@ for (const transport of ['webSockets', 'serverSentEvents', 'foreverFrame', 'long
           const hub = $.connection.conformance;
           const progress = [];
           const out = {};
+          // The proxy's state goes with every call and comes back unchanged.
+          hub.state.userName = 'ada';
           out.echo = await hub.server.echo('x');
           out.add = await hub.server.add(2, 3);
           out.person = await hub.server.echoPerson({ name: 'ada', age: 36, tags: ['<b>'], address: null });
@@ -111,6 +113,7 @@ for (const transport of ['webSockets', 'serverSentEvents', 'foreverFrame', 'long
           } catch (error) {
             out.unknown = error.message;
           }
+          out.state = hub.state;
           return out;
         });
         assert.deepEqual(results, {
@@ -122,6 +125,7 @@ for (const transport of ['webSockets', 'serverSentEvents', 'foreverFrame', 'long
           progress: [0, 1, 2],
           fail: ['nope', 'HubException'],
           unknown: "'noSuchMethod' method could not be resolved. No method found with that name.",
+          state: { userName: 'ada' },
         });
         assert.deepEqual(await waitForReceived(page, 1), [['message', '</script><script>window.injected = true</script>']]);
         assert.equal(await page.evaluate(() => window.injected), undefined, 'a payload cannot close the script it arrives in');
@@ -364,3 +368,38 @@ describe('the chat example', () => {
     }, { timeout: 60_000 }));
   }
 });
+
+test('a dropped long poll reconnects with no message lost or repeated', h.logged(() => server, async () => {
+  const core = await h.connect(server, '/conformance');
+  const { page, context } = await open();
+  try {
+    await startHub(page, { transport: 'longPolling' });
+    const id = await page.evaluate(() => $.connection.hub.id);
+    await core.invoke('sendToConnection', id, 'm1');
+    await waitForReceived(page, 1);
+    // The network drops the next poll; the client reconnects with its cursor.
+    let dropped = false;
+    await page.route('**/signalr/poll?**', (route) => {
+      if (dropped) return route.continue();
+      dropped = true;
+      return route.abort('connectionreset');
+    });
+    await page.evaluate(() => {
+      window.reconnecting = new Promise((resolve) => $.connection.hub.reconnecting(resolve));
+      window.reconnected = new Promise((resolve) => $.connection.hub.reconnected(resolve));
+    });
+    // The poll now pending was opened before the route: this send ends it,
+    // and the next poll is the one dropped.
+    await core.invoke('sendToConnection', id, 'm2');
+    await page.evaluate(() => window.reconnecting);
+    await core.invoke('sendToConnection', id, 'm3');
+    await page.evaluate(() => window.reconnected);
+    await core.invoke('sendToConnection', id, 'm4');
+    assert.deepEqual(await waitForReceived(page, 4), [1, 2, 3, 4].map((n) => ['message', `m${n}`]));
+    await core.invoke('sendToConnection', id, 'm5');
+    assert.deepEqual(await waitForReceived(page, 5), [1, 2, 3, 4, 5].map((n) => ['message', `m${n}`]));
+  } finally {
+    await context.close();
+    await core.stop();
+  }
+}, { timeout: 60_000 }));
