@@ -9,6 +9,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { spawn } from 'node:child_process';
+import { connect as tcpConnect } from 'node:net';
 
 import * as h from '../js/harness.mjs';
 import { launchChromium } from './chromium.mjs';
@@ -403,3 +405,66 @@ test('a dropped long poll reconnects with no message lost or repeated', h.logged
     await core.stop();
   }
 }, { timeout: 60_000 }));
+
+/** A redis-server of the suite's own on a free loopback port (`REDIS_SERVER` names the binary). */
+async function startRedis() {
+  const port = await h.freePort();
+  const child = spawn(process.env.REDIS_SERVER ?? 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const ping = () => new Promise((resolve) => {
+    const socket = tcpConnect(port, '127.0.0.1');
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      socket.destroy();
+      resolve(String(chunk).startsWith('+PONG'));
+    });
+    socket.on('error', () => resolve(false));
+  });
+  await h.eventually(ping, (ok) => ok, { timeout: 10_000, what: 'redis-server answering PING' });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+describe('on the Redis backplane', () => {
+  let redis;
+  let nodes = [];
+
+  before(async () => {
+    redis = await startRedis();
+    nodes = await Promise.all([0, 1].map(() => h.startServer('conformance', { env: { SIGNAL_REDIS: redis.url } })));
+  });
+
+  after(async () => {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await redis?.stop();
+  });
+
+  test('a 2.x client on one node and a Core client on another share a group', h.logged(() => nodes[0], async () => {
+    const group = h.unique('g');
+    const core = await h.connect(nodes[1], '/conformance', { methods: ['message', 'groupMessage'] });
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await page.goto(`${nodes[0].url}/signalr/ping`);
+      await page.setContent(['/lib/jquery.js', '/lib/jquery.signalR.js', '/signalr/hubs']
+        .map((src) => `<script src="${nodes[0].url}${src}"></script>`).join(''));
+      await startHub(page, { transport: 'webSockets' });
+      await page.evaluate((group) => $.connection.conformance.server.joinGroup(group), group);
+      await core.invoke('joinGroup', group);
+      await core.invoke('sendToGroup', group, 'from core');
+      assert.deepEqual(await waitForReceived(page, 1), [['groupMessage', group, 'from core']]);
+      await page.evaluate((group) => $.connection.conformance.server.sendToGroup(group, 'from 2.x'), group);
+      await core.next('groupMessage', { match: (args) => args[0] === group && args[1] === 'from 2.x' });
+    } finally {
+      await context.close();
+      await core.stop();
+    }
+  }, { timeout: 60_000 }));
+});
