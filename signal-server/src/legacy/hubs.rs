@@ -241,8 +241,9 @@ pub(crate) trait LegacyHub: Send + Sync + 'static {
     ) -> Arc<ConnectionHandle>;
     /// Runs the hub's `on_connected` for the connection.
     fn connected(&self, handle: Arc<ConnectionHandle>) -> BoxFuture<'_, ()>;
-    /// Runs the hub's `on_disconnected` and takes the connection out of the registry.
-    fn disconnected(&self, handle: Arc<ConnectionHandle>) -> BoxFuture<'_, ()>;
+    /// Takes the connection out of the registry, after the hub's
+    /// `on_disconnected` when it was `connected` (its `on_connected` ran).
+    fn disconnected(&self, handle: Arc<ConnectionHandle>, connected: bool) -> BoxFuture<'_, ()>;
     /// Runs one invocation; `progress` gets each item of a streaming method.
     fn invoke(
         &self,
@@ -368,18 +369,20 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
         })
     }
 
-    fn disconnected(&self, handle: Arc<ConnectionHandle>) -> BoxFuture<'_, ()> {
+    fn disconnected(&self, handle: Arc<ConnectionHandle>, connected: bool) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let cx: Context<D::Client> =
-                Context::new(handle.clone(), self.runtime.lifetime.clone());
-            if AssertUnwindSafe(self.runtime.dispatch.on_disconnected(&cx, None))
-                .catch_unwind()
-                .await
-                .is_err()
-            {
-                tracing::error!(hub = %self.name, "on_disconnected panicked");
+            if connected {
+                let cx: Context<D::Client> =
+                    Context::new(handle.clone(), self.runtime.lifetime.clone());
+                if AssertUnwindSafe(self.runtime.dispatch.on_disconnected(&cx, None))
+                    .catch_unwind()
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(hub = %self.name, "on_disconnected panicked");
+                }
+                self.runtime.lifetime.on_disconnected(&handle.id).await;
             }
-            self.runtime.lifetime.on_disconnected(&handle.id).await;
             self.runtime.lifetime.local().remove(&handle);
         })
     }

@@ -1056,9 +1056,13 @@ fn forget(shared: &Shared, connection: &Arc<LegacyConnection>) {
 async fn disconnect(connection: &Arc<LegacyConnection>, stop_called: bool) {
     tracing::debug!(connection = %connection.id, stop_called, "2.x connection ended");
     let links = std::mem::take(&mut *connection.hubs.lock().expect("hubs lock"));
+    // A connection that never started saw no `on_connected`: no `on_disconnected` either.
+    let started = connection
+        .started
+        .load(std::sync::atomic::Ordering::Acquire);
     for link in links {
         if link.subscribed {
-            link.hub.disconnected(link.handle).await;
+            link.hub.disconnected(link.handle, started).await;
         }
     }
     connection.raw.lock().expect("raw lock").take();
