@@ -73,10 +73,6 @@ pub(crate) struct LegacyConnection {
     buffer: Mutex<Buffer>,
     /// The last sequence number, for receivers waiting for more.
     last: watch::Sender<u64>,
-    /// The last sequence number a transport took to write.
-    delivered: watch::Sender<u64>,
-    /// The last sequence number a client echoed back (its next poll's cursor).
-    acknowledged: watch::Sender<u64>,
     /// Bumped by each receive request; an older one sees it and ends.
     receiver: watch::Sender<u64>,
     pub(crate) ended: CancellationToken,
@@ -108,8 +104,6 @@ impl LegacyConnection {
                 idle_since: Instant::now(),
             }),
             last: watch::Sender::new(0),
-            delivered: watch::Sender::new(0),
-            acknowledged: watch::Sender::new(0),
             receiver: watch::Sender::new(0),
             ended: CancellationToken::new(),
             ending: AtomicBool::new(false),
@@ -165,35 +159,6 @@ impl LegacyConnection {
         };
         self.last.send_replace(last);
         last
-    }
-
-    /// A transport took the messages through `seq` to write.
-    pub(crate) fn mark_delivered(&self, seq: u64) {
-        self.delivered
-            .send_if_modified(|d| std::mem::replace(d, (*d).max(seq)) < seq);
-    }
-
-    /// The client echoed a cursor naming `seq`: it has what came before.
-    pub(crate) fn mark_acknowledged(&self, seq: u64) {
-        self.acknowledged
-            .send_if_modified(|a| std::mem::replace(a, (*a).max(seq)) < seq);
-    }
-
-    /// Waits (up to `timeout`) until the messages through `seq` were handed to
-    /// a transport, or with `acknowledged` until the client echoed them: a
-    /// call's progress then reaches the client before its result.
-    pub(crate) async fn wait_delivered(
-        &self,
-        seq: u64,
-        acknowledged: bool,
-        timeout: std::time::Duration,
-    ) {
-        let mut watch = if acknowledged {
-            self.acknowledged.subscribe()
-        } else {
-            self.delivered.subscribe()
-        };
-        let _ = tokio::time::timeout(timeout, watch.wait_for(|d| *d >= seq)).await;
     }
 
     /// Up to `max` messages after `after`, with the cursor after them.

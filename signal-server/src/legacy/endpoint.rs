@@ -406,15 +406,15 @@ async fn route(shared: &Arc<Shared>, action: Action, request: Request) -> Respon
             }
             match receive_data(shared, &connection, transport, data.to_owned()).await {
                 Ok(Some(result)) => json_response(callback, result),
-                Ok(None) => match callback {
-                    // The client ignores the parse error an empty JSONP answer gives.
-                    Some(_) => json_response(callback, "{}".to_owned()),
-                    None => (
-                        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
-                        "",
-                    )
-                        .into_response(),
-                },
+                // Nothing to answer: an empty body, which the client skips
+                // (for JSONP it ignores the parse error an empty script gives).
+                Ok(None) => {
+                    let content_type = match callback {
+                        Some(_) => "application/javascript; charset=UTF-8",
+                        None => "application/json; charset=UTF-8",
+                    };
+                    ([(header::CONTENT_TYPE, content_type)], "").into_response()
+                }
                 Err(error) => refuse(StatusCode::BAD_REQUEST, error),
             }
         }

@@ -296,20 +296,11 @@ pub(crate) async fn receive_data(
     };
     let json = result_json(&result);
     if let Ok(Some(_)) = forward.await {
-        // Progress travels in envelopes, the result in this answer, and the
-        // client drops progress that comes after the result. So the result
-        // follows the progress in the envelopes too (the client takes
-        // whichever copy comes first), and this answer waits until the
-        // transport has written it (a long-polling client confirms it by
-        // polling on), within reason.
-        let last = connection.push(Bytes::from(json.clone()));
-        connection
-            .wait_delivered(
-                last,
-                transport == LegacyTransport::LongPolling,
-                Duration::from_secs(5),
-            )
-            .await;
+        // Progress travels in envelopes, and the client drops progress that
+        // arrives after the result: the result follows the progress there,
+        // on the same channel, instead of in this answer.
+        connection.push(Bytes::from(json));
+        return Ok(None);
     }
     Ok(Some(json))
 }

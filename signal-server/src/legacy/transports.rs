@@ -38,25 +38,15 @@ pub(crate) enum From {
 enum Chunk {
     /// An envelope (or an error envelope `{"E":…}`).
     Json(String),
-    /// An envelope of the messages through a sequence number: once written,
-    /// those count as delivered.
-    Batch(String, u64),
     /// Nothing to send for a while: a keep-alive.
     KeepAlive,
 }
 
 impl Chunk {
-    /// The JSON to write (`None` for a keep-alive), counting a batch as
-    /// delivered: it is written right after this.
-    fn into_json(self, connection: Option<&LegacyConnection>) -> Option<String> {
+    /// The JSON to write; `None` for a keep-alive.
+    fn into_json(self) -> Option<String> {
         match self {
             Chunk::Json(json) => Some(json),
-            Chunk::Batch(json, last) => {
-                if let Some(connection) = connection {
-                    connection.mark_delivered(last);
-                }
-                Some(json)
-            }
             Chunk::KeepAlive => None,
         }
     }
@@ -136,7 +126,7 @@ async fn feed(
             after = batch.last;
             let groups = groups_token(&shared, &connection);
             let json = envelope(&batch.cursor, false, groups.as_deref(), &batch.messages);
-            if tx.send(Chunk::Batch(json, batch.last)).await.is_err() {
+            if tx.send(Chunk::Json(json)).await.is_err() {
                 return;
             }
             if mode.once {
@@ -199,10 +189,7 @@ pub(crate) async fn receive(
     let (after, init) = match &from {
         From::Init | From::Now => (connection.last_seq(), matches!(from, From::Init)),
         From::Cursor(cursor) => match connection.parse_cursor(cursor) {
-            Ok(after) => {
-                connection.mark_acknowledged(after);
-                (after, false)
-            }
+            Ok(after) => (after, false),
             Err(error) => {
                 tracing::debug!(connection = %connection.id, %error, "refused a cursor");
                 return one_envelope(
@@ -242,8 +229,8 @@ pub(crate) async fn receive(
     };
     let (tx, rx) = mpsc::channel(8);
     let receiver = connection.open_receiver();
-    tokio::spawn(feed(shared, connection.clone(), receiver, after, mode, tx));
-    stream_response(transport, callback, frame_id, rx, Some(connection))
+    tokio::spawn(feed(shared, connection, receiver, after, mode, tx));
+    stream_response(transport, callback, frame_id, rx)
 }
 
 /// A reconnect or poll of a connection the server does not know (any more):
@@ -286,7 +273,7 @@ fn one_envelope(
     };
     let (tx, rx) = mpsc::channel(1);
     let _ = tx.try_send(Chunk::Json(json));
-    stream_response(transport, callback, frame_id, rx, None)
+    stream_response(transport, callback, frame_id, rx)
 }
 
 /// The forever frame's `frameId` (a UInt32, as 2.x requires).
@@ -312,7 +299,6 @@ fn stream_response(
     callback: Option<&str>,
     frame_id: Option<u32>,
     rx: mpsc::Receiver<Chunk>,
-    connection: Option<Arc<LegacyConnection>>,
 ) -> Response {
     let callback = callback.map(str::to_owned);
     let (content_type, prelude): (&str, Option<String>) = match transport {
@@ -327,7 +313,7 @@ fn stream_response(
         _ if callback.is_some() => ("application/javascript; charset=UTF-8", None),
         _ => ("application/json; charset=UTF-8", None),
     };
-    let chunks = move |chunk: Chunk| match (transport, chunk.into_json(connection.as_deref())) {
+    let chunks = move |chunk: Chunk| match (transport, chunk.into_json()) {
         (LegacyTransport::ServerSentEvents, Some(json)) => format!("data: {json}\n\n"),
         (LegacyTransport::ServerSentEvents, None) => "data: {}\n\n".to_owned(),
         (LegacyTransport::ForeverFrame, Some(json)) => {
@@ -414,10 +400,10 @@ async fn web_socket(
     };
     loop {
         let text = tokio::select! {
-            // Envelopes first: a call's progress goes out before its result.
+            // Envelopes first: what was sent before a call's answer goes first.
             biased;
             chunk = rx.recv() => match chunk {
-                Some(chunk) => chunk.into_json(Some(&connection)).unwrap_or_else(|| "{}".to_owned()),
+                Some(chunk) => chunk.into_json().unwrap_or_else(|| "{}".to_owned()),
                 None => break,
             },
             Some(result) = results_rx.recv() => result,
