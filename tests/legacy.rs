@@ -394,7 +394,7 @@ async fn a_cursor_past_the_buffer_or_of_another_connection_is_told_to_start_over
     }
     assert_eq!(
         client.poll(&first).await,
-        r#"{"E":"The connection missed messages while it was away: more than 2 were sent after its cursor. Stop and start the connection again."}"#
+        r#"{"E":"The connection missed messages while it was away: more were sent after its cursor than the server keeps (2 messages, 4194304 bytes). Stop and start the connection again."}"#
     );
     let other = Client::negotiate(addr).await;
     let foreign = other.connect_long_polling().await;

@@ -28,9 +28,11 @@ pub(crate) enum CursorError {
     Foreign,
     /// Messages after the cursor are no longer buffered.
     #[error(
-        "The connection missed messages while it was away: more than {0} were sent after its cursor. Stop and start the connection again."
+        "The connection missed messages while it was away: more were sent after its cursor than the server keeps ({} messages, {} bytes). Stop and start the connection again.",
+        .0.messages,
+        .0.bytes
     )]
-    Gap(usize),
+    Gap(Capacity),
 }
 
 /// What a receive request gets: messages after its cursor, and the new cursor.
@@ -42,9 +44,20 @@ pub(crate) struct Batch {
     pub(crate) messages: Vec<Bytes>,
 }
 
+/// How much one connection's replay buffer keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Capacity {
+    /// At most this many messages.
+    pub(crate) messages: usize,
+    /// At most this many bytes of messages (the newest is kept whatever its size).
+    pub(crate) bytes: usize,
+}
+
 struct Buffer {
     /// Messages with their sequence numbers, oldest first.
     messages: VecDeque<(u64, Bytes)>,
+    /// Their total length.
+    bytes: usize,
     /// The sequence number of the last message pushed (0: none yet).
     last: u64,
     /// How many receive requests are open now.
@@ -69,7 +82,7 @@ pub(crate) struct LegacyConnection {
     /// Prefix of this connection's cursors: a cursor of another connection
     /// (or of an earlier life of this id) is recognised and refused.
     tag: String,
-    capacity: usize,
+    capacity: Capacity,
     buffer: Mutex<Buffer>,
     /// The last sequence number, for receivers waiting for more.
     last: watch::Sender<u64>,
@@ -89,16 +102,20 @@ pub(crate) struct LegacyConnection {
 }
 
 impl LegacyConnection {
-    pub(crate) fn new(id: ConnectionId, user: Option<Arc<str>>, capacity: usize) -> Self {
+    pub(crate) fn new(id: ConnectionId, user: Option<Arc<str>>, capacity: Capacity) -> Self {
         let mut tag = [0u8; 4];
         rand::rng().fill_bytes(&mut tag);
         LegacyConnection {
             id,
             user,
             tag: tag.iter().map(|b| format!("{b:02x}")).collect(),
-            capacity: capacity.max(1),
+            capacity: Capacity {
+                messages: capacity.messages.max(1),
+                bytes: capacity.bytes,
+            },
             buffer: Mutex::new(Buffer {
                 messages: VecDeque::new(),
+                bytes: 0,
                 last: 0,
                 receivers: 0,
                 idle_since: Instant::now(),
@@ -144,16 +161,21 @@ impl LegacyConnection {
         Ok(seq)
     }
 
-    /// Appends a message for the client; the oldest is dropped past the
-    /// buffer's capacity (a client still behind it is told to start over).
+    /// Appends a message for the client; the oldest are dropped past the
+    /// buffer's capacity (a client still behind them is told to start over).
     pub(crate) fn push(&self, message: Bytes) -> u64 {
         let last = {
             let mut buffer = self.buffer.lock().expect("buffer lock");
             buffer.last += 1;
             let seq = buffer.last;
+            buffer.bytes += message.len();
             buffer.messages.push_back((seq, message));
-            if buffer.messages.len() > self.capacity {
-                buffer.messages.pop_front();
+            while buffer.messages.len() > self.capacity.messages
+                || (buffer.bytes > self.capacity.bytes && buffer.messages.len() > 1)
+            {
+                if let Some((_, old)) = buffer.messages.pop_front() {
+                    buffer.bytes -= old.len();
+                }
             }
             seq
         };
@@ -260,7 +282,11 @@ mod tests {
 
     #[test]
     fn cursors_replay_what_followed_them_and_refuse_gaps_and_strangers() {
-        let connection = LegacyConnection::new("a".into(), None, 3);
+        let capacity = Capacity {
+            messages: 3,
+            bytes: 1024,
+        };
+        let connection = LegacyConnection::new("a".into(), None, capacity);
         let start = connection.current_cursor();
         let after = connection.parse_cursor(&start).unwrap();
         connection.push(Bytes::from_static(b"1"));
@@ -284,10 +310,10 @@ mod tests {
         // 3, 4, 5 are buffered; 1 and 2 are gone, so the first cursor is stale.
         assert_eq!(
             connection.read_after(after, 10).unwrap_err(),
-            CursorError::Gap(3)
+            CursorError::Gap(capacity)
         );
         assert_eq!(connection.read_after(second, 10).unwrap().messages.len(), 3);
-        let other = LegacyConnection::new("b".into(), None, 3);
+        let other = LegacyConnection::new("b".into(), None, capacity);
         assert_eq!(
             other.parse_cursor(&batch.cursor).unwrap_err(),
             CursorError::Foreign
@@ -295,6 +321,27 @@ mod tests {
         assert_eq!(
             connection.parse_cursor("nonsense").unwrap_err(),
             CursorError::Foreign
+        );
+    }
+
+    #[test]
+    fn the_buffer_keeps_at_most_its_bytes_but_always_the_newest() {
+        let connection = LegacyConnection::new(
+            "a".into(),
+            None,
+            Capacity {
+                messages: 100,
+                bytes: 10,
+            },
+        );
+        connection.push(Bytes::from_static(b"123456"));
+        connection.push(Bytes::from_static(b"7890"));
+        assert_eq!(connection.read_after(0, 10).unwrap().messages.len(), 2);
+        connection.push(Bytes::from_static(b"a very long message"));
+        assert!(connection.read_after(1, 10).is_err());
+        assert_eq!(
+            connection.read_after(2, 10).unwrap().messages,
+            vec![Bytes::from_static(b"a very long message")]
         );
     }
 }

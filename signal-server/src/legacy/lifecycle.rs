@@ -12,7 +12,7 @@ use http::StatusCode;
 use http::request::Parts;
 use tokio::sync::mpsc;
 
-use super::connection::{HubLink, LegacyConnection};
+use super::connection::{Capacity, HubLink, LegacyConnection};
 use super::endpoint::{Kind, Params, Shared, subscribed_hubs};
 use super::hubs::{self, HubInvocation, LegacyHub};
 use super::{LegacyTransport, refuse};
@@ -37,10 +37,14 @@ pub(crate) fn connect(
     if let Some(connection) = connections.get(id) {
         return Ok(connection.clone());
     }
+    let options = shared.options();
     let connection = Arc::new(LegacyConnection::new(
         id.clone(),
         user.clone(),
-        shared.options().message_buffer_size,
+        Capacity {
+            messages: options.message_buffer_size,
+            bytes: options.message_buffer_bytes,
+        },
     ));
     {
         let mut links = connection.hubs.lock().expect("hubs lock");

@@ -23,8 +23,9 @@
 //! ```
 //!
 //! Reconnects lose nothing: each connection keeps its last
-//! [`LegacyOptions::message_buffer_size`] messages (1000) with their cursor;
-//! a client that comes back with a cursor older than that is told (an `E`
+//! [`LegacyOptions::message_buffer_size`] messages (1000), at most
+//! [`LegacyOptions::message_buffer_bytes`] (4 MiB), with their cursor; a
+//! client that comes back with a cursor older than that is told (an `E`
 //! envelope) to start over. Tokens are signed with a key (random per process
 //! unless [`LegacyEndpoint::key`] sets one shared by the nodes).
 
@@ -130,6 +131,9 @@ pub struct LegacyOptions {
     /// How many messages each connection keeps for replay (1000, the 2.x
     /// default); a client further behind is told to start over.
     pub message_buffer_size: usize,
+    /// How many bytes of messages each connection keeps for replay at most
+    /// (4 MiB; the newest message is kept whatever its size).
+    pub message_buffer_bytes: usize,
     /// The largest message a client may send, in bytes (64 KiB).
     pub max_message_size: usize,
     /// Whether `/hubs` and `/js` serve the proxy script (on).
@@ -148,6 +152,7 @@ impl Default for LegacyOptions {
             transport_connect_timeout: Duration::from_secs(5),
             enable_jsonp: false,
             message_buffer_size: 1000,
+            message_buffer_bytes: 4 * 1024 * 1024,
             max_message_size: 64 * 1024,
             enable_javascript_proxies: true,
             enable_detailed_errors: false,
@@ -271,7 +276,8 @@ impl LegacyEndpoint {
         Ok(self)
     }
 
-    /// Serves `hub` to 2.x clients only.
+    /// Serves `hub` to 2.x clients only. The hub's user id hook and allowed
+    /// origins are its Core endpoint's: set this endpoint's own.
     ///
     /// # Panics
     ///
