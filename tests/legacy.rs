@@ -152,6 +152,7 @@ struct Client {
     addr: SocketAddr,
     base: &'static str,
     token: String,
+    id: String,
     data: &'static str,
 }
 
@@ -175,6 +176,7 @@ impl Client {
             addr,
             base,
             token: value["ConnectionToken"].as_str().unwrap().to_owned(),
+            id: value["ConnectionId"].as_str().unwrap().to_owned(),
             data,
         }
     }
@@ -894,5 +896,37 @@ async fn messages_relayed_as_other_protocols_bytes_reach_2x_connections() {
             r#"{{"C":"{}","M":[{{"H":"Legacy","M":"message","A":["relayed"]}}]}}"#,
             cursor_of(&poll)
         )
+    );
+}
+
+#[tokio::test]
+async fn a_persistent_handle_reaches_2x_connections_all_and_by_group() {
+    let endpoint = PersistentConnection::new(echo);
+    let handle = endpoint.handle();
+    let (core, legacy) = endpoint.routers(LegacyEndpoint::new().path("/raw"));
+    let addr = serve_router(axum::Router::new().nest("/core", core).merge(legacy)).await;
+    let client = Client::negotiate_at(addr, "/raw", "").await;
+    let (_, body) = client
+        .post(client.url("connect", "longPolling", ""), "")
+        .await;
+    let cursor = cursor_of(&body);
+    client.start("longPolling").await;
+    eventually("the handler's connection", || {
+        handle.connection_count() == 1
+    })
+    .await;
+    handle.send_all(signal::persistent::Message::Text("to all".into()));
+    let poll = client.poll(&cursor).await;
+    assert_eq!(
+        poll,
+        format!(r#"{{"C":"{}","M":["to all"]}}"#, cursor_of(&poll))
+    );
+    handle.add_to_group(client.id.as_str(), "g");
+    handle.send_group("g", signal::persistent::Message::Text("to g".into()));
+    handle.send_group("h", signal::persistent::Message::Text("to h".into()));
+    let next = client.poll(&cursor_of(&poll)).await;
+    assert_eq!(
+        next,
+        format!(r#"{{"C":"{}","M":["to g"]}}"#, cursor_of(&next))
     );
 }
