@@ -33,15 +33,33 @@ pub(crate) struct Shared {
     pub(crate) common: Common,
     pub(crate) kind: Kind,
     pub(crate) connections: Mutex<HashMap<ConnectionId, Arc<LegacyConnection>>>,
+    /// The `/hubs` script: the hubs do not change while the server runs, so
+    /// it is rendered once.
+    script: Option<Arc<str>>,
 }
 
 impl Shared {
     pub(crate) fn new(path: String, common: Common, kind: Kind) -> Self {
+        let script = match &kind {
+            Kind::Hubs(hubs) if common.options.enable_javascript_proxies => {
+                let hubs: Vec<_> = hubs
+                    .iter()
+                    .map(|hub| (hub.name().to_owned(), hub.descriptor()))
+                    .collect();
+                Some(proxy::script(&path, &hubs).into())
+            }
+            Kind::Hubs(_) => Some(
+                "throw new Error('SignalR: JavaScript Hub proxy generation has been disabled.');"
+                    .into(),
+            ),
+            Kind::Raw(_) => None,
+        };
         Shared {
             path,
             common,
             kind,
             connections: Mutex::default(),
+            script,
         }
     }
 
@@ -551,24 +569,15 @@ fn seconds(duration: Duration) -> String {
 }
 
 fn proxy_script(shared: &Shared) -> Response {
-    let Kind::Hubs(hubs) = &shared.kind else {
+    let Some(script) = &shared.script else {
         return StatusCode::NOT_FOUND.into_response();
-    };
-    let body = if shared.options().enable_javascript_proxies {
-        let hubs: Vec<_> = hubs
-            .iter()
-            .map(|hub| (hub.name().to_owned(), hub.descriptor()))
-            .collect();
-        proxy::script(&shared.path, &hubs)
-    } else {
-        "throw new Error('SignalR: JavaScript Hub proxy generation has been disabled.');".to_owned()
     };
     (
         [(
             header::CONTENT_TYPE,
             "application/javascript; charset=UTF-8",
         )],
-        body,
+        script.to_string(),
     )
         .into_response()
 }
