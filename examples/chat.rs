@@ -6,6 +6,12 @@
 //! generated from the hub at build time (`examples/generated/chat.js`). `?transport=LongPolling` (or
 //! `ServerSentEvents`, `WebSockets`) forces a transport; "show log" turns on the
 //! client's logging, which names the transport it chose.
+//!
+//! http://127.0.0.1:5000/legacy is the same chat for the ASP.NET SignalR 2.x
+//! jQuery client (jQuery 3.7.1 and `signalr` 2.4.3 from the npm install, the
+//! hub as `$.connection.chatHub` from `/signalr/hubs`): a 2.x page and a Core
+//! page chat in one room. `?transport=longPolling` forces a transport, `?log`
+//! turns on `$.connection.hub.logging`, `?manual` leaves `start` to the console.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -15,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use signal::legacy::LegacyEndpoint;
 use signal::{ConnectionId, Context, HubError};
 use signal_examples_api::chat::{Chat, ChatClient};
 use tower_http::services::ServeFile;
@@ -182,8 +189,22 @@ async fn main() -> std::io::Result<()> {
     // SIGNAL_REDIS=redis://HOST:PORT: several chat servers share rooms.
     let (hub, backplane) = support::backplane(ChatHub::default().into_hub(), "Chat")?;
     let handle = hub.handle();
+    // The hub for 2.x pages too, named as 2.x pages know it: `$.connection.chatHub`.
+    let mut legacy = LegacyEndpoint::new().rename("Chat", "ChatHub");
+    let node_modules = root.join("node_modules");
     let app = axum::Router::new()
-        .nest("/chat", hub.router())
+        .nest("/chat", hub.router_with_legacy(&mut legacy))
+        .merge(legacy.router())
+        .route_service("/legacy", ServeFile::new(page.join("legacy.html")))
+        .route_service("/legacy.js", ServeFile::new(page.join("legacy.js")))
+        .route_service(
+            "/lib/jquery.js",
+            ServeFile::new(node_modules.join("jquery/dist/jquery.js")),
+        )
+        .route_service(
+            "/lib/jquery.signalR.js",
+            ServeFile::new(node_modules.join("signalr/jquery.signalR.js")),
+        )
         .route_service("/", ServeFile::new(page.join("index.html")))
         .route_service("/chat.js", ServeFile::new(page.join("chat.js")))
         .route_service("/signalr.js", ServeFile::new(bundle))

@@ -17,6 +17,17 @@
 //! Beside the hub, `/echo` is a raw (persistent) connection endpoint that sends
 //! every message it receives back to its sender unchanged, in the format it
 //! came in (text or binary).
+//!
+//! For ASP.NET SignalR 2.x clients (the jQuery client): `/signalr` serves the
+//! same hub under the 2.x name `conformance` (its Core groups and users are
+//! shared with 2.x connections; `counter` answers with the list of its items
+//! and sends each as progress first), `/signalr/hubs` its proxy script,
+//! `/raw-echo` a 2.x persistent connection that sends every message back to its
+//! sender, JSONP is allowed, and `/lib/jquery.js` and `/lib/jquery.signalR.js`
+//! serve jQuery 3.7.1 and `signalr` 2.4.3 from the npm install. The 2.x
+//! timeouts follow `SIGNAL_KEEP_ALIVE_MS` (keep-alive) and
+//! `SIGNAL_LEGACY_DISCONNECT_MS` (disconnect timeout, 30 s by default);
+//! `SIGNAL_CORS_ORIGINS` allows those origins at `/signalr` too.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -24,6 +35,7 @@ mod support;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use signal::legacy::LegacyEndpoint;
 use signal::persistent::{Connection, PersistentConnection};
 use signal::{Context, HubError, HubStream, TransportType, UploadStream};
 use signal_examples_api::conformance::{Conformance, ConformanceClient, Person};
@@ -233,9 +245,40 @@ async fn main() -> std::io::Result<()> {
     if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
         echo = echo.allow_origins(origins).map_err(std::io::Error::other)?;
     }
+    let legacy_disconnect = support::env_millis("SIGNAL_LEGACY_DISCONNECT_MS")?;
+    let legacy_options = |legacy: LegacyEndpoint| {
+        legacy.configure(|o| {
+            o.enable_jsonp = true;
+            o.enable_detailed_errors = detailed;
+            if let Some(keep_alive) = keep_alive {
+                o.keep_alive = Some(keep_alive);
+            }
+            if let Some(timeout) = legacy_disconnect {
+                o.disconnect_timeout = timeout;
+            }
+        })
+    };
+    let mut legacy = legacy_options(LegacyEndpoint::new().rename("Conformance", "conformance"));
+    if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
+        legacy = legacy
+            .allow_origins(origins)
+            .map_err(std::io::Error::other)?;
+    }
+    // One handler, one registry: Core clients at `/echo`, 2.x at `/raw-echo`.
+    let (echo, raw_echo) = echo.routers(legacy_options(LegacyEndpoint::new().path("/raw-echo")));
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let script =
+        |path: &str| tower_http::services::ServeFile::new(root.join("node_modules").join(path));
     let app = axum::Router::new()
-        .nest("/conformance", hub.router())
-        .nest("/echo", echo.router());
+        .nest("/conformance", hub.router_with_legacy(&mut legacy))
+        .nest("/echo", echo)
+        .merge(legacy.router())
+        .merge(raw_echo)
+        .route_service("/lib/jquery.js", script("jquery/dist/jquery.js"))
+        .route_service(
+            "/lib/jquery.signalR.js",
+            script("signalr/jquery.signalR.js"),
+        );
     backplane.ready().await;
     support::serve(
         app,

@@ -17,7 +17,7 @@ pub use signal_server::{
     ConnectionId, ConnectionOptions, Context, Groups, Hub, HubDispatch, HubError, HubHandle,
     HubLifetimeManager, HubOptions, HubStream, InProcess, InProcessConnection, InvocationError,
     Items, LocalLifetimeManager, MultiClient, Output, Recipients, SendError, SingleClient, Target,
-    TransportType, UploadStream, UserIdFn, cancellable_stream, lifetime, persistent, texts,
+    TransportType, UploadStream, UserIdFn, cancellable_stream, legacy, lifetime, persistent, texts,
 };
 
 pub use signal_macros::{client, hub, method};

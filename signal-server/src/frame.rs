@@ -141,6 +141,15 @@ impl Frame {
         }
     }
 
+    /// The hub message, when the frame is one to be encoded per protocol (the
+    /// 2.x layer reads it when a backplane gave it only other protocols' bytes).
+    pub(crate) fn serialized(&self) -> Option<&SerializedHubMessage> {
+        match &self.0.body {
+            Body::Hub(hub) => Some(&hub.message),
+            _ => None,
+        }
+    }
+
     /// The frame as a connection speaking `protocol` writes it (`None` for a
     /// raw connection): a hub message is encoded now unless it already was for
     /// that protocol. Raw frames go out as they are.

@@ -7,6 +7,7 @@ mod connection;
 mod frame;
 mod hub;
 mod items;
+pub mod legacy;
 pub mod lifetime;
 pub mod persistent;
 #[cfg(test)]

@@ -133,6 +133,37 @@ impl<H: ConnectionHandler> PersistentConnection<H> {
     where
         S: Clone + Send + Sync + 'static,
     {
+        self.core_router().0
+    }
+
+    /// The handler for ASP.NET SignalR 2.x clients only (`$.connection('/path')`),
+    /// at `legacy`'s path: routes to `merge` into the app.
+    pub fn legacy_router<S>(self, legacy: crate::legacy::LegacyEndpoint) -> axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.routers(legacy).1
+    }
+
+    /// One handler and one registry for both client families: the Core
+    /// routes (to `nest` under the endpoint's path) and the 2.x routes at
+    /// `legacy`'s path (to `merge`).
+    pub fn routers<S>(
+        self,
+        legacy: crate::legacy::LegacyEndpoint,
+    ) -> (axum::Router<S>, axum::Router<S>)
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let (core, handler) = self.core_router();
+        let legacy = legacy.raw_router(handler);
+        (core, legacy)
+    }
+
+    fn core_router<S>(self) -> (axum::Router<S>, Arc<dyn Handler>)
+    where
+        S: Clone + Send + Sync + 'static,
+    {
         // Stateful reconnect belongs to the hub protocol; raw connections end
         // with their transport.
         let mut options = self.options;
@@ -143,13 +174,9 @@ impl<H: ConnectionHandler> PersistentConnection<H> {
             max_message_size: options.maximum_receive_message_size,
             queue_capacity: options.outgoing_queue_capacity.max(1),
         }));
-        let endpoint = Endpoint::new(
-            options,
-            self.user_id,
-            self.allowed_origins,
-            Arc::new(handler),
-        );
-        Arc::new(endpoint).router(axum::Router::new())
+        let handler: Arc<dyn Handler> = Arc::new(handler);
+        let endpoint = Endpoint::new(options, self.user_id, self.allowed_origins, handler.clone());
+        (Arc::new(endpoint).router(axum::Router::new()), handler)
     }
 }
 

@@ -173,6 +173,25 @@ impl Duplex {
         Duplex::new(incoming, outgoing, write_timeout)
     }
 
+    /// A duplex over channels whose messages arrive as they were sent (text
+    /// stays text): what a 2.x raw connection's requests feed, and what its
+    /// handler writes goes to `to_client` as frames.
+    pub(crate) fn channel(
+        from_client: mpsc::Receiver<Message>,
+        to_client: mpsc::Sender<Outbound>,
+        write_timeout: Duration,
+    ) -> Self {
+        let incoming: Incoming = Box::pin(futures_util::stream::unfold(
+            from_client,
+            |mut rx| async move { rx.recv().await.map(|message| (Ok(message), rx)) },
+        ));
+        let outgoing = TransportSink::Channel(super::transports::http::ChannelOutgoing::new(
+            to_client,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        Duplex::new(incoming, outgoing, write_timeout)
+    }
+
     /// Lets the client come back on new transports (sent to `attachments`)
     /// within `disconnect_timeout` of losing one.
     pub(crate) fn reattachable(

@@ -156,34 +156,67 @@ impl<D: HubDispatch> Hub<D> {
         let user_id = self.user_id.clone();
         let allowed_origins = self.allowed_origins.clone();
         let runtime = self.into_runtime_unattached();
-        let mut extra = Router::new();
-        if runtime.options.schema_endpoint {
-            // The contract does not change while the server runs: render it once.
-            let document = serde_json::to_string_pretty(&runtime.dispatch.descriptor())
-                .expect("descriptors serialize");
-            extra = extra.route(
-                "/schema",
-                get(move || {
-                    let document = document.clone();
-                    async move { ([(http::header::CONTENT_TYPE, "application/json")], document) }
-                }),
-            );
-        }
-        let lifetime = runtime.lifetime.clone();
-        let scope = runtime.scope();
-        let endpoint = Arc::new(Endpoint::new(
-            runtime.options.connection_options(),
-            user_id,
-            allowed_origins,
-            Arc::new(HubHandler(runtime)),
-        ));
-        lifetime.attach(&scope.with_transport(TransportService::new(endpoint.clone())));
-        if lifetime.relays() {
-            let _ = endpoint.relay.set(Arc::new(ManagerRelay(lifetime)));
-        }
-        endpoint.router(extra)
+        router_of(runtime, user_id, allowed_origins)
     }
 
+    /// The hub's Core endpoints, as [`router`](Self::router) returns them, and
+    /// the hub served to ASP.NET SignalR 2.x clients on `legacy` too: one
+    /// dispatch, one registry, so sends, groups and users reach both families.
+    ///
+    /// # Panics
+    ///
+    /// When the hub already offers [`MAX_PROTOCOLS`](signal_core::MAX_PROTOCOLS)
+    /// protocols: the 2.x encoding needs a slot.
+    pub fn router_with_legacy<S>(self, legacy: &mut crate::legacy::LegacyEndpoint) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let user_id = self.user_id.clone();
+        let allowed_origins = self.allowed_origins.clone();
+        let runtime = self.into_runtime_unattached();
+        legacy.add_runtime(runtime.clone());
+        router_of(runtime, user_id, allowed_origins)
+    }
+}
+
+/// The Core endpoints of a hub's runtime.
+fn router_of<S, D: HubDispatch>(
+    runtime: Arc<HubRuntime<D>>,
+    user_id: Option<UserIdFn>,
+    allowed_origins: Vec<HeaderValue>,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut extra = Router::new();
+    if runtime.options.schema_endpoint {
+        // The contract does not change while the server runs: render it once.
+        let document = serde_json::to_string_pretty(&runtime.dispatch.descriptor())
+            .expect("descriptors serialize");
+        extra = extra.route(
+            "/schema",
+            get(move || {
+                let document = document.clone();
+                async move { ([(http::header::CONTENT_TYPE, "application/json")], document) }
+            }),
+        );
+    }
+    let lifetime = runtime.lifetime.clone();
+    let scope = runtime.scope();
+    let endpoint = Arc::new(Endpoint::new(
+        runtime.options.connection_options(),
+        user_id,
+        allowed_origins,
+        Arc::new(HubHandler(runtime)),
+    ));
+    lifetime.attach(&scope.with_transport(TransportService::new(endpoint.clone())));
+    if lifetime.relays() {
+        let _ = endpoint.relay.set(Arc::new(ManagerRelay(lifetime)));
+    }
+    endpoint.router(extra)
+}
+
+impl<D: HubDispatch> Hub<D> {
     /// The hub without a network: connections in the same process, for tests
     /// and for in-process callers. Runs the real session loop and codec.
     pub fn in_process(self) -> InProcess<D> {

@@ -148,6 +148,16 @@ impl ConnectionHandle {
         }
     }
 
+    /// The groups the connection is in (the 2.x layer's groups token lists them).
+    pub(crate) fn group_names(&self) -> Vec<Arc<str>> {
+        self.groups
+            .lock()
+            .expect("groups lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Drops every pending client result: their callers see a disconnect.
     pub(crate) fn fail_results(&self) {
         self.results.lock().expect("results lock").clear();
