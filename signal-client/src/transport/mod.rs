@@ -122,6 +122,7 @@ async fn post_loop(
             TransferFormat::Text => "text/plain;charset=UTF-8",
             TransferFormat::Binary => "application/octet-stream",
         };
+        tracing::trace!(bytes = body.len(), "sending");
         let result = endpoint
             .http
             .post(endpoint.url.clone())
@@ -132,7 +133,10 @@ async fn post_loop(
             .send()
             .await;
         let failure = match result {
-            Ok(response) if response.status().is_success() => continue,
+            Ok(response) if response.status().is_success() => {
+                tracing::trace!(status = %response.status(), "sent");
+                continue;
+            }
             Ok(response) => format!("a send was answered with {}", response.status()),
             Err(error) => format!("a send failed: {}", error_chain(&error)),
         };
