@@ -122,7 +122,6 @@ async fn post_loop(
             TransferFormat::Text => "text/plain;charset=UTF-8",
             TransferFormat::Binary => "application/octet-stream",
         };
-        tracing::trace!(bytes = body.len(), "sending");
         let result = endpoint
             .http
             .post(endpoint.url.clone())
@@ -133,10 +132,7 @@ async fn post_loop(
             .send()
             .await;
         let failure = match result {
-            Ok(response) if response.status().is_success() => {
-                tracing::trace!(status = %response.status(), "sent");
-                continue;
-            }
+            Ok(response) if response.status().is_success() => continue,
             Ok(response) => format!("a send was answered with {}", response.status()),
             Err(error) => format!("a send failed: {}", error_chain(&error)),
         };
@@ -151,8 +147,12 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
+        // Some errors repeat their source in their own text.
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
         source = inner.source();
     }
     text
