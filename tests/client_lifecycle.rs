@@ -425,3 +425,162 @@ async fn stateful_reconnect_heals_a_dropped_tcp_connection_with_nothing_lost_or_
     assert_eq!(within("closed", closed.recv()).await.unwrap(), None);
     server.shut_down().await;
 }
+
+#[tokio::test]
+async fn negotiate_redirects_carry_their_access_token_to_every_request() {
+    let hub = ConformanceHub.into_hub();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let (addr_tx, addr_rx) = watch::channel(None::<SocketAddr>);
+    let app = axum::Router::new()
+        .nest("/conformance", hub.router())
+        .route(
+            "/relay/negotiate",
+            axum::routing::post(move || {
+                let addr = addr_rx.borrow().expect("the address is known");
+                async move {
+                    axum::Json(serde_json::json!({
+                        "url": format!("http://{addr}/conformance"),
+                        "accessToken": "from-redirect",
+                    }))
+                }
+            }),
+        )
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let header = |name: &str| {
+                    request
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned()
+                };
+                record.lock().unwrap().push(format!(
+                    "{} {} {} {}",
+                    request.method(),
+                    request.uri().path(),
+                    header("authorization"),
+                    header("x-tenant"),
+                ));
+                next.run(request)
+            },
+        ));
+    let addr = common::serve_router(app).await;
+    addr_tx.send_replace(Some(addr));
+    for transport in TransportType::ALL {
+        seen.lock().unwrap().clear();
+        let connection = HubConnection::builder(format!("http://{addr}/relay"))
+            .transports([transport])
+            .access_token(|| async { Some("from-provider".to_owned()) })
+            .header("X-Tenant", "blue")
+            .build()
+            .unwrap();
+        within("start", connection.start()).await.unwrap();
+        let hub = ConformanceProxy::new(&connection);
+        assert_eq!(hub.echo("relayed".into()).await.unwrap(), "relayed");
+        connection.stop().await;
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen[0], "POST /relay/negotiate Bearer from-provider blue",
+            "{transport}"
+        );
+        assert_eq!(
+            seen[1], "POST /conformance/negotiate Bearer from-redirect blue",
+            "{transport}"
+        );
+        assert!(seen.len() > 2, "{transport}: {seen:?}");
+        for request in &seen[2..] {
+            assert!(
+                request.ends_with(" /conformance Bearer from-redirect blue"),
+                "{transport}: {request}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn configurations_that_cannot_work_say_why() {
+    let server = serve_on("127.0.0.1:0".parse().unwrap()).await;
+    // Server-Sent Events carry text; MessagePack is binary.
+    let connection = HubConnection::builder(url(server.addr))
+        .transports([TransportType::ServerSentEvents])
+        .protocol(signal_client::MessagePackHubProtocol)
+        .build()
+        .unwrap();
+    match within("start", connection.start()).await {
+        Err(Error::NoTransport(reason)) => {
+            assert_eq!(reason, "ServerSentEvents cannot carry Binary messages")
+        }
+        other => panic!("{other:?}"),
+    }
+    let connection = HubConnection::builder(url(server.addr))
+        .skip_negotiation(true)
+        .transports([TransportType::LongPolling])
+        .build()
+        .unwrap();
+    assert!(matches!(
+        within("start", connection.start()).await,
+        Err(Error::NoTransport(_))
+    ));
+    // Skipping negotiation reaches the hub straight over a WebSocket.
+    let connection = HubConnection::builder(url(server.addr))
+        .skip_negotiation(true)
+        .build()
+        .unwrap();
+    within("start", connection.start()).await.unwrap();
+    assert_eq!(connection.connection_id(), None);
+    let hub = ConformanceProxy::new(&connection);
+    assert_eq!(hub.transport().await.unwrap(), "WebSockets");
+    // Starting twice is refused while started.
+    assert!(matches!(
+        connection.start().await,
+        Err(Error::AlreadyStarted(ConnectionState::Connected))
+    ));
+    connection.stop().await;
+}
+
+#[tokio::test]
+async fn stateful_reconnect_replays_what_the_client_sent_into_a_dead_socket() {
+    let server = serve_on("127.0.0.1:0".parse().unwrap()).await;
+    let (front, cut) = proxy(server.addr).await;
+    let connection = HubConnection::builder(url(front))
+        .transports([TransportType::WebSockets])
+        .with_stateful_reconnect()
+        .build()
+        .unwrap();
+    let (tx, mut messages) = mpsc::unbounded_channel();
+    connection.on("message", move |arguments| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(
+                arguments
+                    .get::<String>(0, "text")
+                    .map_err(|e| e.to_string())?,
+            );
+            Ok(None)
+        }
+    });
+    within("start", connection.start()).await.unwrap();
+    let hub = ConformanceProxy::new(&connection);
+    for round in 0..3 {
+        cut.send_modify(|n| *n += 1);
+        // Fire-and-forget invocations race the cut: some go into the dead
+        // socket before the client notices it is gone.
+        for i in 0..20 {
+            let send = connection.send("sendToCaller", (format!("{round}-{i}"),));
+            within("a send", send).await.unwrap();
+        }
+        for i in 0..20 {
+            let text = within("a message", messages.recv()).await.unwrap();
+            assert_eq!(text, format!("{round}-{i}"), "0 lost, 0 repeated, in order");
+        }
+    }
+    assert_eq!(
+        within("a call", hub.echo("after".into())).await.unwrap(),
+        "after"
+    );
+    assert!(messages.try_recv().is_err(), "nothing repeated");
+    connection.stop().await;
+    server.shut_down().await;
+}
