@@ -62,8 +62,11 @@ enum Pending {
     Stream(mpsc::UnboundedSender<Result<Payload, InvokeError>>),
 }
 
+/// Tells a caller its message is on the transport, or why not.
+type SendAck = oneshot::Sender<Result<(), Error>>;
+
 enum Command {
-    Send(HubMessage, Option<oneshot::Sender<Result<(), Error>>>),
+    Send(HubMessage, Option<SendAck>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -789,6 +792,16 @@ enum End {
     Closed,
 }
 
+/// How a stateful reconnect attempt ended.
+enum Resumed {
+    /// On a new socket, replayed.
+    Yes,
+    /// It could not: reconnect afresh, or close.
+    No,
+    /// `stop` was called meanwhile.
+    Stopped(Option<oneshot::Sender<()>>),
+}
+
 /// Stateful reconnect's bookkeeping, in both directions.
 #[derive(Default)]
 struct Sequencing {
@@ -852,8 +865,18 @@ impl Driver {
                 } => (error, allow_reconnect),
             };
             tracing::debug!(%error, "the connection was lost");
-            if self.link.stateful && self.resume(&error).await {
-                continue;
+            if self.link.stateful {
+                match self.resume(&error).await {
+                    Resumed::Yes => continue,
+                    Resumed::No => {}
+                    Resumed::Stopped(ack) => {
+                        self.finish(None).await;
+                        if let Some(ack) = ack {
+                            let _ = ack.send(());
+                        }
+                        return;
+                    }
+                }
             }
             self.fail_pending(&error);
             self.sequencing = Sequencing {
@@ -1131,23 +1154,36 @@ impl Driver {
     }
 
     /// Stateful reconnect: reopens the WebSocket on the same connection and
-    /// replays what the server has not acknowledged. `false` when it cannot.
-    async fn resume(&mut self, error: &Error) -> bool {
+    /// replays what the server has not acknowledged, within the server timeout.
+    /// Messages sent meanwhile wait and go out after the replay; `stop` ends it.
+    async fn resume(&mut self, error: &Error) -> Resumed {
         if matches!(error, Error::ServerClosed(_) | Error::Protocol(_)) {
-            return false;
+            return Resumed::No;
         }
         let deadline = Instant::now() + self.shared.config.server_timeout;
         let mut delay = Duration::ZERO;
-        while Instant::now() + delay < deadline {
-            tokio::time::sleep(delay).await;
+        let mut waiting: Vec<(HubMessage, Option<SendAck>)> = Vec::new();
+        let resumed = 'attempts: loop {
+            let wake = Instant::now() + delay;
+            if wake >= deadline {
+                break 'attempts Resumed::No;
+            }
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake) => break,
+                    command = self.commands.recv() => match command {
+                        Some(Command::Send(message, ack)) => waiting.push((message, ack)),
+                        Some(Command::Stop(ack)) => break 'attempts Resumed::Stopped(Some(ack)),
+                        None => break 'attempts Resumed::Stopped(None),
+                    }
+                }
+            }
             delay = (delay * 2).max(Duration::from_millis(250));
-            let Ok(transport) =
-                transport::connect(TransportType::WebSockets, &self.link.endpoint).await
-            else {
+            let attempt = transport::connect(TransportType::WebSockets, &self.link.endpoint);
+            let Ok(Ok(transport)) = tokio::time::timeout_at(deadline, attempt).await else {
                 continue;
             };
-            let old = std::mem::replace(&mut self.link.transport, transport);
-            drop(old);
+            self.link.transport = transport;
             self.link.reader = self
                 .shared
                 .config
@@ -1161,7 +1197,7 @@ impl Driver {
             let format = self.shared.config.protocol.transfer_format();
             let sequence = HubMessage::Sequence { sequence_id: first };
             let Ok(bytes) = self.shared.config.protocol.to_bytes(&sequence) else {
-                return false;
+                break 'attempts Resumed::No;
             };
             let mut sent = self.link.transport.send(bytes, format).is_ok();
             for (_, bytes) in &self.sequencing.unacked {
@@ -1172,10 +1208,21 @@ impl Driver {
                     replayed = self.sequencing.unacked.len(),
                     "stateful reconnect"
                 );
-                return true;
+                break 'attempts Resumed::Yes;
+            }
+        };
+        for (message, ack) in waiting {
+            let result = match resumed {
+                Resumed::Yes => self.write(&message),
+                _ => Err(Error::ConnectionLost(
+                    "the connection was lost and could not be resumed".into(),
+                )),
+            };
+            if let Some(ack) = ack {
+                let _ = ack.send(result);
             }
         }
-        false
+        resumed
     }
 
     /// Automatic reconnect: new negotiate, transport and handshake, as the
