@@ -259,6 +259,24 @@ async fn bad_input_from_a_server_is_an_error_never_a_panic_or_a_hang() {
         assert_eq!(connection.state(), ConnectionState::Disconnected);
     }
 
+    // A message over the client's limit ends the connection, saying so.
+    let addr = scripted(&["{\"type\":1,\"target\":\"message\",\"arguments\":[\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"]}\u{1e}"]).await;
+    let connection = HubConnection::builder(format!("http://{addr}/hub"))
+        .skip_negotiation(true)
+        .max_message_size(64)
+        .build()
+        .unwrap();
+    within("start", connection.start()).await.unwrap();
+    let error = within("the call", connection.invoke::<String>("echo", ("x",)))
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("The maximum message size of 64B was exceeded"),
+        "{error}"
+    );
+
     // Unknown message types, completions and stream items for no call are
     // ignored; the call still gets its answer.
     let addr = scripted(&[
@@ -538,6 +556,18 @@ async fn configurations_that_cannot_work_say_why() {
         Err(Error::AlreadyStarted(ConnectionState::Connected))
     ));
     connection.stop().await;
+    // A stopped connection starts again.
+    within("start again", connection.start()).await.unwrap();
+    assert_eq!(hub.echo("again".into()).await.unwrap(), "again");
+    // Dropping the last handle stops it.
+    let mut states = connection.state_changes();
+    drop(connection);
+    within(
+        "the dropped connection to stop",
+        states.wait_for(|s| *s == ConnectionState::Disconnected),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
