@@ -118,41 +118,49 @@ pub(crate) async fn negotiate(
             redirected = true;
             continue;
         }
-        let token = if answer.negotiate_version >= 1 {
-            answer.connection_token
-        } else {
-            answer.connection_id.clone()
-        };
-        if token.is_none() {
-            return Err(failed("the answer names no connection".into()));
-        }
-        let transports = answer
-            .available_transports
-            .into_iter()
-            .filter_map(|t| {
-                let kind = t.transport.parse::<TransportType>().ok()?;
-                let formats = t
-                    .transfer_formats
-                    .iter()
-                    .filter_map(|f| match f.as_str() {
-                        "Text" => Some(TransferFormat::Text),
-                        "Binary" => Some(TransferFormat::Binary),
-                        _ => None,
-                    })
-                    .collect();
-                Some((kind, formats))
-            })
-            .collect();
-        return Ok(Negotiated {
-            url,
-            access_token: redirected.then_some(access_token).flatten(),
-            connection_id: answer.connection_id,
-            token,
-            transports,
-            stateful_reconnect: answer.use_stateful_reconnect && stateful_reconnect,
-        });
+        let mut negotiated = connection(answer, url, stateful_reconnect).map_err(failed)?;
+        negotiated.access_token = redirected.then_some(access_token).flatten();
+        return Ok(negotiated);
     }
     Err(Error::TooManyRedirects)
+}
+
+/// A negotiate answer that names a connection: its id, what opens transports
+/// (the token in version 1, the id in version 0) and the transports offered.
+fn connection(answer: Answer, url: Url, stateful_reconnect: bool) -> Result<Negotiated, String> {
+    let token = if answer.negotiate_version >= 1 {
+        answer.connection_token
+    } else {
+        answer.connection_id.clone()
+    };
+    if token.is_none() {
+        return Err("the answer names no connection".into());
+    }
+    let transports = answer
+        .available_transports
+        .into_iter()
+        .filter_map(|t| {
+            let kind = t.transport.parse::<TransportType>().ok()?;
+            let formats = t
+                .transfer_formats
+                .iter()
+                .filter_map(|f| match f.as_str() {
+                    "Text" => Some(TransferFormat::Text),
+                    "Binary" => Some(TransferFormat::Binary),
+                    _ => None,
+                })
+                .collect();
+            Some((kind, formats))
+        })
+        .collect();
+    Ok(Negotiated {
+        url,
+        access_token: None,
+        connection_id: answer.connection_id,
+        token,
+        transports,
+        stateful_reconnect: answer.use_stateful_reconnect && stateful_reconnect,
+    })
 }
 
 /// `{path}/negotiate?{query}&negotiateVersion=1[&useStatefulReconnect=true]`.
@@ -182,6 +190,40 @@ pub(crate) fn connect_url(url: &Url, token: Option<&str>) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(json: &str) -> Result<Negotiated, String> {
+        let url = Url::parse("http://h/hub").unwrap();
+        connection(serde_json::from_str(json).unwrap(), url, true)
+    }
+
+    #[test]
+    fn versions_zero_and_one_name_what_opens_transports() {
+        let v0 = read(
+            r#"{"connectionId":"abc","availableTransports":[{"transport":"LongPolling","transferFormats":["Text","Binary"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(v0.token.as_deref(), Some("abc"), "version 0: the id");
+        assert_eq!(
+            v0.transports,
+            [(
+                TransportType::LongPolling,
+                vec![TransferFormat::Text, TransferFormat::Binary]
+            )]
+        );
+        let v1 = read(
+            r#"{"connectionId":"abc","connectionToken":"secret","negotiateVersion":1,"useStatefulReconnect":true,"availableTransports":[{"transport":"Carrier","transferFormats":["Text"]},{"transport":"WebSockets","transferFormats":["Text","Smoke"]}],"extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(v1.token.as_deref(), Some("secret"), "version 1: the token");
+        assert_eq!(v1.connection_id.as_deref(), Some("abc"));
+        assert!(v1.stateful_reconnect);
+        assert_eq!(
+            v1.transports,
+            [(TransportType::WebSockets, vec![TransferFormat::Text])],
+            "unknown transports and formats are ignored"
+        );
+        assert!(read(r#"{"negotiateVersion":1,"connectionId":"abc"}"#).is_err());
+    }
 
     #[test]
     fn negotiate_keeps_the_query() {
