@@ -269,8 +269,8 @@ async fn streams_both_ways_over_every_transport_and_protocol() {
             "{case}"
         );
 
-        // Dropping a stream cancels it: the server stops and the connection
-        // goes on (a cancelled stream would otherwise hold the next call).
+        // Dropping a stream mid-way leaves the connection usable (that the
+        // server stops is shown by `dropping_a_server_stream_cancels_it_on_the_server`).
         let mut endless = hub.counter(1_000_000, 10).await.unwrap();
         assert_eq!(
             within(&format!("first item {case}"), endless.next())

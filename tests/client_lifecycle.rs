@@ -614,3 +614,63 @@ async fn stateful_reconnect_replays_what_the_client_sent_into_a_dead_socket() {
     connection.stop().await;
     server.shut_down().await;
 }
+
+/// A TCP proxy in front of `target` that keeps what the server sent.
+async fn tapped_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tap = Arc::new(Mutex::new(Vec::new()));
+    let kept = tap.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = TcpStream::connect(target).await else {
+                return;
+            };
+            let (mut client_read, mut client_write) = inbound.into_split();
+            let (mut server_read, mut server_write) = outbound.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = server_read.read(&mut buffer).await {
+                    if n == 0 || client_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                    kept.lock().unwrap().extend_from_slice(&buffer[..n]);
+                }
+            });
+        }
+    });
+    (addr, tap)
+}
+
+#[tokio::test]
+async fn dropping_a_server_stream_cancels_it_on_the_server() {
+    let server = serve_on("127.0.0.1:0".parse().unwrap()).await;
+    let (front, tap) = tapped_proxy(server.addr).await;
+    let connection = HubConnection::builder(url(front))
+        .transports([TransportType::WebSockets])
+        .build()
+        .unwrap();
+    within("start", connection.start()).await.unwrap();
+    let hub = ConformanceProxy::new(&connection);
+    // The connection's first call: invocation id 0. A million items, one every
+    // 10 ms: only a CancelInvocation ends it within the test.
+    let mut endless = hub.counter(1_000_000, 10).await.unwrap();
+    assert_eq!(within("an item", endless.next()).await.unwrap().unwrap(), 0);
+    drop(endless);
+    // A cancelled stream still gets its Completion from the server.
+    common::eventually("the server to complete the cancelled stream", || {
+        let seen = tap.lock().unwrap();
+        seen.split(|b| *b == 0x1e).any(|record| {
+            let text = String::from_utf8_lossy(record);
+            text.contains("\"type\":3") && text.contains("\"invocationId\":\"0\"")
+        })
+    })
+    .await;
+    connection.stop().await;
+    server.shut_down().await;
+}
