@@ -365,7 +365,8 @@ async fn a_restarted_server_is_reconnected_to() {
 }
 
 #[tokio::test]
-async fn without_reconnect_a_lost_connection_closes_with_the_reason() {
+async fn without_reconnect_a_connection_closes_with_the_reason_or_none() {
+    // A server shutting down closes cleanly: closed without an error.
     let server = serve_on("127.0.0.1:0".parse().unwrap()).await;
     let connection = HubConnection::builder(url(server.addr)).build().unwrap();
     let (tx, mut closed) = mpsc::unbounded_channel();
@@ -374,10 +375,32 @@ async fn without_reconnect_a_lost_connection_closes_with_the_reason() {
     });
     within("start", connection.start()).await.unwrap();
     server.shut_down().await;
-    let reason = within("closed", closed.recv()).await.unwrap();
-    assert!(reason.is_some(), "a lost connection has a reason");
+    assert_eq!(within("closed", closed.recv()).await.unwrap(), None);
     assert_eq!(connection.state(), ConnectionState::Disconnected);
-    // The retry policy gives up: the default delays are 0, 2, 10, 30 s.
+
+    // A lost TCP connection is an error, with its reason.
+    let server = serve_on("127.0.0.1:0".parse().unwrap()).await;
+    let (front, cut) = proxy(server.addr).await;
+    let connection = HubConnection::builder(url(front))
+        .transports([TransportType::WebSockets])
+        .build()
+        .unwrap();
+    let (tx, mut closed) = mpsc::unbounded_channel();
+    connection.on_closed(move |error| {
+        let _ = tx.send(error.map(ToString::to_string));
+    });
+    within("start", connection.start()).await.unwrap();
+    cut.send_modify(|n| *n += 1);
+    let reason = within("closed", closed.recv()).await.unwrap();
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("the connection was lost: ")),
+        "{reason:?}"
+    );
+    server.shut_down().await;
+
+    // The default retry policy: 0, 2, 10, 30 s, then give up.
     let delays = Delays::default();
     assert_eq!(delays.0, [0, 2, 10, 30].map(Duration::from_secs).to_vec());
 }

@@ -97,7 +97,8 @@ struct Events {
 }
 
 /// A connection to a hub. Cheap to clone: clones share the connection, which is
-/// stopped when the last clone is dropped.
+/// stopped when the last clone is dropped (a handler or callback that holds a
+/// clone keeps it alive: stop such a connection with [`stop`](Self::stop)).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -788,8 +789,12 @@ enum End {
     Stopped(Option<oneshot::Sender<()>>),
     /// The link failed; reconnect when allowed.
     Failed { error: Error, allow_reconnect: bool },
-    /// The server closed the connection cleanly, without allowing a reconnect.
-    Closed,
+    /// The server sent a Close: with an error or without (a clean close, as
+    /// at its shutdown), allowing a reconnect or not.
+    ServerClose {
+        error: Option<String>,
+        allow_reconnect: bool,
+    },
 }
 
 /// How a stateful reconnect attempt ended.
@@ -847,7 +852,7 @@ impl Driver {
     async fn run(mut self) {
         loop {
             let end = self.drive().await;
-            let (error, allow_reconnect) = match end {
+            let error = match end {
                 End::Stopped(ack) => {
                     self.finish(None).await;
                     if let Some(ack) = ack {
@@ -855,17 +860,30 @@ impl Driver {
                     }
                     return;
                 }
-                End::Closed => {
-                    self.finish(None).await;
-                    return;
-                }
                 End::Failed {
                     error,
                     allow_reconnect,
-                } => (error, allow_reconnect),
+                } => (error, allow_reconnect, false),
+                End::ServerClose {
+                    error: Some(error),
+                    allow_reconnect,
+                } => (Error::ServerClosed(error), allow_reconnect, true),
+                // A clean close ends without an error, as in the official
+                // clients; a reconnect, when allowed, reports this reason.
+                End::ServerClose {
+                    error: None,
+                    allow_reconnect,
+                } => (
+                    Error::ConnectionLost("the server closed the connection".into()),
+                    allow_reconnect,
+                    true,
+                ),
             };
+            let (error, allow_reconnect, by_server) = error;
+            let clean = by_server && !matches!(error, Error::ServerClosed(_));
             tracing::debug!(%error, "the connection was lost");
-            if self.link.stateful {
+            // A connection the server closed cannot be resumed.
+            if self.link.stateful && !by_server {
                 match self.resume(&error).await {
                     Resumed::Yes => continue,
                     Resumed::No => {}
@@ -902,7 +920,7 @@ impl Driver {
                     return;
                 }
                 _ => {
-                    self.finish(Some(error)).await;
+                    self.finish((!clean).then_some(error)).await;
                     return;
                 }
             }
@@ -1114,18 +1132,9 @@ impl Driver {
             }
             HubMessage::CancelInvocation(_) | HubMessage::Ping => {}
             HubMessage::Close(close) => {
-                return Some(match close.error {
-                    Some(error) => End::Failed {
-                        error: Error::ServerClosed(error),
-                        allow_reconnect: close.allow_reconnect,
-                    },
-                    None if close.allow_reconnect => End::Failed {
-                        error: Error::ConnectionLost(
-                            "the server closed the connection and allows reconnecting".into(),
-                        ),
-                        allow_reconnect: true,
-                    },
-                    None => End::Closed,
+                return Some(End::ServerClose {
+                    error: close.error,
+                    allow_reconnect: close.allow_reconnect,
                 });
             }
             HubMessage::Ack { sequence_id } => {
