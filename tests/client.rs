@@ -9,16 +9,13 @@ mod common;
 mod conformance_hub;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{WAIT, within};
+use common::within;
 use conformance_hub::ConformanceHub;
 use futures_util::StreamExt;
 use signal::protocol::{HubProtocol, InvokeError, Payload};
 use signal::{HubOptions, TransportType};
-use signal_client::{
-    ConnectionState, Error, HubConnection, JsonHubProtocol, MessagePackHubProtocol,
-};
+use signal_client::{ConnectionState, HubConnection, JsonHubProtocol, MessagePackHubProtocol};
 use signal_examples_api::conformance::{
     Conformance, ConformanceClient, ConformanceClientHandler, ConformanceProxy, Person,
 };
@@ -143,10 +140,27 @@ async fn untyped_calls_and_handlers() {
         .collect()
         .await;
     assert_eq!(items, [0, 1, 2]);
-    let _ = Payload::null();
-    let _ = WAIT;
-    let _: Option<Error> = None;
-    let _ = Duration::ZERO;
+    // Client results: no handler, a handler that fails, one that answers.
+    let ask = |question: &str| connection.invoke::<String>("askCaller", (question.to_owned(),));
+    let error = within("askCaller", ask("anyone?")).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("Client didn't provide a result."),
+        "{error}"
+    );
+    connection.on("ask", |arguments| async move {
+        let question: String = arguments.get(0, "question").map_err(|e| e.to_string())?;
+        if question == "fail?" {
+            Err("I refuse".to_owned())
+        } else {
+            Ok(Some(Payload::value(format!("yes: {question}"))))
+        }
+    });
+    let error = within("askCaller", ask("fail?")).await.unwrap_err();
+    assert!(error.to_string().contains("I refuse"), "{error}");
+    assert_eq!(within("askCaller", ask("ok?")).await.unwrap(), "yes: ok?");
+    connection.stop().await;
 }
 
 /// A `ConformanceClient` that reports what the server called.

@@ -318,50 +318,56 @@ async fn the_server_timeout_ends_a_silent_connection() {
 }
 
 #[tokio::test]
-async fn a_restarted_server_is_reconnected_to() {
-    let server = serve_on("127.0.0.1:0".parse().unwrap()).await;
-    let addr = server.addr;
-    let connection = HubConnection::builder(url(addr))
-        .with_retry_policy(|context: &signal_client::RetryContext| {
-            (context.previous_retry_count < 200).then_some(Duration::from_millis(25))
-        })
-        .build()
-        .unwrap();
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let tx = events_tx.clone();
-    connection.on_reconnecting(move |error| {
-        let _ = tx.send(format!("reconnecting: {error}"));
-    });
-    let tx = events_tx.clone();
-    connection.on_reconnected(move |id| {
-        let _ = tx.send(format!("reconnected {}", id.is_some()));
-    });
-    connection.on_closed(move |error| {
-        let _ = events_tx.send(format!("closed {error:?}"));
-    });
-    within("start", connection.start()).await.unwrap();
-    let hub = ConformanceProxy::new(&connection);
-    let first_id = hub.connection_id().await.unwrap();
+async fn a_restarted_server_is_reconnected_to_over_every_transport() {
+    for transport in TransportType::ALL {
+        let server = serve_on("127.0.0.1:0".parse().unwrap()).await;
+        let addr = server.addr;
+        let connection = HubConnection::builder(url(addr))
+            .transports([transport])
+            .with_retry_policy(|context: &signal_client::RetryContext| {
+                (context.previous_retry_count < 200).then_some(Duration::from_millis(25))
+            })
+            .build()
+            .unwrap();
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let tx = events_tx.clone();
+        connection.on_reconnecting(move |error| {
+            let _ = tx.send(format!("reconnecting: {error}"));
+        });
+        let tx = events_tx.clone();
+        connection.on_reconnected(move |id| {
+            let _ = tx.send(format!("reconnected {}", id.is_some()));
+        });
+        connection.on_closed(move |error| {
+            let _ = events_tx.send(format!("closed {error:?}"));
+        });
+        within("start", connection.start()).await.unwrap();
+        let hub = ConformanceProxy::new(&connection);
+        let first_id = hub.connection_id().await.unwrap();
 
-    server.shut_down().await;
-    let event = within("reconnecting", events.recv()).await.unwrap();
-    assert!(event.starts_with("reconnecting: "), "{event}");
-    let restarted = serve_on(addr).await;
-    assert_eq!(
-        within("reconnected", events.recv()).await.unwrap(),
-        "reconnected true"
-    );
-    assert_eq!(connection.state(), ConnectionState::Connected);
-    let second_id = hub.connection_id().await.unwrap();
-    assert_ne!(first_id, second_id, "a new connection");
-    assert_eq!(hub.echo("back".into()).await.unwrap(), "back");
+        server.shut_down().await;
+        let event = within("reconnecting", events.recv()).await.unwrap();
+        assert!(event.starts_with("reconnecting: "), "{transport}: {event}");
+        let restarted = serve_on(addr).await;
+        assert_eq!(
+            within("reconnected", events.recv()).await.unwrap(),
+            "reconnected true",
+            "{transport}"
+        );
+        assert_eq!(connection.state(), ConnectionState::Connected);
+        assert_eq!(connection.transport(), Some(transport));
+        let second_id = hub.connection_id().await.unwrap();
+        assert_ne!(first_id, second_id, "{transport}: a new connection");
+        assert_eq!(hub.echo("back".into()).await.unwrap(), "back");
 
-    connection.stop().await;
-    assert_eq!(
-        within("closed", events.recv()).await.unwrap(),
-        "closed None"
-    );
-    restarted.shut_down().await;
+        connection.stop().await;
+        assert_eq!(
+            within("closed", events.recv()).await.unwrap(),
+            "closed None",
+            "{transport}"
+        );
+        restarted.shut_down().await;
+    }
 }
 
 #[tokio::test]
