@@ -4,7 +4,7 @@
 //! A [`HubConnection`] negotiates, connects the first transport both sides allow
 //! (WebSockets, Server-Sent Events, long polling, in the server's order), speaks
 //! JSON or MessagePack, keeps the connection alive and reconnects when asked to.
-//! It implements [`Invoker`](signal_core::Invoker), so the proxies
+//! It implements [`Invoker`], so the proxies
 //! `#[signal::hub]` generates call a hub over the network:
 //!
 //! ```no_run
