@@ -43,7 +43,19 @@ async fn serve_on(addr: SocketAddr) -> Running {
         .configure(|o| o.stateful_reconnect = true);
     let handle = hub.handle();
     let app = axum::Router::new().nest("/conformance", hub.router());
-    let listener = TcpListener::bind(addr).await.unwrap();
+    // A restart binds the port the previous server freed; another test's
+    // outgoing connection may hold it for a moment.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let listener = loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%error, "port busy; binding again");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("cannot bind {addr}: {error}"),
+        }
+    };
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
