@@ -163,6 +163,24 @@ async fn untyped_calls_and_handlers() {
     connection.stop().await;
 }
 
+#[tokio::test]
+async fn an_invocation_timeout_bounds_a_call() {
+    let addr = serve_conformance(|_| {}).await;
+    let connection = HubConnection::builder(format!("http://{addr}/conformance"))
+        .invocation_timeout(std::time::Duration::from_millis(100))
+        .build()
+        .unwrap();
+    within("start", connection.start()).await.unwrap();
+    let hub = ConformanceProxy::new(&connection);
+    match within("delay", hub.delay(2_000, "late".into())).await {
+        Err(InvokeError::Timeout(limit)) => assert_eq!(limit.as_millis(), 100),
+        other => panic!("{other:?}"),
+    }
+    // The connection goes on; the late Completion will find no caller.
+    assert_eq!(connection.state(), ConnectionState::Connected);
+    connection.stop().await;
+}
+
 /// A `ConformanceClient` that reports what the server called.
 struct Recorder {
     seen: mpsc::UnboundedSender<String>,

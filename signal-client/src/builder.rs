@@ -31,6 +31,7 @@ pub(crate) struct Config {
     pub(crate) server_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) invocation_timeout: Option<Duration>,
     pub(crate) max_message_size: usize,
     pub(crate) retry_policy: Option<Arc<dyn RetryPolicy>>,
     pub(crate) stateful_reconnect: bool,
@@ -73,6 +74,7 @@ impl HubConnectionBuilder {
                 server_timeout: Duration::from_secs(30),
                 handshake_timeout: Duration::from_secs(15),
                 request_timeout: Duration::from_secs(100),
+                invocation_timeout: None,
                 max_message_size: 64 << 20,
                 retry_policy: None,
                 stateful_reconnect: false,
@@ -159,6 +161,14 @@ impl HubConnectionBuilder {
     /// timeout).
     pub fn request_timeout(self, timeout: Duration) -> Self {
         self.with(|c| c.request_timeout = timeout)
+    }
+
+    /// How long an invocation may wait for its Completion before it fails with
+    /// [`InvokeError::Timeout`](signal_core::InvokeError::Timeout) (none by
+    /// default, as in the official clients: a call waits as long as the
+    /// connection lives, and the server timeout ends a dead connection).
+    pub fn invocation_timeout(self, timeout: Duration) -> Self {
+        self.with(|c| c.invocation_timeout = Some(timeout))
     }
 
     /// The largest message accepted from the server (64 MiB); a larger one ends

@@ -414,7 +414,18 @@ impl HubConnection {
             return Err(error);
         }
         self.spawn_uploads(stream_ids, uploads);
-        match rx.await {
+        let answer = match self.shared.config.invocation_timeout {
+            Some(limit) => match tokio::time::timeout(limit, rx).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    // A Completion arriving later finds nothing and is ignored.
+                    self.forget(&id);
+                    return Err(InvokeError::Timeout(limit));
+                }
+            },
+            None => rx.await,
+        };
+        match answer {
             Ok(result) => result,
             Err(_) => Err(InvokeError::Connection(Error::Stopped.to_string())),
         }

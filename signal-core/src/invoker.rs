@@ -38,6 +38,9 @@ pub enum InvokeError {
     /// The connection failed or closed before the call completed.
     #[error("the connection failed: {0}")]
     Connection(String),
+    /// No Completion arrived within the invoker's invocation timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// The invoker cannot carry upload streams.
     #[error("this invoker cannot upload streams to a hub method")]
     UploadsUnsupported,
