@@ -341,3 +341,14 @@ async fn an_upload_longer_than_the_servers_buffer() {
         connection.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_proxy_uploads_in_process_too() {
+    let hub = ConformanceHub.into_hub().in_process();
+    let connection = within("connect", hub.connect()).await.unwrap();
+    let proxy = ConformanceProxy::new(connection);
+    let numbers = futures_util::stream::iter(1..=100i64);
+    assert_eq!(within("sum", proxy.sum(numbers)).await.unwrap(), 5050);
+    let empty = futures_util::stream::iter(Vec::<i64>::new());
+    assert_eq!(within("sum", proxy.sum(empty)).await.unwrap(), 0);
+}
