@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::response::IntoResponse;
 use axum::routing::any;
 use bytes::{Bytes, BytesMut};
 use common::within;
@@ -714,4 +715,60 @@ async fn dropping_a_server_stream_cancels_it_on_the_server() {
     .await;
     connection.stop().await;
     server.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_failing_transport_falls_back_to_the_next_in_the_servers_order() {
+    let negotiations = Arc::new(Mutex::new(0u32));
+    let counted = negotiations.clone();
+    let hub = ConformanceHub.into_hub().configure(|o| {
+        o.transports = vec![
+            TransportType::WebSockets,
+            TransportType::LongPolling,
+            TransportType::ServerSentEvents,
+        ]
+    });
+    // WebSocket upgrades are refused, as by a proxy that does not pass them.
+    let app = axum::Router::new()
+        .nest("/conformance", hub.router())
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                if request.uri().path().ends_with("/negotiate") {
+                    *counted.lock().unwrap() += 1;
+                }
+                let upgrade = request.headers().contains_key("upgrade");
+                async move {
+                    if upgrade {
+                        axum::http::StatusCode::BAD_GATEWAY.into_response()
+                    } else {
+                        next.run(request).await
+                    }
+                }
+            },
+        ));
+    let addr = common::serve_router(app).await;
+    let connection = HubConnection::builder(url(addr)).build().unwrap();
+    within("start", connection.start()).await.unwrap();
+    assert_eq!(connection.transport(), Some(TransportType::LongPolling));
+    let hub = ConformanceProxy::new(&connection);
+    assert_eq!(hub.transport().await.unwrap(), "LongPolling");
+    assert_eq!(
+        *negotiations.lock().unwrap(),
+        2,
+        "a failed transport's connection is gone: negotiate afresh"
+    );
+    connection.stop().await;
+
+    // With WebSockets alone allowed, the failure says what happened.
+    let connection = HubConnection::builder(url(addr))
+        .transports([TransportType::WebSockets])
+        .build()
+        .unwrap();
+    match within("start", connection.start()).await {
+        Err(Error::NoTransport(reason)) => {
+            assert!(reason.starts_with("WebSockets: "), "{reason}");
+            assert!(reason.contains("502"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
