@@ -245,6 +245,59 @@ async fn scripted(messages: &'static [&'static str]) -> SocketAddr {
     common::serve_router(app).await
 }
 
+/// Like [`scripted`], for MessagePack: the script goes in binary frames.
+async fn scripted_binary(messages: &'static [&'static [u8]]) -> SocketAddr {
+    let app = axum::Router::new().route(
+        "/hub",
+        any(move |ws: WebSocketUpgrade| async move {
+            ws.on_upgrade(move |mut socket| async move {
+                let _ = socket.recv().await;
+                let _ = socket.send(Message::Text("{}\u{1e}".into())).await;
+                let _ = socket.recv().await;
+                for message in messages {
+                    let _ = socket
+                        .send(Message::Binary(Bytes::from_static(message)))
+                        .await;
+                }
+                while socket.recv().await.is_some() {}
+            })
+        }),
+    );
+    common::serve_router(app).await
+}
+
+#[tokio::test]
+async fn bad_messagepack_from_a_server_is_an_error_never_a_panic_or_a_hang() {
+    let cases: &[(&[&[u8]], &str)] = &[
+        // A message that is no MessagePack array.
+        (&[b"\x01\xc1"], "malformed"),
+        // A length prefix running past five bytes.
+        (&[b"\xff\xff\xff\xff\xff\x01"], "length prefix"),
+        // A Completion missing its fields.
+        (&[b"\x02\x91\x03"], "malformed"),
+    ];
+    for (script, expected) in cases {
+        let addr = scripted_binary(script).await;
+        let connection = HubConnection::builder(format!("http://{addr}/hub"))
+            .skip_negotiation(true)
+            .protocol(signal_client::MessagePackHubProtocol)
+            .build()
+            .unwrap();
+        within("start", connection.start()).await.unwrap();
+        let error = within("the call", connection.invoke::<String>("echo", ("x",)))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains(expected), "{script:?}: {error}");
+        let mut states = connection.state_changes();
+        within(
+            "disconnected",
+            states.wait_for(|s| *s == ConnectionState::Disconnected),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn bad_input_from_a_server_is_an_error_never_a_panic_or_a_hang() {
     let cases: &[(&[&str], &str)] = &[
