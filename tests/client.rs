@@ -352,3 +352,36 @@ async fn the_proxy_uploads_in_process_too() {
     let empty = futures_util::stream::iter(Vec::<i64>::new());
     assert_eq!(within("sum", proxy.sum(empty)).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn pings_keep_an_idle_connection_alive_both_ways() {
+    let short = std::time::Duration::from_millis(300);
+    let addr = serve_conformance(|o| {
+        o.keep_alive_interval = short / 3;
+        o.client_timeout = short;
+    })
+    .await;
+    for transport in TransportType::ALL {
+        let connection = HubConnection::builder(format!("http://{addr}/conformance"))
+            .transports([transport])
+            .keep_alive_interval(short / 3)
+            .server_timeout(short)
+            .build()
+            .unwrap();
+        let (closed_tx, mut closed) = mpsc::unbounded_channel();
+        connection.on_closed(move |error| {
+            let _ = closed_tx.send(error.map(ToString::to_string));
+        });
+        within("start", connection.start()).await.unwrap();
+        // Idle for four of either side's timeouts: only pings flow.
+        tokio::time::sleep(short * 4).await;
+        assert!(closed.try_recv().is_err(), "{transport}: closed while idle");
+        let hub = ConformanceProxy::new(&connection);
+        assert_eq!(
+            hub.echo("awake".into()).await.unwrap(),
+            "awake",
+            "{transport}"
+        );
+        connection.stop().await;
+    }
+}
