@@ -628,7 +628,7 @@ async fn connect(shared: &Shared) -> Result<Link, Error> {
             ));
         }
         set_bearer(&mut headers, token.as_deref())?;
-        let endpoint = endpoint(shared, config.url.clone(), None, headers);
+        let endpoint = endpoint(shared, config.url.clone(), headers);
         let transport = transport::connect(TransportType::WebSockets, &endpoint)
             .await
             .map_err(|reason| Error::Transport {
@@ -682,7 +682,7 @@ async fn connect(shared: &Shared) -> Result<Link, Error> {
             current.access_token.as_deref().or(token.as_deref()),
         )?;
         let url = connect_url(&current.url, current.token.as_deref());
-        let endpoint = endpoint(shared, url, current.connection_id.clone(), headers);
+        let endpoint = endpoint(shared, url, headers);
         match transport::connect(kind, &endpoint).await {
             Ok(transport) => {
                 let stateful = current.stateful_reconnect && kind == TransportType::WebSockets;
@@ -701,12 +701,7 @@ async fn connect(shared: &Shared) -> Result<Link, Error> {
     Err(Error::NoTransport(failures.join("; ")))
 }
 
-fn endpoint(
-    shared: &Shared,
-    url: Url,
-    _connection_id: Option<String>,
-    headers: http::HeaderMap,
-) -> Endpoint {
+fn endpoint(shared: &Shared, url: Url, headers: http::HeaderMap) -> Endpoint {
     Endpoint {
         url,
         headers,
