@@ -112,6 +112,15 @@ impl<T> Wire<T> {
         (self.to_payload)(value)
     }
 
+    /// An upload parameter's stream, as a caller proxy sends it.
+    pub fn invoke_upload<S>(self, stream: S) -> signal_core::RawUpload
+    where
+        S: futures_util::Stream<Item = T> + Send + 'static,
+        T: 'static,
+    {
+        stream.map(self.to_payload).boxed()
+    }
+
     /// A hub method's result, as a caller proxy receives it (`null` when void).
     pub fn invoke_result(self, result: Option<Payload>) -> Result<T, InvokeError> {
         let result = result.unwrap_or_else(Payload::null);

@@ -27,6 +27,12 @@ pub use signal_macros::{client, hub, method};
 #[cfg(feature = "redis")]
 pub use signal_redis as redis;
 
+/// The network client: [`HubConnection`](client::HubConnection) calls hubs over
+/// WebSockets, Server-Sent Events or long polling, typed through the proxies
+/// `#[signal::hub]` generates. Behind the `client` feature.
+#[cfg(feature = "client")]
+pub use signal_client as client;
+
 // Lets generated code name `::signal` from inside this crate too.
 extern crate self as signal;
 

@@ -10,6 +10,7 @@
 mod client;
 mod msgpack;
 mod report;
+mod rust_client;
 mod scenario;
 mod server;
 
@@ -41,6 +42,8 @@ struct Plan {
     idle_levels: Vec<usize>,
     idle_hold: Duration,
     connect_clients: usize,
+    /// Payloads of the Rust client's scenario (one connection, closed loop).
+    client_payloads: Vec<usize>,
     /// Pause between two runs, for the kernel to finish closing sockets.
     pause: Duration,
     /// Time a fresh server gets before measuring (memory, connects), and
@@ -63,6 +66,7 @@ impl Plan {
             // Past signal's 15 s keep-alive, so server pings have gone out.
             idle_hold: Duration::from_secs(16),
             connect_clients: 5_000,
+            client_payloads: vec![32, 1024],
             pause: Duration::from_millis(500),
             settle: Duration::from_secs(1),
         }
@@ -81,6 +85,7 @@ impl Plan {
             idle_levels: vec![50],
             idle_hold: Duration::from_millis(300),
             connect_clients: 50,
+            client_payloads: vec![32],
             pause: Duration::ZERO,
             settle: Duration::from_millis(100),
         }
@@ -104,7 +109,7 @@ struct Options {
 }
 
 const USAGE: &str = "usage: signal-bench run [--smoke] [--out DIR] [--server-cpu N | --no-pin] \
-[--systems bare,signal,signal-msgpack,socketioxide,socket.io] [--scenarios echo,broadcast,idle,connect] \
+[--systems bare,signal,signal-msgpack,socketioxide,socket.io] [--scenarios echo,broadcast,idle,connect,client] \
 [--signal-before PATH/TO/conformance] [--bin-dir DIR] [--bench-dir DIR] [--sources N] [--no-wait] \
 [--skip-negotiate] [--idle-levels N,N] [--server-wrap 'valgrind --tool=massif']
 
@@ -334,6 +339,9 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         if !wanted("connect") {
             plan.connect_clients = 0;
         }
+        if !wanted("client") {
+            plan.client_payloads.clear();
+        }
     }
     let fd_limit = raise_fd_limit();
     let mut notes = Vec::new();
@@ -382,6 +390,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         idle: Vec::new(),
         connect_clients: plan.connect_clients,
         connect: Vec::new(),
+        client: Vec::new(),
     };
 
     for &connections in &plan.echo_connections {
@@ -531,6 +540,38 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         ));
         results.connect.push(Some(cell));
         tokio::time::sleep(plan.pause).await;
+    }
+
+    // The Rust client's own cost, against signal only (JSON and MessagePack).
+    for &payload in &plan.client_payloads {
+        let mut cells = Vec::new();
+        for system in systems
+            .iter()
+            .filter(|s| matches!(s.name, "signal" | "signal-msgpack"))
+        {
+            let limit = (plan.echo_warmup + plan.echo_window) * 2 + Duration::from_secs(90);
+            let cell = run_one(system, &options, &sources, limit, async |ep, server| {
+                let (warmup, window) = (plan.echo_warmup, plan.echo_window);
+                rust_client::rust_client(ep, server, payload, warmup, window).await
+            })
+            .await;
+            say(&format!(
+                "client 1 × {payload} B  {:<14} {}",
+                system.name,
+                show(&cell, |r| format!(
+                    "generator loop {} inv/s (p50 {} ms)  signal-client {} inv/s (p50 {} ms  p99 {} ms)  generator CPU {:.0} %",
+                    int(r.raw_rate),
+                    ms(r.raw_p50_us),
+                    int(r.client_rate),
+                    ms(r.client_p50_us),
+                    ms(r.client_p99_us),
+                    r.cpu.generator * 100.0
+                ))
+            ));
+            cells.push((system.name, cell));
+            tokio::time::sleep(plan.pause).await;
+        }
+        results.client.push((payload, cells));
     }
 
     let cores = std::fs::read_to_string("/proc/cpuinfo").map_or(0, |c| {

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::rust_client::ClientRow;
 use crate::scenario::{BroadcastRow, ConnectRow, EchoRow, IdleRow};
 
 /// One scenario's cell: a system's row, or why there is none.
@@ -10,6 +11,9 @@ pub(crate) type Cell<T> = Result<T, String>;
 
 /// Echo cases, `(connections, payload bytes)`, with one cell per system.
 pub(crate) type EchoCells = Vec<((usize, usize), Vec<Cell<EchoRow>>)>;
+
+/// Per payload: (system, cell) for the systems that run the client scenario.
+pub(crate) type ClientCells = Vec<(usize, Vec<(&'static str, Cell<ClientRow>)>)>;
 
 /// Everything one run measured.
 pub(crate) struct Results {
@@ -29,6 +33,9 @@ pub(crate) struct Results {
     pub(crate) connect_clients: usize,
     /// One cell per system; `None` for a system that does not run it.
     pub(crate) connect: Vec<Option<Cell<ConnectRow>>>,
+    /// Per payload: the Rust client against the generator's loop, per system
+    /// that runs it (signal, signal-msgpack).
+    pub(crate) client: ClientCells,
 }
 
 /// `1234567.8` → `1,234,568`.
@@ -122,6 +129,7 @@ impl Results {
         self.broadcast_table(&mut md);
         self.idle_table(&mut md);
         self.connect_table(&mut md);
+        self.client_table(&mut md);
         let _ = writeln!(
             md,
             "## How to read this\n\n\
@@ -196,7 +204,65 @@ impl Results {
                 None => {}
             }
         }
+        for (payload, cells) in &self.client {
+            for (system, cell) in cells {
+                let scenario = format!("client 1 × {}", payload_name(*payload));
+                match cell {
+                    Ok(row) => note(scenario, system, row.first_error.as_deref()),
+                    Err(e) => note(scenario, system, Some(e)),
+                }
+            }
+        }
         out
+    }
+
+    /// The Rust client's table: its rate over one connection against the
+    /// generator's bare-minimum loop over one connection to the same server.
+    fn client_table(&self, md: &mut String) {
+        if self.client.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "## Rust client (one connection, closed loop)\n");
+        let _ = writeln!(
+            md,
+            "`signal_client::HubConnection::invoke(\"echo\", …)` in a loop, against the load generator's own \
+             loop (pre-encoded frames) over one connection to the same server: what calling a hub from Rust \
+             costs on top of the wire.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| payload | system | generator loop inv/s | signal-client inv/s | × generator loop | p50 ms (loop) | p50 ms (client) | p99 ms (client) | generator CPU | errors |"
+        );
+        let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        for (payload, cells) in &self.client {
+            for (system, cell) in cells {
+                let lead = format!("| {} | {system} |", payload_name(*payload));
+                match cell {
+                    Ok(r) => {
+                        let _ = writeln!(
+                            md,
+                            "{lead} {} | {} | {} | {} | {} | {} | {} | {} |",
+                            int(r.raw_rate),
+                            int(r.client_rate),
+                            ratio(r.client_rate, Some(r.raw_rate)),
+                            ms(r.raw_p50_us),
+                            ms(r.client_p50_us),
+                            ms(r.client_p99_us),
+                            pct(r.cpu.generator),
+                            r.first_error.as_deref().unwrap_or("none"),
+                        );
+                    }
+                    Err(e) => {
+                        let _ = writeln!(
+                            md,
+                            "{lead} – | – | – | – | – | – | – | {} |",
+                            e.replace('|', "/")
+                        );
+                    }
+                }
+            }
+        }
+        md.push('\n');
     }
 
     /// Whether every scenario ran for every system with nothing failed or missing.
@@ -226,6 +292,13 @@ impl Results {
         }
         for cell in self.connect.iter().flatten() {
             count(cell.as_ref().is_ok_and(|r| r.failed == 0));
+        }
+        for (_, cells) in &self.client {
+            for (_, cell) in cells {
+                count(cell.as_ref().is_ok_and(|r| {
+                    r.first_error.is_none() && r.client_rate > 0.0 && r.raw_rate > 0.0
+                }));
+            }
         }
         (passed, failed)
     }

@@ -15,6 +15,11 @@ use crate::payload::{Payload, PayloadError};
 /// A boxed stream of undecoded items, as a server stream arrives.
 pub type RawItemStream = Pin<Box<dyn Stream<Item = Result<Payload, InvokeError>> + Send>>;
 
+/// A stream of undecoded items a caller uploads to a hub method, one per upload
+/// parameter: the invoker sends each item as a StreamItem and the end as a
+/// Completion.
+pub type RawUpload = Pin<Box<dyn Stream<Item = Payload> + Send>>;
+
 /// A typed server stream, as a caller proxy returns it.
 pub type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, InvokeError>> + Send>>;
 
@@ -33,6 +38,12 @@ pub enum InvokeError {
     /// The connection failed or closed before the call completed.
     #[error("the connection failed: {0}")]
     Connection(String),
+    /// No Completion arrived within the invoker's invocation timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The invoker cannot carry upload streams.
+    #[error("this invoker cannot upload streams to a hub method")]
+    UploadsUnsupported,
 }
 
 /// Carries calls from a typed proxy to a hub.
@@ -57,6 +68,32 @@ pub trait Invoker: Send + Sync {
         method: &str,
         arguments: Arguments,
     ) -> impl Future<Output = Result<RawItemStream, InvokeError>> + Send;
+
+    /// Invokes `method` with `uploads` as its upload-stream arguments (after
+    /// `arguments`) and waits for its Completion. Invokers that cannot upload
+    /// refuse with [`InvokeError::UploadsUnsupported`].
+    fn invoke_with_uploads(
+        &self,
+        method: &str,
+        arguments: Arguments,
+        uploads: Vec<RawUpload>,
+    ) -> impl Future<Output = Result<Option<Payload>, InvokeError>> + Send {
+        let _ = (method, arguments, uploads);
+        async { Err(InvokeError::UploadsUnsupported) }
+    }
+
+    /// Invokes a streaming `method` with `uploads` as its upload-stream
+    /// arguments. Invokers that cannot upload refuse with
+    /// [`InvokeError::UploadsUnsupported`].
+    fn stream_with_uploads(
+        &self,
+        method: &str,
+        arguments: Arguments,
+        uploads: Vec<RawUpload>,
+    ) -> impl Future<Output = Result<RawItemStream, InvokeError>> + Send {
+        let _ = (method, arguments, uploads);
+        async { Err(InvokeError::UploadsUnsupported) }
+    }
 }
 
 impl<I: Invoker + ?Sized> Invoker for &I {
@@ -83,6 +120,24 @@ impl<I: Invoker + ?Sized> Invoker for &I {
     ) -> impl Future<Output = Result<RawItemStream, InvokeError>> + Send {
         (**self).stream(method, arguments)
     }
+
+    fn invoke_with_uploads(
+        &self,
+        method: &str,
+        arguments: Arguments,
+        uploads: Vec<RawUpload>,
+    ) -> impl Future<Output = Result<Option<Payload>, InvokeError>> + Send {
+        (**self).invoke_with_uploads(method, arguments, uploads)
+    }
+
+    fn stream_with_uploads(
+        &self,
+        method: &str,
+        arguments: Arguments,
+        uploads: Vec<RawUpload>,
+    ) -> impl Future<Output = Result<RawItemStream, InvokeError>> + Send {
+        (**self).stream_with_uploads(method, arguments, uploads)
+    }
 }
 
 impl<I: Invoker + ?Sized> Invoker for std::sync::Arc<I> {
@@ -108,5 +163,23 @@ impl<I: Invoker + ?Sized> Invoker for std::sync::Arc<I> {
         arguments: Arguments,
     ) -> impl Future<Output = Result<RawItemStream, InvokeError>> + Send {
         (**self).stream(method, arguments)
+    }
+
+    fn invoke_with_uploads(
+        &self,
+        method: &str,
+        arguments: Arguments,
+        uploads: Vec<RawUpload>,
+    ) -> impl Future<Output = Result<Option<Payload>, InvokeError>> + Send {
+        (**self).invoke_with_uploads(method, arguments, uploads)
+    }
+
+    fn stream_with_uploads(
+        &self,
+        method: &str,
+        arguments: Arguments,
+        uploads: Vec<RawUpload>,
+    ) -> impl Future<Output = Result<RawItemStream, InvokeError>> + Send {
+        (**self).stream_with_uploads(method, arguments, uploads)
     }
 }

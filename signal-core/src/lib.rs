@@ -7,6 +7,7 @@
 //! them through the `signal` facade.
 
 pub mod descriptor;
+pub mod handler;
 pub mod handshake;
 pub mod invoker;
 pub mod message;
@@ -18,8 +19,9 @@ pub mod serialized;
 pub use descriptor::{
     ClientDescriptor, HubDescriptor, MethodDescriptor, MethodKind, ParameterDescriptor,
 };
+pub use handler::{ClientHandler, HandlerFuture};
 pub use handshake::{HandshakeRequest, HandshakeResponse};
-pub use invoker::{InvokeError, Invoker};
+pub use invoker::{InvokeError, Invoker, RawUpload};
 pub use message::{
     ArgumentError, Arguments, CancelInvocation, Close, Completion, CompletionOutcome, Headers,
     HubMessage, Invocation, StreamInvocation, StreamItem,

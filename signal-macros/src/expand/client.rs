@@ -24,6 +24,7 @@ pub(crate) fn render(contract: &Contract) -> TokenStream {
         .partition(|m| matches!(m.output.shape, Shape::Unit));
     let sends = sends.into_iter().map(|m| send(vis, m));
     let results = results.into_iter().map(|m| client_result(vis, m));
+    let handler = handler(contract);
     let builder = quote!(__signal_builder);
     let methods = descriptor::methods(Side::Client, &contract.methods, &builder);
     let name = ident.to_string();
@@ -50,6 +51,8 @@ pub(crate) fn render(contract: &Contract) -> TokenStream {
         impl #proxy<::signal::SingleClient> {
             #(#results)*
         }
+
+        #handler
 
         const _: () = {
             impl ::signal::ClientContract for dyn #ident {
@@ -143,6 +146,94 @@ fn client_result(vis: &syn::Visibility, method: &Method) -> TokenStream {
                 .invoke_payload(#wire_name, __signal_arguments)
                 .await?;
             #wire.client_result(__signal_result)
+        }
+    }
+}
+
+/// `CHandler<T>`: receives the server's calls on a client (a network client
+/// registers it) and routes each to the method of `T: C`; a client result is
+/// answered from the method's return value.
+fn handler(contract: &Contract) -> TokenStream {
+    let ident = &contract.ident;
+    let vis = &contract.vis;
+    let handler = format_ident!("{}Handler", ident);
+    let doc = format!(
+        "Receives the server's calls on a `{ident}` and runs them on the implementation \
+         it wraps; register it on a client connection. Client results are answered from \
+         the methods' return values."
+    );
+    let wire_names = contract.methods.iter().map(|m| &m.wire);
+    let arms = contract.methods.iter().map(|m| {
+        let method = &m.ident;
+        let wire_name = &m.wire;
+        let count = m.params.len();
+        let bindings: Vec<_> = (0..count)
+            .map(|i| format_ident!("__signal_a{}", i))
+            .collect();
+        let reads = m.params.iter().enumerate().map(|(index, p)| {
+            let wire = wire(&p.ty);
+            let binding = &bindings[index];
+            let name = syn::ext::IdentExt::unraw(&p.ident).to_string();
+            quote! {
+                let #binding = #wire
+                    .argument(&__signal_arguments, #index, #name)
+                    .map_err(|e| ::std::string::ToString::to_string(&e))?;
+            }
+        });
+        let call = quote!(<__SignalClient as #ident>::#method(&self.0, #(#bindings),*));
+        let call = if m.is_async {
+            quote!(#call.await)
+        } else {
+            call
+        };
+        let answer = match &m.output.shape {
+            Shape::Value(ty) => {
+                let wire = wire(ty);
+                quote!(::core::option::Option::Some(#wire.send_argument(__signal_value)))
+            }
+            _ => quote!({
+                let () = __signal_value;
+                ::core::option::Option::None
+            }),
+        };
+        quote! {
+            if __signal_method.eq_ignore_ascii_case(#wire_name) {
+                return ::core::option::Option::Some(::std::boxed::Box::pin(async move {
+                    __signal_arguments
+                        .expect_len(#count)
+                        .map_err(|e| ::std::string::ToString::to_string(&e))?;
+                    #(#reads)*
+                    let __signal_value = #call;
+                    ::core::result::Result::Ok(#answer)
+                }));
+            }
+        }
+    });
+    quote! {
+        #[doc = #doc]
+        #vis struct #handler<T>(#vis T);
+
+        impl<T> #handler<T> {
+            /// Wraps `client`, an implementation of the client trait.
+            #vis fn new(client: T) -> Self {
+                #handler(client)
+            }
+        }
+
+        impl<__SignalClient: #ident> ::signal::protocol::ClientHandler for #handler<__SignalClient> {
+            fn methods(&self) -> &'static [&'static str] {
+                &[#(#wire_names),*]
+            }
+
+            #[allow(unused_variables, unused_mut)]
+            fn call(
+                self: ::std::sync::Arc<Self>,
+                __signal_method: &str,
+                __signal_arguments: ::signal::protocol::Arguments,
+            ) -> ::core::option::Option<::signal::protocol::HandlerFuture> {
+                #(#arms)*
+                ::core::option::Option::None
+            }
         }
     }
 }

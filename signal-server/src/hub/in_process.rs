@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use signal_core::invoker::RawItemStream;
 use signal_core::{
     Arguments, Completion, CompletionOutcome, HandshakeRequest, HubMessage, HubProtocol,
-    Invocation, InvokeError, Invoker, JsonHubProtocol, Payload, PayloadError, RecordReader,
-    StreamInvocation, TransportType,
+    Invocation, InvokeError, Invoker, JsonHubProtocol, Payload, PayloadError, RawUpload,
+    RecordReader, StreamInvocation, StreamItem, TransportType,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -222,6 +223,55 @@ impl Invoker for InProcessConnection {
             rx,
             |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
         )))
+    }
+
+    async fn invoke_with_uploads(
+        &self,
+        method: &str,
+        arguments: Arguments,
+        uploads: Vec<RawUpload>,
+    ) -> Result<Option<Payload>, InvokeError> {
+        let id = self.next_id();
+        let stream_ids: Vec<String> = uploads.iter().map(|_| self.next_id()).collect();
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .pending
+            .lock()
+            .expect("pending lock")
+            .insert(id.clone(), Pending::Completion(tx));
+        let mut invocation = Invocation::new(method, arguments);
+        invocation.invocation_id = Some(id);
+        invocation.stream_ids = stream_ids.clone();
+        self.write(&HubMessage::Invocation(invocation)).await?;
+        // Each upload's items, then its Completion; all of them side by side,
+        // until the hub method answers (it may before reading everything).
+        let uploading = futures_util::future::join_all(stream_ids.into_iter().zip(uploads).map(
+            |(stream_id, mut upload)| async move {
+                while let Some(item) = upload.next().await {
+                    let item = StreamItem::new(stream_id.clone(), item);
+                    if self.write(&HubMessage::StreamItem(item)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = self
+                    .write(&HubMessage::Completion(Completion::void(stream_id)))
+                    .await;
+            },
+        ));
+        let mut rx = rx;
+        let answered = tokio::select! {
+            outcome = &mut rx => Some(outcome),
+            _ = uploading => None,
+        };
+        let outcome = match answered {
+            Some(outcome) => outcome,
+            None => rx.await,
+        };
+        match outcome.map_err(|_| self.closed())? {
+            CompletionOutcome::Void => Ok(None),
+            CompletionOutcome::Result(value) => Ok(Some(value)),
+            CompletionOutcome::Error(error) => Err(InvokeError::Hub(error)),
+        }
     }
 }
 

@@ -136,7 +136,18 @@ impl<D: HubDispatch> Calls<D> {
         if ordered {
             self.queue.push_back(work);
         } else {
-            self.background.push(work);
+            // A call with uploads runs in a task of its own: the session loop
+            // waits for room in the upload's channel when the client sends
+            // faster than the method reads, and must not be the one that runs
+            // the method making that room.
+            let task = tokio::spawn(work.in_current_span());
+            self.background.push(Box::pin(async move {
+                task.await.unwrap_or(Done {
+                    ordered: false,
+                    stream: None,
+                    completion: None,
+                })
+            }));
         }
         Ok(())
     }
