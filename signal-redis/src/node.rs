@@ -1140,6 +1140,10 @@ async fn subscribe_loop(
     fixed: Vec<String>,
     ready: tokio::sync::watch::Sender<bool>,
 ) {
+    /// Changes asked for while one command was under way go out together: a
+    /// thousand connections arriving at once cost a few round trips, not a
+    /// thousand.
+    const BATCH: usize = 1024;
     let mut subscribed: HashSet<String> = HashSet::new();
     let mut failed: HashSet<String> = HashSet::new();
     loop {
@@ -1159,57 +1163,78 @@ async fn subscribe_loop(
                     let mut redis = node.redis.clone();
                     let ping: Result<String, _> = redis::cmd("PING").query_async(&mut redis).await;
                     let _ = node.note(ping.map_err(|error| SendError::Backplane(error.to_string())));
-                    for channel in std::mem::take(&mut failed) {
-                        sync(&node, channel, &mut subscribed, &mut failed).await;
-                    }
+                    let retry: Vec<String> = std::mem::take(&mut failed).into_iter().collect();
+                    sync(&node, retry, &mut subscribed, &mut failed).await;
                     continue;
                 }
             }
         };
-        let Some((channel, done)) = request else {
+        let Some(first) = request else {
             return;
         };
-        let Some(node) = node.upgrade() else { return };
-        if !channel.is_empty() {
-            sync(&node, channel, &mut subscribed, &mut failed).await;
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
         }
+        let Some(node) = node.upgrade() else { return };
+        let (channels, waiters): (Vec<String>, Vec<_>) = batch.into_iter().unzip();
+        let channels: Vec<String> = channels.into_iter().filter(|c| !c.is_empty()).collect();
+        sync(&node, channels, &mut subscribed, &mut failed).await;
         if !*ready.borrow() && fixed.iter().all(|channel| subscribed.contains(channel)) {
             let _ = ready.send(true);
         }
-        if let Some(done) = done {
+        for done in waiters.into_iter().flatten() {
             let _ = done.send(());
         }
     }
 }
 
+/// Makes Redis's subscriptions to `channels` agree with what is wanted now:
+/// one SUBSCRIBE and one UNSUBSCRIBE for all of them. What fails is retried.
 async fn sync(
     node: &Node,
-    channel: String,
+    channels: Vec<String>,
     subscribed: &mut HashSet<String>,
     failed: &mut HashSet<String>,
 ) {
-    let wanted = node.is_wanted(&channel);
-    if wanted == subscribed.contains(&channel) {
-        failed.remove(&channel);
-        return;
+    let mut subscribe = Vec::new();
+    let mut unsubscribe = Vec::new();
+    for channel in channels {
+        let wanted = node.is_wanted(&channel);
+        let have = subscribed.contains(&channel);
+        if wanted && !have && !subscribe.contains(&channel) {
+            subscribe.push(channel);
+        } else if !wanted && have && !unsubscribe.contains(&channel) {
+            unsubscribe.push(channel);
+        } else if wanted == have {
+            failed.remove(&channel);
+        }
     }
     let mut redis = node.redis.clone();
-    let result = if wanted {
-        redis.subscribe(&channel).await
-    } else {
-        redis.unsubscribe(&channel).await
-    };
-    match node.note(result.map_err(|error| SendError::Backplane(error.to_string()))) {
-        Ok(()) => {
-            failed.remove(&channel);
-            if wanted {
-                subscribed.insert(channel);
-            } else {
-                subscribed.remove(&channel);
-            }
+    for (channels, on) in [(subscribe, true), (unsubscribe, false)] {
+        if channels.is_empty() {
+            continue;
         }
-        Err(_) => {
-            failed.insert(channel);
+        let result = if on {
+            redis.subscribe(&channels).await
+        } else {
+            redis.unsubscribe(&channels).await
+        };
+        match node.note(result.map_err(|error| SendError::Backplane(error.to_string()))) {
+            Ok(()) => {
+                for channel in channels {
+                    failed.remove(&channel);
+                    if on {
+                        subscribed.insert(channel);
+                    } else {
+                        subscribed.remove(&channel);
+                    }
+                }
+            }
+            Err(_) => failed.extend(channels),
         }
     }
 }
