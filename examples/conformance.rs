@@ -10,6 +10,9 @@
 //! `SIGNAL_HANDSHAKE_TIMEOUT_MS`, `SIGNAL_LONG_POLL_TIMEOUT_MS` (how long a poll
 //! is held), `SIGNAL_LONG_POLL_DISCONNECT_MS` (how long without a poll ends the
 //! connection). `SIGNAL_DETAILED_ERRORS=1` turns on detailed errors.
+//! `SIGNAL_AUTH_TOKEN=T` makes `/conformance` and `/echo` require the bearer
+//! token `T` (`Authorization: Bearer T` or `access_token=T`; others get 401)
+//! and names every connection's user `conformance-user`.
 //! `SIGNAL_REDIS=redis://HOST:PORT` joins a Redis backplane (hub name
 //! `Conformance`, no channel prefix), so that several conformance servers
 //! serve one hub.
@@ -35,6 +38,8 @@ mod support;
 #[path = "support/conformance_hub.rs"]
 mod conformance_hub;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use conformance_hub::{ConformanceHub, echo};
@@ -76,10 +81,22 @@ async fn main() -> std::io::Result<()> {
     if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
         hub = hub.allow_origins(origins).map_err(std::io::Error::other)?;
     }
+    // With SIGNAL_AUTH_TOKEN, the layer below lets only its bearer through,
+    // and every connection is the user `conformance-user`.
+    let auth_token: Option<Arc<str>> = std::env::var("SIGNAL_AUTH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Arc::from);
+    if auth_token.is_some() {
+        hub = hub.user_id(|_| Some(AUTH_USER.to_owned()));
+    }
     // Part of the contract: the backplane name is `Conformance`, no prefix.
     let (hub, backplane) = support::backplane(hub, "Conformance")?;
     let handle = hub.handle();
     let mut echo = PersistentConnection::new(echo).configure(|o| o.transports = transports);
+    if auth_token.is_some() {
+        echo = echo.user_id(|_| Some(AUTH_USER.to_owned()));
+    }
     if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
         echo = echo.allow_origins(origins).map_err(std::io::Error::other)?;
     }
@@ -107,8 +124,14 @@ async fn main() -> std::io::Result<()> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let script =
         |path: &str| tower_http::services::ServeFile::new(root.join("node_modules").join(path));
+    let (mut hub_routes, mut echo) = (hub.router_with_legacy(&mut legacy), echo);
+    if let Some(token) = auth_token {
+        let layer = axum::middleware::from_fn_with_state(token, require_bearer);
+        hub_routes = hub_routes.layer(layer.clone());
+        echo = echo.layer(layer);
+    }
     let app = axum::Router::new()
-        .nest("/conformance", hub.router_with_legacy(&mut legacy))
+        .nest("/conformance", hub_routes)
         .nest("/echo", echo)
         .merge(legacy.router())
         .merge(raw_echo)
@@ -123,4 +146,39 @@ async fn main() -> std::io::Result<()> {
         async move { handle.shutdown(Duration::from_secs(5)).await },
     )
     .await
+}
+
+/// The user every connection is when `SIGNAL_AUTH_TOKEN` is set.
+const AUTH_USER: &str = "conformance-user";
+
+/// Lets through requests that carry the bearer `token`, in `Authorization:
+/// Bearer` or, as browsers' WebSockets and EventSource must, in the
+/// `access_token` query parameter; answers 401 to the others (CORS preflights
+/// carry no credentials and pass).
+async fn require_bearer(
+    axum::extract::State(token): axum::extract::State<Arc<str>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let query = axum::extract::Query::<HashMap<String, String>>::try_from_uri(request.uri())
+        .ok()
+        .and_then(|query| query.0.get("access_token").cloned());
+    let presented = header.or(query);
+    if request.method() == axum::http::Method::OPTIONS || presented.as_deref() == Some(&*token) {
+        next.run(request).await
+    } else {
+        (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            "A bearer token is required.",
+        )
+            .into_response()
+    }
 }

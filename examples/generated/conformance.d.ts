@@ -81,6 +81,16 @@ export declare class ConformanceProxy {
    * returns its answer.
    */
   askClient(connectionId: string, question: string): Promise<string>;
+  /**
+   * The caller's user (`conformance-user` when `SIGNAL_AUTH_TOKEN` is
+   * set), null when anonymous.
+   */
+  userId(): Promise<string | null>;
+  /**
+   * The header `name` of the request the caller connected with (for long
+   * polling, its first poll), null when absent.
+   */
+  requestHeader(name: string): Promise<string | null>;
 }
 
 /** What the conformance hub calls on its clients. */

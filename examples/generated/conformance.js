@@ -126,6 +126,22 @@ export class ConformanceProxy {
   askClient(connectionId, question) {
     return this.connection.invoke("askClient", connectionId, question);
   }
+
+  /**
+   * The caller's user (`conformance-user` when `SIGNAL_AUTH_TOKEN` is
+   * set), null when anonymous.
+   */
+  userId() {
+    return this.connection.invoke("userId");
+  }
+
+  /**
+   * The header `name` of the request the caller connected with (for long
+   * polling, its first poll), null when absent.
+   */
+  requestHeader(name) {
+    return this.connection.invoke("requestHeader", name);
+  }
 }
 
 /**

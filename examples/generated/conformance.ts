@@ -147,6 +147,22 @@ export class ConformanceProxy {
   askClient(connectionId: string, question: string): Promise<string> {
     return this.connection.invoke("askClient", connectionId, question);
   }
+
+  /**
+   * The caller's user (`conformance-user` when `SIGNAL_AUTH_TOKEN` is
+   * set), null when anonymous.
+   */
+  userId(): Promise<string | null> {
+    return this.connection.invoke("userId");
+  }
+
+  /**
+   * The header `name` of the request the caller connected with (for long
+   * polling, its first poll), null when absent.
+   */
+  requestHeader(name: string): Promise<string | null> {
+    return this.connection.invoke("requestHeader", name);
+  }
 }
 
 /** What the conformance hub calls on its clients. */

@@ -162,6 +162,19 @@ impl Conformance for ConformanceHub {
     ) -> Result<String, HubError> {
         Ok(cx.clients().client(connection_id).ask(question).await?)
     }
+
+    async fn user_id(&self, cx: &Context<dyn ConformanceClient>) -> Option<String> {
+        cx.user_id().map(str::to_owned)
+    }
+
+    async fn request_header(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        name: String,
+    ) -> Option<String> {
+        let value = cx.request()?.headers.get(name.as_str())?;
+        value.to_str().ok().map(str::to_owned)
+    }
 }
 
 /// `/echo`: every message back to its sender, as it came.

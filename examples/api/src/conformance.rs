@@ -133,4 +133,14 @@ pub trait Conformance {
         connection_id: String,
         question: String,
     ) -> Result<String, HubError>;
+    /// The caller's user (`conformance-user` when `SIGNAL_AUTH_TOKEN` is
+    /// set), null when anonymous.
+    async fn user_id(&self, cx: &Context<dyn ConformanceClient>) -> Option<String>;
+    /// The header `name` of the request the caller connected with (for long
+    /// polling, its first poll), null when absent.
+    async fn request_header(
+        &self,
+        cx: &Context<dyn ConformanceClient>,
+        name: String,
+    ) -> Option<String>;
 }

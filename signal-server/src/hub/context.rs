@@ -166,6 +166,13 @@ impl<C: ?Sized + ClientContract> Context<C> {
         self.connection.user.as_deref()
     }
 
+    /// The request the calling connection started with (for long polling,
+    /// its first poll): headers, URI and query, and the extensions an
+    /// authentication layer left there. `None` for an in-process connection.
+    pub fn request(&self) -> Option<&http::request::Parts> {
+        self.connection.request.as_deref()
+    }
+
     /// The transport the calling connection uses.
     pub fn transport(&self) -> TransportType {
         self.connection.transport

@@ -77,9 +77,9 @@ async fn run_inner<D: HubDispatch>(
     mut start: Start,
     mut duplex: Duplex,
 ) {
-    // Hub code does not see the request yet: free it rather than keep it for
-    // the connection's life.
-    start.request = None;
+    // Kept for hub code (`Context::request`), as ASP.NET Core keeps the
+    // connection's HttpContext.
+    let request = start.request.take();
     let options = &runtime.options;
     // Boxed, like the other once-per-connection phases: the session's task
     // keeps its largest state for the connection's whole life.
@@ -153,14 +153,17 @@ async fn run_inner<D: HubDispatch>(
     }
 
     let (tx, mut rx) = mpsc::channel(options.outgoing_queue_capacity.max(1));
-    let handle = Arc::new(ConnectionHandle::new(
-        start.id.clone(),
-        start.user.clone(),
-        start.transport,
-        Some(protocol.clone()),
-        tx,
-        options.client_result_timeout,
-    ));
+    let handle = Arc::new(
+        ConnectionHandle::new(
+            start.id.clone(),
+            start.user.clone(),
+            start.transport,
+            Some(protocol.clone()),
+            tx,
+            options.client_result_timeout,
+        )
+        .with_request(request),
+    );
     runtime.lifetime.local().add(handle.clone());
     runtime
         .lifetime

@@ -34,6 +34,8 @@ pub(crate) struct ConnectionHandle {
     results: Mutex<HashMap<String, oneshot::Sender<CompletionOutcome>>>,
     next_result_id: AtomicU64,
     pub(crate) client_result_timeout: Duration,
+    /// The request the connection started with, for hub code.
+    pub(crate) request: Option<Arc<http::request::Parts>>,
 }
 
 impl ConnectionHandle {
@@ -59,7 +61,14 @@ impl ConnectionHandle {
             results: Mutex::default(),
             next_result_id: AtomicU64::new(1),
             client_result_timeout,
+            request: None,
         }
+    }
+
+    /// Keeps the request the connection started with, for hub code.
+    pub(crate) fn with_request(mut self, request: Option<http::request::Parts>) -> Self {
+        self.request = request.map(Arc::new);
+        self
     }
 
     /// Queues a frame, waiting while the queue is full (backpressure for one
