@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,27 +58,10 @@ struct Peer {
 /// A client of `node`, negotiated (to learn its id) as `user`.
 async fn connect(node: &Node, user: &str) -> Peer {
     let addr = node.server.addr;
-    let body = within(
-        "negotiate",
-        reqwest::Client::new()
-            .post(format!(
-                "http://{addr}/hub/negotiate?negotiateVersion=1&user={user}"
-            ))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = value["connectionToken"].as_str().unwrap();
+    let (id, token) = negotiated(&reqwest::Client::new(), addr, &format!("&user={user}")).await;
     let mut ws = WsClient::open(addr, &format!("?id={token}&user={user}")).await;
     ws.handshake(1).await;
-    Peer {
-        id: value["connectionId"].as_str().unwrap().to_owned(),
-        ws,
-    }
+    Peer { id, ws }
 }
 
 fn message(text: &str) -> String {
@@ -504,13 +488,15 @@ async fn connections_and_groups_are_listed_across_the_cluster() {
     );
 }
 
-/// `POST /hub/negotiate` at `node`: the connection's id and token.
-async fn negotiated(http: &reqwest::Client, node: &Node) -> (String, String) {
-    let addr = node.server.addr;
+/// `POST /hub/negotiate?negotiateVersion=1{query}` at `addr`: the
+/// connection's id and token.
+async fn negotiated(http: &reqwest::Client, addr: SocketAddr, query: &str) -> (String, String) {
     let body = within(
         "negotiate",
-        http.post(format!("http://{addr}/hub/negotiate?negotiateVersion=1"))
-            .send(),
+        http.post(format!(
+            "http://{addr}/hub/negotiate?negotiateVersion=1{query}"
+        ))
+        .send(),
     )
     .await
     .unwrap()
@@ -532,7 +518,7 @@ async fn long_polling_needs_no_sticky_sessions() {
     let http = reqwest::Client::new();
     // Negotiate at node 0, and every later request at the next node: the
     // first poll claims the connection, the others are relayed to it.
-    let (id, token) = negotiated(&http, &nodes[0]).await;
+    let (id, token) = negotiated(&http, nodes[0].server.addr, "").await;
     let handshake = record("{\"protocol\":\"json\",\"version\":1}");
     assert_eq!(post(&http, at(1), &token, handshake).await, 200);
     // The first poll only starts the connection, as in ASP.NET Core.
@@ -603,7 +589,7 @@ async fn server_sent_events_and_websockets_need_no_sticky_sessions() {
     let http = reqwest::Client::new();
 
     // Server-Sent Events: negotiate at 0, the stream at 1, sends at 2 and 0.
-    let (_, token) = negotiated(&http, &nodes[0]).await;
+    let (_, token) = negotiated(&http, nodes[0].server.addr, "").await;
     let mut events = SseClient::open(&http, nodes[1].server.addr, &token).await;
     let handshake = record("{\"protocol\":\"json\",\"version\":1}");
     assert_eq!(
@@ -622,7 +608,7 @@ async fn server_sent_events_and_websockets_need_no_sticky_sessions() {
     );
 
     // WebSockets: negotiate at 2, the upgrade at 0.
-    let (_, token) = negotiated(&http, &nodes[2]).await;
+    let (_, token) = negotiated(&http, nodes[2].server.addr, "").await;
     let mut ws = WsClient::open(nodes[0].server.addr, &format!("?id={token}")).await;
     ws.handshake(1).await;
     ws.send(&invocation("2", "echo", "\"over ws\"")).await;
@@ -657,22 +643,7 @@ async fn a_stateful_reconnect_at_another_node_is_tunnelled_to_the_connection() {
         node_with(&redis, stateful()).await,
     );
     let http = reqwest::Client::new();
-    let answer = within(
-        "negotiate",
-        http.post(format!(
-            "http://{}/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true",
-            a.server.addr
-        ))
-        .send(),
-    )
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    let value: serde_json::Value = serde_json::from_str(&answer).unwrap();
-    let token = value["connectionToken"].as_str().unwrap().to_owned();
-    let id = value["connectionId"].as_str().unwrap().to_owned();
+    let (id, token) = negotiated(&http, a.server.addr, "&useStatefulReconnect=true").await;
     let mut socket = WsClient::open(a.server.addr, &format!("?id={token}")).await;
     socket.handshake(2).await;
     socket.send(&invocation("1", "echo", "\"a\"")).await;

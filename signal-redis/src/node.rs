@@ -818,18 +818,7 @@ impl Node {
                     }
                 };
                 let Some(node) = node.upgrade() else { return };
-                let end = message.is_none();
-                let frame = TunnelFrame {
-                    requester: me.clone(),
-                    id,
-                    message,
-                };
-                let _ = node.publish(channel.clone(), frame.encode()).await;
-                if end {
-                    node.tunnels
-                        .lock()
-                        .expect("tunnels lock")
-                        .remove(&(me.clone(), id));
+                if !node.send_through(&channel, &me, id, message).await {
                     return;
                 }
             }
@@ -860,22 +849,36 @@ impl Node {
             loop {
                 let message = receiver.recv().await;
                 let Some(node) = node.upgrade() else { return };
-                let end = message.is_none();
-                let frame = TunnelFrame {
-                    requester: requester.clone(),
-                    id,
-                    message,
-                };
-                let _ = node.publish(channel.clone(), frame.encode()).await;
-                if end {
-                    node.tunnels
-                        .lock()
-                        .expect("tunnels lock")
-                        .remove(&(requester.clone(), id));
+                if !node.send_through(&channel, &requester, id, message).await {
                     return;
                 }
             }
         });
+    }
+
+    /// Sends one message of tunnel `(requester, id)` to the other end's
+    /// `channel`; `None` ends the tunnel, here too. False once it has ended.
+    async fn send_through(
+        &self,
+        channel: &str,
+        requester: &str,
+        id: u32,
+        message: Option<Message>,
+    ) -> bool {
+        let end = message.is_none();
+        let frame = TunnelFrame {
+            requester: requester.to_owned(),
+            id,
+            message,
+        };
+        let _ = self.publish(channel.to_owned(), frame.encode()).await;
+        if end {
+            self.tunnels
+                .lock()
+                .expect("tunnels lock")
+                .remove(&(requester.to_owned(), id));
+        }
+        !end
     }
 
     /// A message through a tunnel, for whichever end of it is here.
