@@ -228,13 +228,7 @@ impl GroupCommand {
     /// `ReadGroupCommand`.
     pub fn decode(bytes: &Bytes) -> Result<Self> {
         let mut reader = Reader::new(bytes);
-        let len = reader.array_len()?;
-        if len < 5 {
-            return Err(EnvelopeError::Malformed(format!(
-                "a group command has 5 items, this one {len}"
-            )));
-        }
-        let id = reader.uint()?;
+        let id = reader.head(5, "a group command")?;
         let server = reader.string()?;
         let action = match reader.uint()? {
             1 => GroupAction::Add,
@@ -246,8 +240,7 @@ impl GroupCommand {
             }
         };
         Ok(GroupCommand {
-            id: u32::try_from(id)
-                .map_err(|_| EnvelopeError::Malformed(format!("ack id {id} is too large")))?,
+            id,
             server,
             action,
             group: reader.string()?,
@@ -642,12 +635,7 @@ pub fn encode_ack(id: u32) -> Vec<u8> {
 
 /// `ReadAck`.
 pub fn decode_ack(bytes: &Bytes) -> Result<u32> {
-    let mut reader = Reader::new(bytes);
-    if reader.array_len()? < 1 {
-        return Err(EnvelopeError::Malformed("an ack has 1 item".into()));
-    }
-    let id = reader.uint()?;
-    u32::try_from(id).map_err(|_| EnvelopeError::Malformed(format!("ack id {id} is too large")))
+    Reader::new(bytes).head(1, "an ack")
 }
 
 impl CompletionEnvelope {
