@@ -38,7 +38,6 @@ mod support;
 #[path = "support/conformance_hub.rs"]
 mod conformance_hub;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,21 +81,15 @@ async fn main() -> std::io::Result<()> {
         hub = hub.allow_origins(origins).map_err(std::io::Error::other)?;
     }
     // With SIGNAL_AUTH_TOKEN, the layer below lets only its bearer through,
-    // and every connection is the user `conformance-user`.
+    // as the user `conformance-user` (its `Identity` names the connection's user).
     let auth_token: Option<Arc<str>> = std::env::var("SIGNAL_AUTH_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
         .map(Arc::from);
-    if auth_token.is_some() {
-        hub = hub.user_id(|_| Some(AUTH_USER.to_owned()));
-    }
     // Part of the contract: the backplane name is `Conformance`, no prefix.
     let (hub, backplane) = support::backplane(hub, "Conformance")?;
     let handle = hub.handle();
     let mut echo = PersistentConnection::new(echo).configure(|o| o.transports = transports);
-    if auth_token.is_some() {
-        echo = echo.user_id(|_| Some(AUTH_USER.to_owned()));
-    }
     if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
         echo = echo.allow_origins(origins).map_err(std::io::Error::other)?;
     }
@@ -153,32 +146,28 @@ const AUTH_USER: &str = "conformance-user";
 
 /// Lets through requests that carry the bearer `token`, in `Authorization:
 /// Bearer` or, as browsers' WebSockets and EventSource must, in the
-/// `access_token` query parameter; answers 401 to the others (CORS preflights
-/// carry no credentials and pass).
+/// `access_token` query parameter, as the user `conformance-user`; answers
+/// 401 to the others (CORS preflights carry no credentials and pass).
 async fn require_bearer(
     axum::extract::State(token): axum::extract::State<Arc<str>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let header = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let query = axum::extract::Query::<HashMap<String, String>>::try_from_uri(request.uri())
-        .ok()
-        .and_then(|query| query.0.get("access_token").cloned());
-    let presented = header.or(query);
-    if request.method() == axum::http::Method::OPTIONS || presented.as_deref() == Some(&*token) {
-        next.run(request).await
-    } else {
-        (
-            axum::http::StatusCode::UNAUTHORIZED,
-            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-            "A bearer token is required.",
-        )
-            .into_response()
+    let (mut parts, body) = request.into_parts();
+    if parts.method != axum::http::Method::OPTIONS {
+        if signal::auth::bearer_token(&parts).as_deref() != Some(&*token) {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                "A bearer token is required.",
+            )
+                .into_response();
+        }
+        parts
+            .extensions
+            .insert(signal::auth::Identity::new(AUTH_USER));
     }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }

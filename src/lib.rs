@@ -17,10 +17,11 @@ pub use signal_server::{
     ConnectionId, ConnectionOptions, Context, Groups, Hub, HubDispatch, HubError, HubHandle,
     HubLifetimeManager, HubOptions, HubStream, InProcess, InProcessConnection, InvocationError,
     Items, LocalLifetimeManager, MultiClient, Output, Recipients, SendError, SingleClient, Target,
-    TransportType, UploadStream, UserIdFn, cancellable_stream, legacy, lifetime, persistent, texts,
+    TransportType, UploadStream, UserIdFn, auth, cancellable_stream, filter, legacy, lifetime,
+    persistent, texts,
 };
 
-pub use signal_macros::{client, hub, method};
+pub use signal_macros::{authorize, client, hub, method};
 
 /// Scale-out on Redis, wire-compatible with ASP.NET Core's backplane
 /// (feature `redis`): `hub.lifetime_manager(signal::redis::Redis::new(url)?)`.

@@ -38,6 +38,38 @@ pub struct ParameterDescriptor {
     pub stream: bool,
 }
 
+/// What `#[signal::authorize]` requires of a caller: an authenticated user
+/// and, for each named policy, that user code's policy of that name allows
+/// them. Several attributes add up: every policy must allow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorize {
+    /// The policies, by name, in the order written; empty when an
+    /// authenticated user is all that is required.
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+impl Authorize {
+    /// Requires an authenticated user and, when `policy` names one, that policy.
+    pub fn new(policy: Option<&str>) -> Self {
+        Authorize {
+            policies: policy.map(str::to_owned).into_iter().collect(),
+        }
+    }
+
+    /// Both requirements together.
+    #[must_use]
+    pub fn and(mut self, other: &Authorize) -> Self {
+        for policy in &other.policies {
+            if !self.policies.contains(policy) {
+                self.policies.push(policy.clone());
+            }
+        }
+        self
+    }
+}
+
 /// One method of a hub or client contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,6 +89,10 @@ pub struct MethodDescriptor {
     /// The doc comment, if any.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub docs: String,
+    /// What a caller needs to call it (`#[signal::authorize]` on the method),
+    /// beyond what the hub requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize: Option<Authorize>,
 }
 
 /// The methods a server may call on clients.
@@ -91,6 +127,10 @@ pub struct HubDescriptor {
     /// The client contract, when the hub names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientDescriptor>,
+    /// What every connection needs (`#[signal::authorize]` on the trait):
+    /// negotiate and transport requests without it are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize: Option<Authorize>,
     /// Named types referenced as `#/$defs/Name` by the schemas above.
     #[serde(rename = "$defs", default)]
     pub definitions: BTreeMap<String, serde_json::Value>,
@@ -181,6 +221,7 @@ impl DescriptorBuilder {
             docs: docs.to_owned(),
             methods,
             client,
+            authorize: None,
             definitions,
         }
     }

@@ -17,7 +17,7 @@ pub mod protocol;
 pub mod serialized;
 
 pub use descriptor::{
-    ClientDescriptor, HubDescriptor, MethodDescriptor, MethodKind, ParameterDescriptor,
+    Authorize, ClientDescriptor, HubDescriptor, MethodDescriptor, MethodKind, ParameterDescriptor,
 };
 pub use handler::{ClientHandler, HandlerFuture};
 pub use handshake::{HandshakeRequest, HandshakeResponse};

@@ -20,6 +20,9 @@ pub(crate) struct Contract {
     pub(crate) ident: Ident,
     pub(crate) vis: Visibility,
     pub(crate) docs: String,
+    /// The policies `#[signal::authorize]` on a hub trait requires of every
+    /// connection (`Some(vec![])`: an authenticated user).
+    pub(crate) authorize: Option<Vec<String>>,
     /// The client trait a hub names (`client = …`).
     pub(crate) client: Option<syn::Path>,
     /// The dispatchable methods that passed their checks.
@@ -38,6 +41,8 @@ pub(crate) struct Method {
     /// Where the wire name comes from: the rename literal or the identifier.
     pub(crate) wire_span: Span,
     pub(crate) docs: String,
+    /// What `#[signal::authorize]` on the method requires of its callers.
+    pub(crate) authorize: Option<Vec<String>>,
     pub(crate) is_async: bool,
     /// The context parameter's type, when the method takes one.
     pub(crate) context: Option<Type>,
@@ -100,6 +105,10 @@ impl Contract {
             ident: item.ident.clone(),
             vis: item.vis.clone(),
             docs: attr::docs(&item.attrs),
+            authorize: match side {
+                Side::Hub => attr::authorize_args(cx, &item.attrs),
+                Side::Client => None,
+            },
             client: args.client.clone(),
             methods: Vec::new(),
             on_connected: None,
@@ -149,6 +158,22 @@ impl Contract {
 }
 
 fn check_trait(cx: &Ctxt, side: Side, item: &ItemTrait) {
+    if side == Side::Client {
+        let mut attrs: Vec<&syn::Attribute> = item.attrs.iter().collect();
+        for trait_item in &item.items {
+            if let TraitItem::Fn(f) = trait_item {
+                attrs.extend(&f.attrs);
+            }
+        }
+        if let Some(attr) = attrs.into_iter().find(|a| attr::is_authorize_attribute(a)) {
+            cx.error_spanned_by(
+                attr,
+                "`#[signal::authorize]` goes on a `#[signal::hub]` trait or its methods: it \
+                 decides who may call the server, and the server's calls to clients need no \
+                 authorization",
+            );
+        }
+    }
     if !item.generics.params.is_empty() {
         cx.error_spanned_by(
             &item.generics,
@@ -346,6 +371,7 @@ fn check_owned(cx: &Ctxt, ty: &Type, role: &str) -> bool {
 impl Method {
     fn from_syn(cx: &Ctxt, side: Side, f: &TraitItemFn) -> Option<Self> {
         let args = attr::method_args(cx, &f.attrs);
+        let authorize = attr::authorize_args(cx, &f.attrs);
         let mut ok = check_signature(cx, side, f);
         let mut context = None;
         let mut params = Vec::new();
@@ -421,6 +447,7 @@ impl Method {
                 wire,
                 wire_span,
                 docs: attr::docs(&f.attrs),
+                authorize,
                 is_async: f.sig.asyncness.is_some(),
                 context,
                 params,
@@ -499,6 +526,16 @@ impl Hook {
                 attr,
                 format!(
                     "`{name}` is a lifecycle hook, not a method clients call: it has no wire name"
+                ),
+            );
+            ok = false;
+        }
+        if let Some(attr) = f.attrs.iter().find(|a| attr::is_authorize_attribute(a)) {
+            cx.error_spanned_by(
+                attr,
+                format!(
+                    "`{name}` is a lifecycle hook, not a method clients call: put \
+                     `#[signal::authorize]` on the trait to require it of every connection"
                 ),
             );
             ok = false;

@@ -137,6 +137,80 @@ pub(crate) fn is_method_attribute(attr: &Attribute) -> bool {
     )
 }
 
+/// Whether `attr` is `#[signal::authorize]` (or `#[authorize]` after a `use`).
+pub(crate) fn is_authorize_attribute(attr: &Attribute) -> bool {
+    let segments: Vec<String> = attr
+        .path()
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    matches!(
+        segments.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ["authorize"] | ["signal", "authorize"]
+    )
+}
+
+/// What the `#[signal::authorize]` attributes among `attrs` require: `None`
+/// without one, else the policies they name (none: an authenticated user).
+pub(crate) fn authorize_args(cx: &Ctxt, attrs: &[Attribute]) -> Option<Vec<String>> {
+    let mut policies: Option<Vec<String>> = None;
+    for attr in attrs.iter().filter(|a| is_authorize_attribute(a)) {
+        let required = policies.get_or_insert_with(Vec::new);
+        let metas = match &attr.meta {
+            Meta::Path(_) => continue,
+            Meta::List(list) => {
+                match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
+                    Ok(metas) => metas,
+                    Err(e) => {
+                        cx.syn_error(e);
+                        continue;
+                    }
+                }
+            }
+            Meta::NameValue(_) => {
+                cx.error_spanned_by(
+                    attr,
+                    "expected `#[signal::authorize]` or `#[signal::authorize(policy = \"…\")]`",
+                );
+                continue;
+            }
+        };
+        for meta in metas {
+            let path = meta.path();
+            if !path.is_ident("policy") {
+                unknown_argument(cx, path, &["policy"], "#[signal::authorize]");
+                continue;
+            }
+            let value = match &meta {
+                Meta::NameValue(nv) => match &nv.value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => Some(s),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(lit) = value else {
+                cx.error_spanned_by(
+                    &meta,
+                    "expected `policy = \"…\"`, the name of a policy registered with `Hub::policy`",
+                );
+                continue;
+            };
+            let policy = lit.value();
+            if policy.trim().is_empty() {
+                cx.error_spanned_by(lit, "a policy name must not be empty");
+                continue;
+            }
+            if !required.contains(&policy) {
+                required.push(policy);
+            }
+        }
+    }
+    policies
+}
+
 /// What `#[signal::method(…)]` says about one method.
 #[derive(Default)]
 pub(crate) struct MethodArgs {

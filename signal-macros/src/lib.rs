@@ -1,5 +1,5 @@
 //! The attribute macros of [signal](https://docs.rs/signal): `#[signal::hub]`,
-//! `#[signal::client]` and `#[signal::method]`.
+//! `#[signal::client]`, `#[signal::method]` and `#[signal::authorize]`.
 //!
 //! Use them through the `signal` facade; generated code names `::signal` only.
 //!
@@ -98,6 +98,67 @@ pub fn method(args: TokenStream, input: TokenStream) -> TokenStream {
         proc_macro2::Span::call_site(),
         "`#[signal::method]` only works on methods inside a `#[signal::hub]` or \
          `#[signal::client]` trait",
+    )
+    .to_compile_error();
+    quote!(#error #input).into()
+}
+
+/// Requires authorization to use a hub or call one of its methods.
+///
+/// ```ignore
+/// #[signal::hub]
+/// #[signal::authorize] // every connection: an authenticated user
+/// pub trait Admin {
+///     async fn status(&self) -> String;
+///     /// Only users the `admin` policy allows.
+///     #[signal::authorize(policy = "admin")]
+///     async fn ban(&self, user: String) -> Result<(), HubError>;
+/// }
+/// ```
+///
+/// On the trait, negotiate and transport requests without an authenticated
+/// user get 401, and with a user a policy refuses, 403. On a method, a caller
+/// who is not allowed gets ASP.NET Core's error,
+/// `Failed to invoke 'ban' because user is unauthorized`, and the connection
+/// goes on. Several attributes add up. Policies are named here and decided
+/// by user code (`hub.policy("admin", |identity| …)`); the identity is the
+/// `signal::auth::Identity` an authentication layer left on the request.
+/// The descriptor and the generated TypeScript record the requirements.
+///
+/// The hub macro reads and removes this attribute; written above
+/// `#[signal::hub]` it moves itself below it, anywhere else it is an error.
+#[proc_macro_attribute]
+pub fn authorize(args: TokenStream, input: TokenStream) -> TokenStream {
+    let args = TokenStream2::from(args);
+    let input = TokenStream2::from(input);
+    let is_hub = |attr: &syn::Attribute| {
+        let segments: Vec<String> = attr
+            .path()
+            .segments
+            .iter()
+            .map(|s| s.ident.to_string())
+            .collect();
+        matches!(
+            segments.iter().map(String::as_str).collect::<Vec<_>>()[..],
+            ["hub"] | ["signal", "hub"]
+        )
+    };
+    if let Ok(Item::Trait(mut item)) = syn::parse2::<Item>(input.clone())
+        && let Some(at) = item.attrs.iter().position(is_hub)
+    {
+        // Attribute macros expand outermost first: hand the requirement to
+        // the hub macro, which reads it from the attributes below its own.
+        let marker: syn::Attribute = if args.is_empty() {
+            syn::parse_quote!(#[::signal::authorize])
+        } else {
+            syn::parse_quote!(#[::signal::authorize(#args)])
+        };
+        item.attrs.insert(at + 1, marker);
+        return quote!(#item).into();
+    }
+    let error = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "`#[signal::authorize]` goes on a `#[signal::hub]` trait or on methods inside one",
     )
     .to_compile_error();
     quote!(#error #input).into()

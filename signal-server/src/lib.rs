@@ -3,6 +3,7 @@
 //!
 //! Users normally depend on the `signal` facade, which re-exports this crate.
 
+pub mod auth;
 mod connection;
 mod frame;
 mod hub;
@@ -24,6 +25,7 @@ pub use hub::clients::{CallerClients, ClientContract, Clients, MultiClient, Sing
 pub use hub::context::{Context, Groups, HubHandle};
 pub use hub::dispatch::{BoxFuture, Call, HubDispatch, HubStream, Output, cancellable_stream};
 pub use hub::error::{ClientResultError, HubError, InvocationError, SendError};
+pub use hub::filter;
 pub use hub::in_process::{InProcess, InProcessConnection};
 pub use hub::options::HubOptions;
 pub use hub::upload::UploadStream;

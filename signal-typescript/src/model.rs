@@ -267,7 +267,7 @@ impl Model {
             calls.push(Call {
                 key: names::property_key(&method.wire_name),
                 wire: method.wire_name.clone(),
-                docs: Docs::new(&method.docs),
+                docs: Docs::new(&with_authorize(&method.docs, method.authorize.as_ref())),
                 call,
                 params,
                 returns,
@@ -362,7 +362,7 @@ impl Model {
             types,
             proxy: Proxy {
                 name: proxy_name,
-                docs: Docs::new(&hub.docs),
+                docs: Docs::new(&with_authorize(&hub.docs, hub.authorize.as_ref())),
                 field: proxy_field,
                 methods: calls,
             },
@@ -400,4 +400,30 @@ fn check_wire_names(owner: &str, methods: &[MethodDescriptor]) -> Result<(), Err
         }
     }
     Ok(())
+}
+
+/// `docs`, then what `#[signal::authorize]` requires of a caller, so that the
+/// generated TypeScript says it where a developer reads about the call.
+fn with_authorize(docs: &str, authorize: Option<&signal_core::Authorize>) -> String {
+    let Some(authorize) = authorize else {
+        return docs.to_owned();
+    };
+    let quoted: Vec<String> = authorize
+        .policies
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect();
+    let requirement = match quoted.as_slice() {
+        [] => "Requires an authenticated user.".to_owned(),
+        [one] => format!("Requires an authenticated user whom the {one} policy allows."),
+        [init @ .., last] => format!(
+            "Requires an authenticated user whom the {} and {last} policies allow.",
+            init.join(", ")
+        ),
+    };
+    if docs.trim().is_empty() {
+        requirement
+    } else {
+        format!("{}\n\n{requirement}", docs.trim_end())
+    }
 }

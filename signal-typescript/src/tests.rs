@@ -23,6 +23,7 @@ fn method(name: &str, kind: MethodKind) -> MethodDescriptor {
         parameters: Vec::new(),
         returns: None,
         docs: String::new(),
+        authorize: None,
     }
 }
 

@@ -48,6 +48,7 @@ pub(crate) fn methods(side: Side, methods: &[Method], builder: &TokenStream) -> 
                 quote!(::core::option::Option::Some(#wire.schema(#builder)))
             }
         };
+        let authorize = authorize(m.authorize.as_deref());
         quote! {
             ::signal::protocol::MethodDescriptor {
                 name: ::std::borrow::ToOwned::to_owned(#name),
@@ -56,8 +57,21 @@ pub(crate) fn methods(side: Side, methods: &[Method], builder: &TokenStream) -> 
                 parameters: ::std::vec![#(#parameters),*],
                 returns: #returns,
                 docs: ::std::borrow::ToOwned::to_owned(#docs),
+                authorize: #authorize,
             }
         }
     });
     quote!(::std::vec![#(#methods),*])
+}
+
+/// An `Option<Authorize>` expression for what `#[signal::authorize]` requires.
+pub(crate) fn authorize(policies: Option<&[String]>) -> TokenStream {
+    match policies {
+        None => quote!(::core::option::Option::None),
+        Some(policies) => quote! {
+            ::core::option::Option::Some(::signal::protocol::Authorize {
+                policies: ::std::vec![#(::std::borrow::ToOwned::to_owned(#policies)),*],
+            })
+        },
+    }
 }

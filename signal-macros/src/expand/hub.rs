@@ -40,6 +40,7 @@ pub(crate) fn render(contract: &Contract) -> TokenStream {
     let methods = descriptor::methods(Side::Hub, &contract.methods, &builder);
     let name = ident.to_string();
     let docs = &contract.docs;
+    let authorize = descriptor::authorize(contract.authorize.as_deref());
     let descriptor_doc = format!(
         "The contract of the `{ident}` hub: its methods, its client's methods, and the JSON \
          Schemas of their types."
@@ -89,7 +90,10 @@ pub(crate) fn render(contract: &Contract) -> TokenStream {
                     let __signal_methods = #methods;
                     let __signal_client = (&::signal::__private::ClientOf::<__SignalClient>::new())
                         .describe_client(#builder);
-                    __signal_owned.finish(#name, #docs, __signal_methods, __signal_client)
+                    let mut __signal_descriptor =
+                        __signal_owned.finish(#name, #docs, __signal_methods, __signal_client);
+                    __signal_descriptor.authorize = #authorize;
+                    __signal_descriptor
                 }
             }
         };

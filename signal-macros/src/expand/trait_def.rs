@@ -9,7 +9,7 @@ use syn::{
 };
 
 use crate::ast::Contract;
-use crate::attr::{Side, is_method_attribute};
+use crate::attr::{Side, is_authorize_attribute, is_method_attribute};
 
 /// The trait: `async fn` → `fn … -> impl Future<Output = R> + Send`, `where
 /// Self: Sized` on every method (so `dyn Trait` is a type), `Send + Sync +
@@ -18,9 +18,11 @@ use crate::attr::{Side, is_method_attribute};
 pub(crate) fn render(side: Side, item: &ItemTrait, contract: &Contract) -> TokenStream {
     let mut item = item.clone();
     let mut has_into_hub = false;
+    item.attrs.retain(|a| !is_authorize_attribute(a));
     for trait_item in &mut item.items {
         if let TraitItem::Fn(f) = trait_item {
-            f.attrs.retain(|a| !is_method_attribute(a));
+            f.attrs
+                .retain(|a| !is_method_attribute(a) && !is_authorize_attribute(a));
             let name = f.sig.ident.to_string();
             has_into_hub |= name == "into_hub";
             let valid_hook = side == Side::Hub

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -60,6 +61,11 @@ pub(crate) struct Endpoint {
     pub(crate) handler: Arc<dyn Handler>,
     /// Serves requests for connections other nodes hold (with a backplane).
     pub(crate) relay: std::sync::OnceLock<Arc<dyn Relay>>,
+    /// What every negotiate and transport request must pass, when the hub
+    /// requires authorization.
+    pub(crate) gate: Option<crate::auth::Gate>,
+    /// Connections running here, for `maximum_connections`.
+    live: AtomicUsize,
 }
 
 impl Endpoint {
@@ -78,7 +84,18 @@ impl Endpoint {
             allowed_origins,
             handler,
             relay: std::sync::OnceLock::new(),
+            gate: None,
+            live: AtomicUsize::new(0),
         }
+    }
+
+    /// Why one more connection may not start here (with `pending` negotiated
+    /// ones counted too), when the endpoint is at its limit.
+    pub(crate) fn full(&self, pending: usize) -> Option<String> {
+        let limit = self.options.maximum_connections?;
+        (self.live.load(Ordering::Relaxed) + pending >= limit).then(|| {
+            format!("The server has reached its limit of {limit} connections for this endpoint; try again later.")
+        })
     }
 
     /// Whether a WebSocket upgrade may come from `origin`: the endpoint's own
@@ -91,6 +108,10 @@ impl Endpoint {
     /// Runs the handler on a connection, then ends its hold on its token.
     pub(crate) async fn run(&self, start: Start, duplex: Duplex) {
         let token = start.token.clone();
+        self.live.fetch_add(1, Ordering::Relaxed);
+        // Counted down however the handler ends (it catches panics of user
+        // code, but a guard costs nothing and cannot be forgotten).
+        let _live = scopeguard(&self.live);
         self.handler.run(start, duplex).await;
         if let Some(token) = token {
             self.negotiations.end(&token);
@@ -104,7 +125,7 @@ impl Endpoint {
         S: Clone + Send + Sync + 'static,
     {
         let cors = (!self.allowed_origins.is_empty()).then(|| cors_layer(&self.allowed_origins));
-        let router = Router::new()
+        let mut router = Router::new()
             .route("/negotiate", post(negotiate::negotiate))
             .route(
                 "/",
@@ -115,9 +136,24 @@ impl Endpoint {
                         self.clone(),
                         relay::relay_unknown,
                     )),
-            )
-            .with_state(self)
-            .merge(extra);
+            );
+        // Outside the relay: a request is authorized where it arrives.
+        if let Some(gate) = self.gate.clone() {
+            router = router.route_layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let (parts, body) = request.into_parts();
+                    let refusal = gate.refusal(&parts);
+                    let request = axum::extract::Request::from_parts(parts, body);
+                    async move {
+                        match refusal {
+                            None => next.run(request).await,
+                            Some(refusal) => refusal,
+                        }
+                    }
+                },
+            ));
+        }
+        let router = router.with_state(self).merge(extra);
         match cors {
             Some(cors) => router.layer(cors),
             None => router,
@@ -192,4 +228,17 @@ fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
             http::header::AUTHORIZATION,
             http::header::CONTENT_TYPE,
         ])
+}
+
+/// Counts a running connection down when dropped.
+struct LiveGuard<'a>(&'a AtomicUsize);
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn scopeguard(live: &AtomicUsize) -> LiveGuard<'_> {
+    LiveGuard(live)
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use signal_core::NegotiateResponse;
 
@@ -106,6 +107,12 @@ impl Negotiations {
         (id, token)
     }
 
+    /// How many negotiated connections wait for their first transport request.
+    pub(crate) fn pending(&self) -> usize {
+        // Expired ones count until the next sweep: the limit errs on the safe side.
+        self.state.lock().expect("negotiations lock").pending.len()
+    }
+
     /// Starts the connection a token names: its id, once.
     pub(crate) fn start(&self, token: &str) -> Result<Started, TokenError> {
         let token = ConnectionToken::from(token);
@@ -198,7 +205,13 @@ impl Negotiations {
 pub(crate) async fn negotiate(
     State(runtime): State<Arc<Endpoint>>,
     Query(query): Query<NegotiateQuery>,
-) -> Json<NegotiateResponse> {
+) -> Response {
+    if runtime.options.maximum_connections.is_some()
+        && let Some(full) = runtime.full(runtime.negotiations.pending())
+    {
+        tracing::debug!("negotiate refused: the endpoint is at its connection limit");
+        return (http::StatusCode::SERVICE_UNAVAILABLE, full).into_response();
+    }
     let version = query.negotiate_version.min(1);
     // Stateful reconnect only when the client asked and the hub allows it.
     let stateful = query.use_stateful_reconnect && runtime.options.stateful_reconnect;
@@ -216,6 +229,7 @@ pub(crate) async fn negotiate(
             .collect(),
         use_stateful_reconnect: stateful,
     })
+    .into_response()
 }
 
 #[cfg(test)]

@@ -33,6 +33,10 @@ pub struct ConnectionOptions {
     /// How long a connection that may reconnect waits for its client to come
     /// back after losing its transport (15 s).
     pub disconnect_timeout: Duration,
+    /// How many connections this endpoint holds at most on this server,
+    /// counting those negotiated and not yet started (unlimited). Past it,
+    /// negotiate (and a WebSocket that skips negotiation) answers 503.
+    pub maximum_connections: Option<usize>,
 }
 
 impl Default for ConnectionOptions {
@@ -47,6 +51,7 @@ impl Default for ConnectionOptions {
             negotiate_timeout: Duration::from_secs(30),
             stateful_reconnect: false,
             disconnect_timeout: Duration::from_secs(15),
+            maximum_connections: None,
         }
     }
 }

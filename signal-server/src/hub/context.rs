@@ -22,13 +22,20 @@ impl Groups {
     /// Adds `connection` to `group`. Membership ends when the connection does.
     /// On one node, as in ASP.NET Core, a connection that is not connected is
     /// ignored; a backplane answers [`SendError::NotConnected`] when no node
-    /// holds it.
+    /// holds it. A connection of this server already in
+    /// [`maximum_groups_per_connection`](crate::HubOptions::maximum_groups_per_connection)
+    /// groups gets [`SendError::TooManyGroups`] (one held by another server
+    /// is refused there, with a warning in its log).
     pub async fn add(
         &self,
         connection: impl Into<ConnectionId>,
         group: &str,
     ) -> Result<(), SendError> {
-        self.lifetime.add_to_group(&connection.into(), group).await
+        let connection = connection.into();
+        if let Some(refused) = self.lifetime.local().group_limit(&connection, group) {
+            return Err(refused);
+        }
+        self.lifetime.add_to_group(&connection, group).await
     }
 
     /// Removes `connection` from `group`.
@@ -171,6 +178,21 @@ impl<C: ?Sized + ClientContract> Context<C> {
     /// authentication layer left there. `None` for an in-process connection.
     pub fn request(&self) -> Option<&http::request::Parts> {
         self.connection.request.as_deref()
+    }
+
+    /// The calling connection's identity, as the authentication layer in front
+    /// of the hub left it on the request the connection started with.
+    pub fn identity(&self) -> Option<&crate::auth::Identity> {
+        self.request().and_then(crate::auth::identity)
+    }
+
+    /// The same connection, with untyped access to the hub's clients: what
+    /// [hub filters](crate::filter) see.
+    pub fn untyped(&self) -> Context {
+        Context {
+            connection: self.connection.clone(),
+            hub: HubHandle::new(self.hub.lifetime.clone()),
+        }
     }
 
     /// The transport the calling connection uses.

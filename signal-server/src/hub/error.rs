@@ -120,6 +120,31 @@ pub enum InvocationError {
         #[source]
         source: WriteError,
     },
+    /// `#[signal::authorize]` refused the caller: ASP.NET Core's text, bare.
+    #[error("Failed to invoke '{0}' because user is unauthorized")]
+    Unauthorized(String),
+    /// The connection invoked more often than
+    /// [`HubOptions::maximum_invocations_per_second`](crate::HubOptions::maximum_invocations_per_second)
+    /// allows; the call did not run.
+    #[error(
+        "Failed to invoke '{method}' because the connection exceeded its limit of {limit} invocations per second."
+    )]
+    RateLimited {
+        /// The method's name as the client sent it.
+        method: String,
+        /// The limit in force.
+        limit: u32,
+    },
+    /// The connection already has as many streams open as
+    /// [`HubOptions::maximum_streams_per_connection`](crate::HubOptions::maximum_streams_per_connection)
+    /// allows; the call did not run.
+    #[error("Failed to invoke '{method}' because the connection already has {limit} streams open.")]
+    TooManyStreams {
+        /// The method's name as the client sent it.
+        method: String,
+        /// The limit in force.
+        limit: usize,
+    },
     /// The method was invoked the wrong way (a streaming method by Invocation,
     /// say): ASP.NET Core sends the bare sentence.
     #[error("{reason}")]

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::FutureExt;
 use futures_util::stream::StreamExt;
@@ -53,6 +54,100 @@ pub(super) struct Calls<D: HubDispatch> {
     pub(super) background: Vec<Work>,
     pub(super) stream_tokens: HashMap<String, CancellationToken>,
     pub(super) uploads: HashMap<String, mpsc::Sender<UploadItem>>,
+    pub(super) limits: Limits,
+}
+
+/// The per-connection limits of [`HubOptions`](crate::HubOptions) that
+/// invocations pass before they run.
+pub(super) struct Limits {
+    rate: Option<Bucket>,
+    streams: Option<(usize, Arc<AtomicUsize>)>,
+}
+
+impl Limits {
+    pub(super) fn new(options: &crate::HubOptions) -> Self {
+        Limits {
+            rate: options.maximum_invocations_per_second.map(Bucket::new),
+            streams: options
+                .maximum_streams_per_connection
+                .map(|limit| (limit, Arc::new(AtomicUsize::new(0)))),
+        }
+    }
+
+    /// Takes what a call needs, or says why it may not run.
+    fn admit(
+        &mut self,
+        call: &Call,
+        uploads: usize,
+    ) -> Result<Option<StreamSlots>, InvocationError> {
+        if let Some(bucket) = &mut self.rate
+            && !bucket.take()
+        {
+            return Err(InvocationError::RateLimited {
+                method: call.target.clone(),
+                limit: bucket.rate,
+            });
+        }
+        let wanted = usize::from(call.streaming) + uploads;
+        match &self.streams {
+            Some((limit, open)) if wanted > 0 => {
+                if open.load(Ordering::Relaxed) + wanted > *limit {
+                    return Err(InvocationError::TooManyStreams {
+                        method: call.target.clone(),
+                        limit: *limit,
+                    });
+                }
+                open.fetch_add(wanted, Ordering::Relaxed);
+                Ok(Some(StreamSlots {
+                    open: open.clone(),
+                    count: wanted,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A token bucket holding one second's worth of invocations.
+struct Bucket {
+    rate: u32,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        Bucket {
+            rate,
+            tokens: f64::from(rate),
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * f64::from(self.rate);
+        self.tokens = (self.tokens + refill).min(f64::from(self.rate));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Streams a call holds open, counted until it (or its server stream) ends.
+pub(super) struct StreamSlots {
+    open: Arc<AtomicUsize>,
+    count: usize,
+}
+
+impl Drop for StreamSlots {
+    fn drop(&mut self) {
+        self.open.fetch_sub(self.count, Ordering::Relaxed);
+    }
 }
 
 impl<D: HubDispatch> Calls<D> {
@@ -113,6 +208,28 @@ impl<D: HubDispatch> Calls<D> {
         call: Call,
         stream_ids: Vec<String>,
     ) -> Result<(), String> {
+        let slots = match self.limits.admit(&call, stream_ids.len()) {
+            Ok(slots) => slots,
+            Err(refused) => {
+                tracing::debug!(method = %call.target, reason = %refused, "invocation refused");
+                if let Some(invocation_id) = invocation_id {
+                    let completion = encode_completion(
+                        &self.protocol,
+                        invocation_id,
+                        CompletionOutcome::Error(refused.to_string()),
+                        &call.target,
+                        false,
+                        &tracing::Span::current(),
+                    );
+                    self.background.push(Box::pin(std::future::ready(Done {
+                        ordered: false,
+                        stream: None,
+                        completion: Some(completion),
+                    })));
+                }
+                return Ok(());
+            }
+        };
         let mut streams = Vec::with_capacity(stream_ids.len());
         for id in stream_ids {
             if self.uploads.contains_key(&id) {
@@ -132,6 +249,7 @@ impl<D: HubDispatch> Calls<D> {
             invocation_id,
             call.with_streams(streams),
             ordered,
+            slots,
         );
         if ordered {
             self.queue.push_back(work);
@@ -160,18 +278,29 @@ pub(super) fn invoke<D: HubDispatch>(
     invocation_id: Option<String>,
     call: Call,
     ordered: bool,
+    slots: Option<StreamSlots>,
 ) -> Work {
     Box::pin(async move {
         let target = call.target.clone();
         let streaming = call.streaming;
         let span =
             tracing::debug_span!("invocation", method = %target, id = invocation_id.as_deref());
-        let result = AssertUnwindSafe(runtime.dispatch.dispatch(&cx, call))
+        let result = AssertUnwindSafe(runtime.call(&cx, call))
             .catch_unwind()
             .instrument(span.clone())
             .await;
         let outcome = match result {
             Ok(Ok(Output::Stream(stream))) if streaming => {
+                // The stream's slots stay taken until the stream ends.
+                let stream = match slots {
+                    Some(slots) => stream
+                        .map(move |item| {
+                            let _ = &slots;
+                            item
+                        })
+                        .boxed(),
+                    None => stream,
+                };
                 return Done {
                     ordered,
                     stream: invocation_id.map(|id| (id, stream)),

@@ -5,6 +5,7 @@ pub(crate) mod clients;
 pub(crate) mod context;
 pub(crate) mod dispatch;
 pub(crate) mod error;
+pub mod filter;
 mod handshake;
 pub(crate) mod in_process;
 mod invocations;
@@ -20,14 +21,17 @@ use axum::routing::get;
 use http::HeaderValue;
 use http::request::Parts;
 
-use signal_core::HubMessage;
+use signal_core::{Authorize, HubMessage};
 
+use crate::auth::{Decision, Gate, Identity, Policies};
 use crate::connection::relay::TransportService;
 use crate::connection::{Duplex, Endpoint, Handler, HandlerFuture, Start, UserIdFn, parse_origins};
 use crate::frame::Frame;
 use crate::lifetime::{HubLifetimeManager, HubScope, LocalLifetimeManager, ManagerRelay};
 use context::HubHandle;
-use dispatch::HubDispatch;
+use dispatch::{BoxFuture, Call, HubDispatch};
+use error::InvocationError;
+use filter::{FilterResult, HubFilter, HubFilters, Invocation, Lifecycle, Next};
 use in_process::InProcess;
 use options::HubOptions;
 
@@ -47,26 +51,146 @@ pub struct Hub<D: HubDispatch> {
     user_id: Option<UserIdFn>,
     lifetime: Arc<dyn HubLifetimeManager>,
     allowed_origins: Vec<HeaderValue>,
+    policies: Policies,
+    /// What every connection needs beyond the trait's `#[signal::authorize]`.
+    authorize: Option<Authorize>,
+    /// Every hub's filters, then this hub's own.
+    shared_filters: HubFilters,
+    filters: HubFilters,
 }
 
 /// What every connection of one mounted hub shares.
 pub(crate) struct HubRuntime<D: HubDispatch> {
     pub(crate) dispatch: D,
+    /// The hub trait's name.
+    pub(crate) name: String,
     pub(crate) options: HubOptions,
     pub(crate) lifetime: Arc<dyn HubLifetimeManager>,
     /// The keep-alive Ping, shared by every connection: encoded once per
     /// protocol for the whole hub, as ASP.NET Core caches its ping bytes.
     pub(crate) ping: Frame,
+    pub(crate) access: Access,
+    pub(crate) filters: HubFilters,
+}
+
+/// Who may use a hub and call its methods.
+pub(crate) struct Access {
+    /// What every connection needs (the trait's and the builder's).
+    pub(crate) hub: Option<Authorize>,
+    /// What each method needs beyond it, by wire name.
+    pub(crate) methods: Vec<(String, Authorize)>,
+    pub(crate) policies: Policies,
+}
+
+impl Access {
+    /// Whether `identity` may call `method` (compared without case).
+    pub(crate) fn allows(&self, method: &str, identity: Option<&Identity>) -> bool {
+        let own = self
+            .methods
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(method))
+            .map(|(_, rule)| rule);
+        self.hub
+            .iter()
+            .chain(own)
+            .all(|rule| self.policies.decide(rule, identity) == Decision::Allowed)
+    }
+
+    /// The check on negotiate and transport requests, when the hub has one.
+    pub(crate) fn gate(&self) -> Option<Gate> {
+        self.hub.clone().map(|requirement| Gate {
+            requirement,
+            policies: self.policies.clone(),
+        })
+    }
 }
 
 impl<D: HubDispatch> HubRuntime<D> {
     /// What the lifetime manager learns of the hub when it is mounted.
     fn scope(&self) -> HubScope {
-        HubScope::new(
-            self.dispatch.descriptor().name,
-            self.options.protocols.clone(),
-        )
-        .with_client_result_timeout(self.options.client_result_timeout)
+        HubScope::new(self.name.clone(), self.options.protocols.clone())
+            .with_client_result_timeout(self.options.client_result_timeout)
+    }
+
+    /// Runs a call as the hub's clients see it: authorization first, then
+    /// the filters, then the hub method.
+    pub(crate) fn call<'a>(
+        &'a self,
+        cx: &'a context::Context<D::Client>,
+        call: Call,
+    ) -> BoxFuture<'a, FilterResult> {
+        let open = self.access.hub.is_none() && self.access.methods.is_empty();
+        if !open && !self.access.allows(&call.target, cx.identity()) {
+            tracing::debug!(method = %call.target, "invocation refused: user is unauthorized");
+            return Box::pin(std::future::ready(Err(InvocationError::Unauthorized(
+                call.target,
+            ))));
+        }
+        if self.filters.is_empty() {
+            return self.dispatch.dispatch(cx, call);
+        }
+        Box::pin(async move {
+            let untyped = cx.untyped();
+            let endpoint: &filter::Endpoint<'_> = &|call: Call| {
+                let method: BoxFuture<'_, FilterResult> = self.dispatch.dispatch(cx, call);
+                method
+            };
+            let invocation = Invocation::new(&untyped, &self.name, call);
+            Next::new(self.filters.as_slice(), endpoint)
+                .run(invocation)
+                .await
+        })
+    }
+
+    /// Runs the hub's `on_connected` through the filters.
+    pub(crate) fn connected<'a>(
+        &'a self,
+        cx: &'a context::Context<D::Client>,
+    ) -> BoxFuture<'a, ()> {
+        if self.filters.is_empty() {
+            return self.dispatch.on_connected(cx);
+        }
+        Box::pin(async move {
+            let untyped = cx.untyped();
+            let hook: &filter::Hook<'_> = &|| {
+                let hook: BoxFuture<'_, ()> = self.dispatch.on_connected(cx);
+                hook
+            };
+            Lifecycle::new(
+                self.filters.as_slice(),
+                &untyped,
+                filter::Event::Connected,
+                hook,
+            )
+            .run()
+            .await
+        })
+    }
+
+    /// Runs the hub's `on_disconnected` through the filters.
+    pub(crate) fn disconnected<'a>(
+        &'a self,
+        cx: &'a context::Context<D::Client>,
+        error: Option<&'a str>,
+    ) -> BoxFuture<'a, ()> {
+        if self.filters.is_empty() {
+            return self.dispatch.on_disconnected(cx, error);
+        }
+        Box::pin(async move {
+            let untyped = cx.untyped();
+            let hook: &filter::Hook<'_> = &|| {
+                let hook: BoxFuture<'_, ()> = self.dispatch.on_disconnected(cx, error);
+                hook
+            };
+            Lifecycle::new(
+                self.filters.as_slice(),
+                &untyped,
+                filter::Event::Disconnected(error),
+                hook,
+            )
+            .run()
+            .await
+        })
     }
 }
 
@@ -88,7 +212,55 @@ impl<D: HubDispatch> Hub<D> {
             user_id: None,
             lifetime: Arc::new(LocalLifetimeManager::new()),
             allowed_origins: Vec::new(),
+            policies: Policies::new(),
+            authorize: None,
+            shared_filters: HubFilters::new(),
+            filters: HubFilters::new(),
         }
+    }
+
+    /// Registers the policy `name`, which `#[signal::authorize(policy = "name")]`
+    /// refers to: `policy` decides from the caller's
+    /// [`Identity`](crate::auth::Identity) whether they may go on.
+    ///
+    /// Mounting a hub whose trait names a policy that was not registered panics.
+    #[must_use]
+    pub fn policy(
+        mut self,
+        name: impl Into<String>,
+        policy: impl Fn(&Identity) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.policies.insert(name, Arc::new(policy));
+        self
+    }
+
+    /// Requires `requirement` of every connection, as `#[signal::authorize]`
+    /// on the trait does (both apply): negotiate and transport requests
+    /// without an [`Identity`](crate::auth::Identity) get 401, with one a
+    /// policy refuses 403.
+    #[must_use]
+    pub fn authorize(mut self, requirement: Authorize) -> Self {
+        self.authorize = Some(match self.authorize.take() {
+            Some(earlier) => earlier.and(&requirement),
+            None => requirement,
+        });
+        self
+    }
+
+    /// Adds a filter around this hub's invocations and lifecycle events,
+    /// after the ones added before.
+    #[must_use]
+    pub fn filter(mut self, filter: impl HubFilter) -> Self {
+        self.filters.push(Arc::new(filter));
+        self
+    }
+
+    /// Adds filters shared by every hub: they run before this hub's own
+    /// ([`filter`](Self::filter)), in their order.
+    #[must_use]
+    pub fn filters(mut self, shared: HubFilters) -> Self {
+        self.shared_filters.extend(shared);
+        self
     }
 
     /// Replaces the options.
@@ -203,12 +375,15 @@ where
     }
     let lifetime = runtime.lifetime.clone();
     let scope = runtime.scope();
-    let endpoint = Arc::new(Endpoint::new(
+    let gate = runtime.access.gate();
+    let mut endpoint = Endpoint::new(
         runtime.options.connection_options(),
         user_id,
         allowed_origins,
         Arc::new(HubHandler(runtime)),
-    ));
+    );
+    endpoint.gate = gate;
+    let endpoint = Arc::new(endpoint);
     lifetime.attach(&scope.with_transport(TransportService::new(endpoint.clone())));
     if lifetime.relays() {
         let _ = endpoint.relay.set(Arc::new(ManagerRelay(lifetime)));
@@ -229,12 +404,44 @@ impl<D: HubDispatch> Hub<D> {
         runtime
     }
 
+    /// # Panics
+    ///
+    /// When the hub requires a policy that was not registered: every call
+    /// would be refused, a mistake better found at startup.
     fn into_runtime_unattached(self) -> Arc<HubRuntime<D>> {
+        let descriptor = self.dispatch.descriptor();
+        let hub = match (descriptor.authorize.clone(), self.authorize) {
+            (Some(a), Some(b)) => Some(a.and(&b)),
+            (a, b) => a.or(b),
+        };
+        let methods: Vec<(String, Authorize)> = descriptor
+            .methods
+            .iter()
+            .filter_map(|m| Some((m.wire_name.clone(), m.authorize.clone()?)))
+            .collect();
+        for rule in hub.iter().chain(methods.iter().map(|(_, rule)| rule)) {
+            if let Some(missing) = self.policies.missing(rule).first() {
+                panic!(
+                    "the `{}` hub requires the authorization policy `{missing}`, which is not \
+                     registered: add `.policy(\"{missing}\", |identity| …)` to the hub",
+                    descriptor.name
+                );
+            }
+        }
+        let mut filters = self.shared_filters;
+        filters.extend(self.filters);
         Arc::new(HubRuntime {
             dispatch: self.dispatch,
+            name: descriptor.name,
             options: self.options,
             lifetime: self.lifetime,
             ping: Frame::hub(HubMessage::Ping),
+            access: Access {
+                hub,
+                methods,
+                policies: self.policies,
+            },
+            filters,
         })
     }
 }

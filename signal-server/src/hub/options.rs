@@ -69,6 +69,31 @@ pub struct HubOptions {
     /// How long a negotiated connection may wait for its first transport
     /// request before its token expires (30 s).
     pub negotiate_timeout: Duration,
+    /// How many connections the hub holds at most on this server (unlimited),
+    /// counting negotiated ones not yet started: past it, negotiate answers
+    /// 503 (`Service Unavailable`), as a WebSocket that skips negotiation
+    /// does, and the official clients report the failure to start.
+    pub maximum_connections: Option<usize>,
+    /// How many invocations one connection may make per second (unlimited).
+    /// A token bucket that holds one second's worth: a connection may burst
+    /// up to the limit, then as fast as it refills. An invocation over it is
+    /// not run; its caller gets an error Completion (see [`texts`](crate::texts))
+    /// and the connection goes on. Stream items and pings do not count.
+    pub maximum_invocations_per_second: Option<u32>,
+    /// How many groups one connection may be in at once (unlimited). Adding
+    /// a connection of this server past it fails with
+    /// [`SendError::TooManyGroups`](crate::SendError::TooManyGroups).
+    pub maximum_groups_per_connection: Option<usize>,
+    /// How many streams one connection may have open at once, server streams
+    /// and upload streams together (unlimited). A stream invocation past it is
+    /// not run; its caller gets an error Completion.
+    pub maximum_streams_per_connection: Option<usize>,
+    /// Whether a connection is closed when its
+    /// [`Identity`](crate::auth::Identity) expires (off), as ASP.NET Core's
+    /// `CloseOnAuthenticationExpiration`. The Close message allows
+    /// reconnecting, so a client with automatic reconnect comes back with a
+    /// fresh token from its `accessTokenFactory`.
+    pub close_on_authentication_expiration: bool,
     /// The hub protocols clients may ask for in their handshake: `json` and
     /// `messagepack` by default. Restrict them with
     /// [`ProtocolSet::retain`] (`options.protocols.retain(|name| name == "json")`);
@@ -91,6 +116,7 @@ impl HubOptions {
             negotiate_timeout: self.negotiate_timeout,
             stateful_reconnect: self.stateful_reconnect,
             disconnect_timeout: self.disconnect_timeout,
+            maximum_connections: self.maximum_connections,
         }
     }
 }
@@ -117,6 +143,11 @@ impl Default for HubOptions {
             long_polling_disconnect_timeout: Duration::from_secs(15),
             negotiate_timeout: Duration::from_secs(30),
             enable_detailed_errors: false,
+            maximum_connections: None,
+            maximum_invocations_per_second: None,
+            maximum_groups_per_connection: None,
+            maximum_streams_per_connection: None,
+            close_on_authentication_expiration: false,
             protocols: ProtocolSet::default(),
         }
     }

@@ -23,7 +23,7 @@ use super::HubRuntime;
 use super::context::Context;
 use super::dispatch::{BoxFuture, HubDispatch};
 use super::handshake::{Accepted, handshake_answer, read_handshake, write_handshake};
-use super::invocations::{Calls, Done, Pace, Work, panic_message, pump};
+use super::invocations::{Calls, Done, Limits, Pace, Work, panic_message, pump};
 use super::link::Link;
 use crate::connection::{Duplex, Event, Outgoing, Start, TransportClosed};
 use crate::frame::Frame;
@@ -162,8 +162,16 @@ async fn run_inner<D: HubDispatch>(
             tx,
             options.client_result_timeout,
         )
-        .with_request(request),
+        .with_request(request)
+        .with_group_limit(options.maximum_groups_per_connection),
     );
+    // Dropped when the session ends, which stops the expiry watch.
+    let _expiry = options
+        .close_on_authentication_expiration
+        .then(|| handle.request.as_deref().and_then(crate::auth::identity))
+        .flatten()
+        .and_then(crate::auth::Identity::expiry)
+        .map(|expiry| close_at_expiry(&handle, expiry));
     runtime.lifetime.local().add(handle.clone());
     runtime
         .lifetime
@@ -180,6 +188,7 @@ async fn run_inner<D: HubDispatch>(
         background: Vec::new(),
         stream_tokens: HashMap::new(),
         uploads: HashMap::new(),
+        limits: Limits::new(options),
     };
     let mut running: FuturesUnordered<Work> = FuturesUnordered::new();
     let mut ordered_running = 0usize;
@@ -192,7 +201,7 @@ async fn run_inner<D: HubDispatch>(
         let runtime = runtime.clone();
         let cx = cx.clone();
         calls.queue.push_back(Box::pin(async move {
-            if let Err(panic) = AssertUnwindSafe(runtime.dispatch.on_connected(&cx))
+            if let Err(panic) = AssertUnwindSafe(runtime.connected(&cx))
                 .catch_unwind()
                 .await
             {
@@ -438,7 +447,7 @@ async fn run_inner<D: HubDispatch>(
     if !running.is_empty() {
         tokio::spawn(async move { while running.next().await.is_some() {} }.in_current_span());
     }
-    if let Err(panic) = AssertUnwindSafe(runtime.dispatch.on_disconnected(&cx, error.as_deref()))
+    if let Err(panic) = AssertUnwindSafe(runtime.disconnected(&cx, error.as_deref()))
         .catch_unwind()
         .await
     {
@@ -447,6 +456,37 @@ async fn run_inner<D: HubDispatch>(
     runtime.lifetime.on_disconnected(&handle.id).await;
     runtime.lifetime.local().remove(&handle);
     tracing::debug!(error = error.as_deref(), "connection ended");
+}
+
+/// The Close error of a connection whose authentication expired.
+pub(crate) const AUTHENTICATION_EXPIRED: &str =
+    "Connection closed with an error. The connection's authentication expired.";
+
+/// Closes the connection, allowing a reconnect (which brings a fresh token),
+/// when its identity expires; the watch ends with the returned guard.
+fn close_at_expiry(
+    handle: &Arc<ConnectionHandle>,
+    expiry: std::time::SystemTime,
+) -> tokio_util::sync::DropGuard {
+    let left = expiry
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    let ended = CancellationToken::new();
+    let watch = ended.clone();
+    // Weak: a watch for an expiry hours away must not keep the connection.
+    let handle = Arc::downgrade(handle);
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(left) => {
+                if let Some(handle) = handle.upgrade() {
+                    tracing::debug!(connection = %handle.id, "authentication expired; closing");
+                    handle.close_allowing_reconnect(Some(AUTHENTICATION_EXPIRED.to_owned()));
+                }
+            }
+            () = watch.cancelled() => {}
+        }
+    });
+    ended.drop_guard()
 }
 
 async fn write_now(link: &mut Link, frame: Frame) -> Result<(), TransportClosed> {

@@ -300,12 +300,7 @@ async fn route(shared: &Arc<Shared>, action: Action, request: Request) -> Respon
         }
     }
     let callback = callback.as_deref();
-    let user = shared
-        .common
-        .user_id
-        .as_ref()
-        .and_then(|f| f(&parts))
-        .map(Arc::<str>::from);
+    let user = crate::auth::user_of(shared.common.user_id.as_ref(), &parts);
 
     match action {
         Action::Negotiate => return negotiate(shared, &params, callback, user.as_deref()),

@@ -338,14 +338,17 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
         outgoing: mpsc::Sender<Frame>,
         register: bool,
     ) -> Arc<ConnectionHandle> {
-        let handle = Arc::new(ConnectionHandle::new(
-            id.clone(),
-            user,
-            transport,
-            Some(self.protocol.clone()),
-            outgoing,
-            self.runtime.options.client_result_timeout,
-        ));
+        let handle = Arc::new(
+            ConnectionHandle::new(
+                id.clone(),
+                user,
+                transport,
+                Some(self.protocol.clone()),
+                outgoing,
+                self.runtime.options.client_result_timeout,
+            )
+            .with_group_limit(self.runtime.options.maximum_groups_per_connection),
+        );
         if register {
             self.runtime.lifetime.local().add(handle.clone());
         }
@@ -359,7 +362,7 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
                 .on_connected(&handle.id, handle.user.as_deref())
                 .await;
             let cx: Context<D::Client> = Context::new(handle, self.runtime.lifetime.clone());
-            if AssertUnwindSafe(self.runtime.dispatch.on_connected(&cx))
+            if AssertUnwindSafe(self.runtime.connected(&cx))
                 .catch_unwind()
                 .await
                 .is_err()
@@ -374,7 +377,7 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
             if connected {
                 let cx: Context<D::Client> =
                     Context::new(handle.clone(), self.runtime.lifetime.clone());
-                if AssertUnwindSafe(self.runtime.dispatch.on_disconnected(&cx, None))
+                if AssertUnwindSafe(self.runtime.disconnected(&cx, None))
                     .catch_unwind()
                     .await
                     .is_err()
@@ -406,7 +409,7 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
             let cx: Context<D::Client> =
                 Context::new(handle.clone(), self.runtime.lifetime.clone());
             let span = tracing::debug_span!("invocation", hub = %self.name, method = %invocation.method, id = %id);
-            let outcome = AssertUnwindSafe(self.runtime.dispatch.dispatch(&cx, call))
+            let outcome = AssertUnwindSafe(self.runtime.call(&cx, call))
                 .catch_unwind()
                 .await;
             let detailed = self.runtime.options.enable_detailed_errors;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use signal_core::SerializedHubMessage;
 
-use super::Recipients;
+use super::{Recipients, SendError};
 use crate::connection::ConnectionId;
 use crate::frame::Frame;
 use crate::items::Items;
@@ -36,6 +36,8 @@ pub(crate) struct ConnectionHandle {
     pub(crate) client_result_timeout: Duration,
     /// The request the connection started with, for hub code.
     pub(crate) request: Option<Arc<http::request::Parts>>,
+    /// How many groups it may be in at once.
+    max_groups: usize,
 }
 
 impl ConnectionHandle {
@@ -62,7 +64,14 @@ impl ConnectionHandle {
             next_result_id: AtomicU64::new(1),
             client_result_timeout,
             request: None,
+            max_groups: usize::MAX,
         }
+    }
+
+    /// Limits how many groups the connection may be in at once.
+    pub(crate) fn with_group_limit(mut self, limit: Option<usize>) -> Self {
+        self.max_groups = limit.unwrap_or(usize::MAX);
+        self
     }
 
     /// Keeps the request the connection started with, for hub code.
@@ -106,8 +115,13 @@ impl ConnectionHandle {
     /// Asks the connection to close and its client to come back (a server
     /// shutdown or restart): the Close message carries `allowReconnect`.
     pub(crate) fn close_for_reconnect(&self) {
+        self.close_allowing_reconnect(None);
+    }
+
+    /// Closes the connection with `error`, telling its client it may come back.
+    pub(crate) fn close_allowing_reconnect(&self, error: Option<String>) {
         self.allow_reconnect.store(true, Ordering::Relaxed);
-        self.closing.cancel();
+        self.close(error);
     }
 
     pub(crate) fn allow_reconnect(&self) -> bool {
@@ -374,11 +388,14 @@ impl LocalLifetimeManager {
             return false;
         };
         let name: Arc<str> = group.into();
-        connection
-            .groups
-            .lock()
-            .expect("groups lock")
-            .insert(name.clone());
+        {
+            let mut groups = connection.groups.lock().expect("groups lock");
+            if groups.len() >= connection.max_groups && !groups.contains(group) {
+                tracing::warn!(connection = %id, group, limit = connection.max_groups, "group add refused: the connection is in as many groups as it may be");
+                return false;
+            }
+            groups.insert(name.clone());
+        }
         self.groups
             .write()
             .expect("groups lock")
@@ -386,6 +403,19 @@ impl LocalLifetimeManager {
             .or_default()
             .insert(id.clone(), connection);
         true
+    }
+
+    /// Why a connection of this node may not join `group`: it is in as many
+    /// groups as it may be. `None` when it may, or is not here.
+    pub(crate) fn group_limit(&self, id: &ConnectionId, group: &str) -> Option<SendError> {
+        let connection = self.get(id)?;
+        let groups = connection.groups.lock().expect("groups lock");
+        (groups.len() >= connection.max_groups && !groups.contains(group)).then(|| {
+            SendError::TooManyGroups {
+                connection: id.to_string(),
+                limit: connection.max_groups,
+            }
+        })
     }
 
     /// Removes a connection of this node from `group`; false when it is not here.

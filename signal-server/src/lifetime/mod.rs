@@ -92,6 +92,15 @@ pub enum SendError {
     /// A backplane could not carry the message to the other nodes.
     #[error("the backplane could not deliver the message: {0}")]
     Backplane(String),
+    /// The connection is already in as many groups as
+    /// `HubOptions::maximum_groups_per_connection` allows.
+    #[error("connection '{connection}' is already in {limit} groups, the most it may join")]
+    TooManyGroups {
+        /// The connection.
+        connection: String,
+        /// The limit in force.
+        limit: usize,
+    },
 }
 
 /// What a lifetime manager learns of the hub it serves when the hub is mounted:

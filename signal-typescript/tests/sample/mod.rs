@@ -167,6 +167,7 @@ macro_rules! method {
             parameters: vec![$($b.parameter::<$t>($p, method!(@stream $($stream)?))),*],
             returns: None$(.or(Some($b.schema::<$ret>())))?,
             docs: $docs.to_owned(),
+            authorize: None,
         }
     };
     (@stream) => { false };

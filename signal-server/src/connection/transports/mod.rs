@@ -4,15 +4,13 @@
 pub(crate) mod http;
 pub(crate) mod websocket;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use ::http::StatusCode;
 use ::http::request::Parts;
 use axum::extract::connect_info::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use signal_core::TransportType;
+use std::net::SocketAddr;
 
 use super::endpoint::{Endpoint, Start};
 use super::id::ConnectionId;
@@ -40,6 +38,8 @@ pub(crate) enum Refusal {
     Query(String),
     #[error("WebSocket connections from this origin are not allowed.")]
     Origin,
+    #[error("{0}")]
+    Full(String),
 }
 
 impl IntoResponse for Refusal {
@@ -48,6 +48,7 @@ impl IntoResponse for Refusal {
             Refusal::Unknown => StatusCode::NOT_FOUND,
             Refusal::InUse => StatusCode::CONFLICT,
             Refusal::Origin => StatusCode::FORBIDDEN,
+            Refusal::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         tracing::debug!(reason = %self, %status, "transport request refused");
@@ -66,8 +67,12 @@ pub(crate) fn start_for(
         return Err(Refusal::Disabled(transport));
     }
     let (id, token, stateful, early) = match id {
-        // skipNegotiation: the connection starts with the upgrade.
+        // skipNegotiation: the connection starts with the upgrade, and is
+        // counted against the limit only now.
         None if transport == TransportType::WebSockets => {
+            if let Some(full) = runtime.full(0) {
+                return Err(Refusal::Full(full));
+            }
             (ConnectionId::random(), None, false, Vec::new())
         }
         None => return Err(Refusal::MissingId),
@@ -86,11 +91,7 @@ pub(crate) fn start_for(
     Ok(Start {
         id,
         token,
-        user: runtime
-            .user_id
-            .as_ref()
-            .and_then(|f| f(parts))
-            .map(Arc::from),
+        user: crate::auth::user_of(runtime.user_id.as_ref(), parts),
         transport,
         remote: parts
             .extensions
