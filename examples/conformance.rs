@@ -13,6 +13,10 @@
 //! `SIGNAL_AUTH_TOKEN=T` makes `/conformance` and `/echo` require the bearer
 //! token `T` (`Authorization: Bearer T` or `access_token=T`; others get 401)
 //! and names every connection's user `conformance-user`.
+//! `SIGNAL_MAX_CONNECTIONS`, `SIGNAL_MAX_INVOCATIONS_PER_SECOND`,
+//! `SIGNAL_MAX_GROUPS_PER_CONNECTION` and `SIGNAL_MAX_STREAMS_PER_CONNECTION`
+//! set the hub's limits of those names (`HubOptions::maximum_*`; unlimited
+//! by default).
 //! `SIGNAL_REDIS=redis://HOST:PORT` joins a Redis backplane (hub name
 //! `Conformance`, no channel prefix), so that several conformance servers
 //! serve one hub.
@@ -76,6 +80,16 @@ async fn main() -> std::io::Result<()> {
         o.long_polling_disconnect_timeout =
             long_poll_disconnect.unwrap_or(o.long_polling_disconnect_timeout);
         o.enable_detailed_errors = detailed;
+    });
+    let max_connections = support::env_number("SIGNAL_MAX_CONNECTIONS")?;
+    let max_rate = support::env_number("SIGNAL_MAX_INVOCATIONS_PER_SECOND")?;
+    let max_groups = support::env_number("SIGNAL_MAX_GROUPS_PER_CONNECTION")?;
+    let max_streams = support::env_number("SIGNAL_MAX_STREAMS_PER_CONNECTION")?;
+    hub = hub.configure(|o| {
+        o.maximum_connections = max_connections;
+        o.maximum_invocations_per_second = max_rate;
+        o.maximum_groups_per_connection = max_groups;
+        o.maximum_streams_per_connection = max_streams;
     });
     if let Some(origins) = support::env_list("SIGNAL_CORS_ORIGINS") {
         hub = hub.allow_origins(origins).map_err(std::io::Error::other)?;

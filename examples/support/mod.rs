@@ -68,6 +68,23 @@ pub(crate) fn env_millis(name: &str) -> std::io::Result<Option<std::time::Durati
     }
 }
 
+/// An environment variable as a whole number; `None` when unset, an error
+/// when it is not one.
+#[allow(dead_code)] // not every example reads one
+pub(crate) fn env_number<T: std::str::FromStr>(name: &str) -> std::io::Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(value) => value
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .map_err(|e| std::io::Error::other(format!("{name}={value:?}: {e}"))),
+    }
+}
+
 /// Ctrl-C, or SIGTERM where there is one (how service managers stop a server).
 async fn stop_requested() {
     #[cfg(unix)]

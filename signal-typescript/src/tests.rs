@@ -894,3 +894,26 @@ fn long_result_types_break_inside_their_brackets() {
         "{out}"
     );
 }
+
+#[test]
+fn what_authorization_requires_is_in_the_docs() {
+    use signal_core::Authorize;
+    let b = DescriptorBuilder::new();
+    let mut ban = method("ban", MethodKind::FireAndForget);
+    ban.docs = "Bans a user.".to_owned();
+    ban.authorize = Some(Authorize {
+        policies: vec!["admin".to_owned(), "audit".to_owned()],
+    });
+    let mut status = method("status", MethodKind::FireAndForget);
+    status.authorize = Some(Authorize::new(Some("ops")));
+    let mut hub = b.finish("Admin", "", vec![ban, status], None);
+    hub.authorize = Some(Authorize::default());
+    let out = ts(&hub);
+    for expected in [
+        "/** Requires an authenticated user. */\nexport class AdminProxy {",
+        "  /**\n   * Bans a user.\n   *\n   * Requires an authenticated user whom the `admin` and `audit` policies allow.\n   */\n  ban(): Promise<void> {",
+        "  /** Requires an authenticated user whom the `ops` policy allows. */\n  status(): Promise<void> {",
+    ] {
+        assert!(out.contains(expected), "{expected:?} not in:\n{out}");
+    }
+}

@@ -1,5 +1,5 @@
-//! Compile-time behaviour of `#[signal::hub]`, `#[signal::client]` and
-//! `#[signal::method]`: what builds, and the errors what does not build gets.
+//! Compile-time behaviour of `#[signal::hub]`, `#[signal::client]`,
+//! `#[signal::method]` and `#[signal::authorize]`: what builds, and the errors what does not build gets.
 //! Refresh the snapshots with `TRYBUILD=overwrite cargo test -p ui-tests`.
 
 #[test]

@@ -138,7 +138,9 @@ pub enum InvocationError {
     /// The connection already has as many streams open as
     /// [`HubOptions::maximum_streams_per_connection`](crate::HubOptions::maximum_streams_per_connection)
     /// allows; the call did not run.
-    #[error("Failed to invoke '{method}' because the connection already has {limit} streams open.")]
+    #[error(
+        "Failed to invoke '{method}' because the connection already has {limit} stream(s) open."
+    )]
     TooManyStreams {
         /// The method's name as the client sent it.
         method: String,

@@ -48,18 +48,39 @@ impl<D: HubDispatch> InProcess<D> {
         &self,
         user_id: Option<&str>,
     ) -> Result<InProcessConnection, InvokeError> {
+        self.open(user_id.map(Arc::from), None).await
+    }
+
+    /// Opens a connection as an authentication layer would have let it in:
+    /// its user is the identity's, and authorization (`#[signal::authorize]`)
+    /// and hub code ([`Context::identity`](crate::Context::identity)) see it.
+    pub async fn connect_with_identity(
+        &self,
+        identity: crate::auth::Identity,
+    ) -> Result<InProcessConnection, InvokeError> {
+        let user = Arc::from(identity.user_id());
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts.extensions.insert(identity);
+        self.open(Some(user), Some(parts)).await
+    }
+
+    async fn open(
+        &self,
+        user: Option<Arc<str>>,
+        request: Option<http::request::Parts>,
+    ) -> Result<InProcessConnection, InvokeError> {
         let (to_server, from_client) = mpsc::channel::<Bytes>(64);
         let (to_client, mut from_server) = mpsc::channel::<Outbound>(64);
         let id = ConnectionId::random();
         let start = Start {
             id: id.clone(),
             token: None,
-            user: user_id.map(Arc::from),
+            user,
             transport: TransportType::WebSockets,
             remote: None,
             stateful: false,
             early: Vec::new(),
-            request: None,
+            request,
         };
         let duplex =
             Duplex::in_process(from_client, to_client, self.runtime.options.client_timeout);

@@ -1,0 +1,4 @@
+#[signal::authorize]
+pub struct NotAHub;
+
+fn main() {}
