@@ -13,12 +13,13 @@ mod report;
 mod rust_client;
 mod scenario;
 mod server;
+mod soak;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use client::{Endpoint, Sources};
-use report::{Results, int, ms};
+use report::{Results, int, mib, ms};
 use server::{Layout, Server, System};
 
 /// Other processes may use this share of a core before a run waits for them.
@@ -44,6 +45,15 @@ struct Plan {
     connect_clients: usize,
     /// Payloads of the Rust client's scenario (one connection, closed loop).
     client_payloads: Vec<usize>,
+    /// Victims of the flood scenario (0: not run), the flooder's burst, and
+    /// each measured window (alone, then flooded).
+    flood_victims: usize,
+    flood_burst: u64,
+    flood_window: Duration,
+    /// Messages (of `stalled_size` bytes) broadcast past a client that stopped
+    /// reading (0: not run).
+    stalled_messages: u64,
+    stalled_size: usize,
     /// Pause between two runs, for the kernel to finish closing sockets.
     pause: Duration,
     /// Time a fresh server gets before measuring (memory, connects), and
@@ -67,6 +77,11 @@ impl Plan {
             idle_hold: Duration::from_secs(16),
             connect_clients: 5_000,
             client_payloads: vec![32, 1024],
+            flood_victims: 100,
+            flood_burst: 10_000,
+            flood_window: Duration::from_secs(5),
+            stalled_messages: 20_000,
+            stalled_size: 1024,
             pause: Duration::from_millis(500),
             settle: Duration::from_secs(1),
         }
@@ -86,6 +101,11 @@ impl Plan {
             idle_hold: Duration::from_millis(300),
             connect_clients: 50,
             client_payloads: vec![32],
+            flood_victims: 5,
+            flood_burst: 200,
+            flood_window: Duration::from_millis(300),
+            stalled_messages: 300,
+            stalled_size: 1024,
             pause: Duration::ZERO,
             settle: Duration::from_millis(100),
         }
@@ -109,7 +129,7 @@ struct Options {
 }
 
 const USAGE: &str = "usage: signal-bench run [--smoke] [--out DIR] [--server-cpu N | --no-pin] \
-[--systems bare,signal,signal-msgpack,socketioxide,socket.io] [--scenarios echo,broadcast,idle,connect,client] \
+[--systems bare,signal,signal-msgpack,socketioxide,socket.io] [--scenarios echo,broadcast,idle,connect,client,flood,stalled] \
 [--signal-before PATH/TO/conformance] [--bin-dir DIR] [--bench-dir DIR] [--sources N] [--no-wait] \
 [--skip-negotiate] [--idle-levels N,N] [--server-wrap 'valgrind --tool=massif']
 
@@ -342,6 +362,12 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         if !wanted("client") {
             plan.client_payloads.clear();
         }
+        if !wanted("flood") {
+            plan.flood_victims = 0;
+        }
+        if !wanted("stalled") {
+            plan.stalled_messages = 0;
+        }
     }
     let fd_limit = raise_fd_limit();
     let mut notes = Vec::new();
@@ -391,6 +417,10 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         connect_clients: plan.connect_clients,
         connect: Vec::new(),
         client: Vec::new(),
+        flood_victims: plan.flood_victims,
+        flood_burst: plan.flood_burst,
+        flood: Vec::new(),
+        stalled: Vec::new(),
     };
 
     for &connections in &plan.echo_connections {
@@ -572,6 +602,83 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
             tokio::time::sleep(plan.pause).await;
         }
         results.client.push((payload, cells));
+    }
+
+    // Soak: one flooding client beside closed-loop victims; a stalled reader
+    // beside a broadcast.
+    for system in systems.iter().filter(|_| plan.flood_victims > 0) {
+        if !system.runs("flood") {
+            results.flood.push(None);
+            continue;
+        }
+        let (victims, burst, window) = (plan.flood_victims, plan.flood_burst, plan.flood_window);
+        let cell = run_one(
+            system,
+            &options,
+            &sources,
+            window * 2 + Duration::from_secs(90),
+            async |ep, server| soak::flood(ep, server, victims, burst, window).await,
+        )
+        .await;
+        say(&format!(
+            "flood {victims} + 1  {:<14} {}",
+            system.name,
+            show(&cell, |r| format!(
+                "victims alone p50 {} ms p99 {} ms {} inv/s; flooded p50 {} ms p99 {} ms {} inv/s (slowest victim {}); flooder {} answered{}  server CPU {:.0} %",
+                ms(r.baseline_p50_us),
+                ms(r.baseline_p99_us),
+                int(r.baseline_rate),
+                ms(r.flood_p50_us),
+                ms(r.flood_p99_us),
+                int(r.flood_rate),
+                r.slowest_victim,
+                int(r.flooder_answered as f64),
+                r.flooder_stopped
+                    .as_deref()
+                    .map(|e| format!(" (stopped: {e})"))
+                    .unwrap_or_default(),
+                r.cpu.server * 100.0
+            ) + &r
+                .first_error
+                .as_deref()
+                .map(|e| format!("  first error: {e}"))
+                .unwrap_or_default())
+        ));
+        results.flood.push(Some(cell));
+        tokio::time::sleep(plan.pause).await;
+    }
+    for system in systems.iter().filter(|_| plan.stalled_messages > 0) {
+        if !system.runs("stalled") {
+            results.stalled.push(None);
+            continue;
+        }
+        let (messages, size) = (plan.stalled_messages, plan.stalled_size);
+        let cell = run_one(
+            system,
+            &options,
+            &sources,
+            Duration::from_secs(120),
+            async |ep, server| soak::stalled(ep, server, messages, size, plan.settle).await,
+        )
+        .await;
+        say(&format!(
+            "stalled reader, {messages} × {size} B  {:<14} {}",
+            system.name,
+            show(&cell, |r| format!(
+                "server RSS {} → peak {} → after {}; reader got {}; stalled client read {}, {}",
+                mib(r.base_rss),
+                mib(r.peak_rss),
+                mib(r.after_rss),
+                r.reader_received,
+                r.stalled_read,
+                r.stalled_closed
+                    .as_deref()
+                    .map(|e| format!("closed ({e})"))
+                    .unwrap_or_else(|| "still open".to_owned())
+            ))
+        ));
+        results.stalled.push(Some(cell));
+        tokio::time::sleep(plan.pause).await;
     }
 
     let cores = std::fs::read_to_string("/proc/cpuinfo").map_or(0, |c| {

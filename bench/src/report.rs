@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::rust_client::ClientRow;
 use crate::scenario::{BroadcastRow, ConnectRow, EchoRow, IdleRow};
+use crate::soak::{FloodRow, StalledRow};
 
 /// One scenario's cell: a system's row, or why there is none.
 pub(crate) type Cell<T> = Result<T, String>;
@@ -36,6 +37,13 @@ pub(crate) struct Results {
     /// Per payload: the Rust client against the generator's loop, per system
     /// that runs it (signal, signal-msgpack).
     pub(crate) client: ClientCells,
+    /// Victims of the flood, and the flooder's burst.
+    pub(crate) flood_victims: usize,
+    pub(crate) flood_burst: u64,
+    /// One cell per system; `None` for a system that does not run it.
+    pub(crate) flood: Vec<Option<Cell<FloodRow>>>,
+    /// One cell per system; `None` for a system that does not run it.
+    pub(crate) stalled: Vec<Option<Cell<StalledRow>>>,
 }
 
 /// `1234567.8` → `1,234,568`.
@@ -64,7 +72,7 @@ fn kib(bytes: f64) -> String {
     format!("{:.1} KiB", bytes / 1024.0)
 }
 
-fn mib(bytes: u64) -> String {
+pub(crate) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
@@ -130,6 +138,7 @@ impl Results {
         self.idle_table(&mut md);
         self.connect_table(&mut md);
         self.client_table(&mut md);
+        self.soak_tables(&mut md);
         let _ = writeln!(
             md,
             "## How to read this\n\n\
@@ -299,6 +308,21 @@ impl Results {
                     r.first_error.is_none() && r.client_rate > 0.0 && r.raw_rate > 0.0
                 }));
             }
+        }
+        for cell in self.flood.iter().flatten() {
+            count(
+                cell.as_ref().is_ok_and(|r| {
+                    r.errors == 0 && r.failed_connects == 0 && r.flooder_answered > 0
+                }),
+            );
+        }
+        // What a peer loses to a stalled client is its behaviour, reported;
+        // signal must lose nothing.
+        for (system, cell) in self.systems.iter().zip(&self.stalled) {
+            let Some(cell) = cell else { continue };
+            count(cell.as_ref().is_ok_and(|r| {
+                !system.starts_with("signal") || r.reader_received == r.messages
+            }));
         }
         (passed, failed)
     }
@@ -541,6 +565,95 @@ impl Results {
             let _ = writeln!(md, "| {} |", row.join(" | "));
         }
         md.push('\n');
+    }
+
+    /// The soak scenarios: a flooding client beside closed-loop victims, and
+    /// a client that stopped reading beside a broadcast.
+    fn soak_tables(&self, md: &mut String) {
+        if !self.flood.is_empty() {
+            let _ = writeln!(
+                md,
+                "## Flood ({} victims echoing 32 B in a closed loop, one client flooding bursts of {} invocations, {} in flight)\n",
+                int(self.flood_victims as f64),
+                int(self.flood_burst as f64),
+                512
+            );
+            let _ = writeln!(
+                md,
+                "| system | victims alone p50 ms | alone p99 ms | alone inv/s | flooded p50 ms | flooded p99 ms | flooded p99 × alone | flooded inv/s | slowest victim (calls) | flooder answered | server CPU | errors |"
+            );
+            let _ = writeln!(
+                md,
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
+            for (system, cell) in self.systems.iter().zip(&self.flood) {
+                let Some(cell) = cell else { continue };
+                match cell {
+                    Ok(r) => {
+                        let _ = writeln!(
+                            md,
+                            "| {system} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} |",
+                            ms(r.baseline_p50_us),
+                            ms(r.baseline_p99_us),
+                            int(r.baseline_rate),
+                            ms(r.flood_p50_us),
+                            ms(r.flood_p99_us),
+                            ratio(r.flood_p99_us as f64, Some(r.baseline_p99_us as f64)),
+                            int(r.flood_rate),
+                            r.slowest_victim,
+                            int(r.flooder_answered as f64),
+                            r.flooder_stopped
+                                .as_deref()
+                                .map(|e| format!(" (stopped: {e})"))
+                                .unwrap_or_default(),
+                            pct(r.cpu.server),
+                            r.errors + r.failed_connects as u64,
+                        );
+                    }
+                    Err(error) => {
+                        let _ = writeln!(md, "| {system} | failed: {error} | | | | | | | | | | |");
+                    }
+                }
+            }
+            md.push('\n');
+        }
+        if !self.stalled.is_empty() {
+            let _ = writeln!(
+                md,
+                "## Stalled reader (one client stops reading; a broadcast goes on; another client reads it all)\n"
+            );
+            let _ = writeln!(
+                md,
+                "| system | messages × bytes | server RSS before | peak | after | reader received | stalled client could still read | stalled client |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---|");
+            for (system, cell) in self.systems.iter().zip(&self.stalled) {
+                let Some(cell) = cell else { continue };
+                match cell {
+                    Ok(r) => {
+                        let _ = writeln!(
+                            md,
+                            "| {system} | {} × {} | {} | {} | {} | {} | {} | {} |",
+                            int(r.messages as f64),
+                            r.size,
+                            mib(r.base_rss),
+                            mib(r.peak_rss),
+                            mib(r.after_rss),
+                            int(r.reader_received as f64),
+                            int(r.stalled_read as f64),
+                            r.stalled_closed
+                                .as_deref()
+                                .map(|e| format!("closed: {}", e.replace('|', "\\|")))
+                                .unwrap_or_else(|| "still open".to_owned()),
+                        );
+                    }
+                    Err(error) => {
+                        let _ = writeln!(md, "| {system} | failed: {error} | | | | | | |");
+                    }
+                }
+            }
+            md.push('\n');
+        }
     }
 
     fn connect_table(&self, md: &mut String) {

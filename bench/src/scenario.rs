@@ -24,7 +24,7 @@ pub(crate) const CONNECT_CONCURRENCY: usize = 128;
 const BROADCAST_TEXT_LEN: usize = 64;
 
 /// Microseconds since the generator started: the clock broadcast stamps use.
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
 }
@@ -44,13 +44,13 @@ pub(crate) fn percentiles(h: &Histogram<u64>) -> (u64, u64) {
 
 /// Errors seen by connection tasks: how many, and the first one's text.
 #[derive(Default)]
-struct Failures {
-    count: Cell<u64>,
+pub(crate) struct Failures {
+    pub(crate) count: Cell<u64>,
     first: RefCell<Option<String>>,
 }
 
 impl Failures {
-    fn note(&self, error: impl std::fmt::Display) {
+    pub(crate) fn note(&self, error: impl std::fmt::Display) {
         self.count.set(self.count.get() + 1);
         let mut first = self.first.borrow_mut();
         if first.is_none() {
@@ -58,7 +58,7 @@ impl Failures {
         }
     }
 
-    fn first(&self) -> Option<String> {
+    pub(crate) fn first(&self) -> Option<String> {
         self.first.borrow().clone()
     }
 }
@@ -79,7 +79,11 @@ pub(crate) struct Opened {
 
 /// Opens `n` connections, `CONNECT_CONCURRENCY` at a time, handing each to
 /// `on_conn` as soon as it is ready.
-async fn open_many(endpoint: &Endpoint<'_>, n: usize, mut on_conn: impl FnMut(Conn)) -> Opened {
+pub(crate) async fn open_many(
+    endpoint: &Endpoint<'_>,
+    n: usize,
+    mut on_conn: impl FnMut(Conn),
+) -> Opened {
     let started = Instant::now();
     let mut opened = Opened {
         ok: 0,
@@ -116,13 +120,16 @@ async fn open_many(endpoint: &Endpoint<'_>, n: usize, mut on_conn: impl FnMut(Co
 
 /// Reads one frame and hands its events to `on_event`; answers socket.io pings.
 /// A failure message from the server is an error.
-async fn read_events(conn: &mut Conn, mut on_event: impl FnMut(&[u8], bool)) -> Result<(), Error> {
+pub(crate) async fn read_events(
+    conn: &mut Conn,
+    mut on_event: impl FnMut(&[u8], bool),
+) -> Result<(), Error> {
     let frame = conn.next_frame().await?;
     handle_frame(conn, &frame, &mut on_event).await
 }
 
 /// `on_event(message, is_reply)` for each reply or delivery in `frame`.
-async fn handle_frame(
+pub(crate) async fn handle_frame(
     conn: &mut Conn,
     frame: &Message,
     on_event: &mut impl FnMut(&[u8], bool),
@@ -170,12 +177,12 @@ pub(crate) struct EchoRow {
     pub(crate) first_error: Option<String>,
 }
 
-struct EchoShared {
-    measuring: Cell<bool>,
-    per_connection: RefCell<Vec<Rc<Cell<u64>>>>,
-    count: Cell<u64>,
-    rtt: RefCell<Histogram<u64>>,
-    failures: Failures,
+pub(crate) struct EchoShared {
+    pub(crate) measuring: Cell<bool>,
+    pub(crate) per_connection: RefCell<Vec<Rc<Cell<u64>>>>,
+    pub(crate) count: Cell<u64>,
+    pub(crate) rtt: RefCell<Histogram<u64>>,
+    pub(crate) failures: Failures,
 }
 
 /// `connections` clients each invoking `echo(payload)` in a closed loop: a
@@ -239,7 +246,12 @@ pub(crate) async fn echo(
     })
 }
 
-async fn echo_loop(mut conn: Conn, payload: Rc<str>, shared: Rc<EchoShared>, count: Rc<Cell<u64>>) {
+pub(crate) async fn echo_loop(
+    mut conn: Conn,
+    payload: Rc<str>,
+    shared: Rc<EchoShared>,
+    count: Rc<Cell<u64>>,
+) {
     if let Err(error) = echo_loop_inner(&mut conn, &payload, &shared, &count).await {
         shared.failures.note(error);
     }
@@ -318,12 +330,12 @@ pub(crate) struct BroadcastRow {
 }
 
 #[derive(Default)]
-struct BroadcastShared {
-    delivered: Cell<u64>,
+pub(crate) struct BroadcastShared {
+    pub(crate) delivered: Cell<u64>,
     out_of_order: Cell<u64>,
     last_delivery: Cell<Option<Instant>>,
     latency: RefCell<Option<Histogram<u64>>>,
-    failures: Failures,
+    pub(crate) failures: Failures,
 }
 
 impl BroadcastShared {
@@ -346,7 +358,7 @@ impl BroadcastShared {
 
 /// A receiving (or idle) connection: reads until aborted, pings when the protocol
 /// wants the client to, and records deliveries into `shared`.
-async fn receive_loop(mut conn: Conn, shared: Rc<BroadcastShared>) {
+pub(crate) async fn receive_loop(mut conn: Conn, shared: Rc<BroadcastShared>) {
     let mut last_seq = None;
     let pings = conn.protocol.client_pings();
     let first = tokio::time::Instant::now() + SIGNALR_PING_INTERVAL;
