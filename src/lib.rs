@@ -15,10 +15,10 @@ pub use signal_core as protocol;
 pub use signal_server::{
     BoxFuture, Call, CallerClients, CancellationToken, ClientContract, ClientResultError, Clients,
     ConnectionId, ConnectionOptions, Context, Groups, Hub, HubDispatch, HubError, HubHandle,
-    HubLifetimeManager, HubOptions, HubStream, InProcess, InProcessConnection, InvocationError,
-    Items, LocalLifetimeManager, MultiClient, Output, Recipients, SendError, SingleClient, Target,
-    TransportType, UploadStream, UserIdFn, auth, cancellable_stream, filter, legacy, lifetime,
-    persistent, texts,
+    HubLifetimeManager, HubMetrics, HubOptions, HubStream, InProcess, InProcessConnection,
+    InvocationError, Items, LocalLifetimeManager, MultiClient, Output, Recipients, SendError,
+    SingleClient, Target, TransportType, UploadStream, UserIdFn, auth, cancellable_stream, filter,
+    legacy, lifetime, metrics, persistent, texts,
 };
 
 pub use signal_macros::{authorize, client, hub, method};
