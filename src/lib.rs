@@ -36,10 +36,18 @@ pub mod guide {
     pub mod getting_started {}
     #[doc = include_str!("../docs/hubs-and-clients.md")]
     pub mod hubs_and_clients {}
+    #[doc = include_str!("../docs/transports-and-negotiation.md")]
+    pub mod transports_and_negotiation {}
     #[doc = include_str!("../docs/sending-from-outside-a-hub.md")]
     pub mod sending_from_outside_a_hub {}
     #[doc = include_str!("../docs/groups-and-users.md")]
     pub mod groups_and_users {}
     #[doc = include_str!("../docs/streaming-and-client-results.md")]
     pub mod streaming_and_client_results {}
+    #[doc = include_str!("../docs/deployment.md")]
+    pub mod deployment {}
+    #[doc = include_str!("../docs/scale-out.md")]
+    pub mod scale_out {}
+    #[doc = include_str!("../docs/legacy-clients.md")]
+    pub mod legacy_clients {}
 }

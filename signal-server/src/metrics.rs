@@ -22,7 +22,7 @@
 //!
 //! `hub` is the hub trait's name (`Chat`); `transport` is `WebSockets`,
 //! `ServerSentEvents` or `LongPolling`; `protocol` is the hub protocol's name
-//! (`json`, `messagepack`), the 2.x layer's for ASP.NET SignalR 2.x clients,
+//! (`json`, `messagepack`; `signalr-2.x` for ASP.NET SignalR 2.x clients),
 //! and `raw` for a [`persistent`](crate::persistent) connection (which has no
 //! hub name: its `hub` is empty). Messages are counted for ASP.NET Core
 //! clients; connections for every kind.
