@@ -50,4 +50,6 @@ pub mod guide {
     pub mod scale_out {}
     #[doc = include_str!("../docs/legacy-clients.md")]
     pub mod legacy_clients {}
+    #[doc = include_str!("../docs/migrating-from-aspnet-core.md")]
+    pub mod migrating_from_aspnet_core {}
 }
