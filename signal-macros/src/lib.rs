@@ -157,7 +157,9 @@ pub fn method(args: TokenStream, input: TokenStream) -> TokenStream {
 
 /// Requires authorization to use a hub or call one of its methods.
 ///
-/// ```ignore
+/// ```
+/// use signal::HubError;
+///
 /// #[signal::hub]
 /// #[signal::authorize] // every connection: an authenticated user
 /// pub trait Admin {
@@ -166,6 +168,16 @@ pub fn method(args: TokenStream, input: TokenStream) -> TokenStream {
 ///     #[signal::authorize(policy = "admin")]
 ///     async fn ban(&self, user: String) -> Result<(), HubError>;
 /// }
+/// # struct AdminHub;
+/// # impl Admin for AdminHub {
+/// #     async fn status(&self) -> String { "ok".into() }
+/// #     async fn ban(&self, _user: String) -> Result<(), HubError> { Ok(()) }
+/// # }
+///
+/// let hub = AdminHub
+///     .into_hub()
+///     .policy("admin", |identity| identity.has_claim("role", "admin"));
+/// let app: axum::Router = axum::Router::new().nest("/admin", hub.router());
 /// ```
 ///
 /// On the trait, negotiate and transport requests without an authenticated
