@@ -1,24 +1,13 @@
-//! # signal
-//!
-//! Real-time web applications in Rust, speaking the ASP.NET Core SignalR protocol,
-//! so that the official SignalR clients (JavaScript in browsers and Node, .NET,
-//! Java, Swift) work against a Rust server unchanged.
-//!
-//! A hub is a Rust trait: `#[signal::hub]` says what clients may call on the
-//! server, `#[signal::client]` what the server may call on clients. The runtime
-//! mounts hubs on axum 0.8 and runs on tokio.
-//!
-//! This crate is the facade: it re-exports [`signal_core`] (as [`protocol`]),
-//! [`signal_server`] and the macros, so a project needs one dependency.
+#![doc = include_str!("../README.md")]
 
 pub use signal_core as protocol;
 pub use signal_server::{
     BoxFuture, Call, CallerClients, CancellationToken, ClientContract, ClientResultError, Clients,
     ConnectionId, ConnectionOptions, Context, Groups, Hub, HubDispatch, HubError, HubHandle,
-    HubLifetimeManager, HubOptions, HubStream, InProcess, InProcessConnection, InvocationError,
-    Items, LocalLifetimeManager, MultiClient, Output, Recipients, SendError, SingleClient, Target,
-    TransportType, UploadStream, UserIdFn, auth, cancellable_stream, filter, legacy, lifetime,
-    persistent, texts,
+    HubLifetimeManager, HubMetrics, HubOptions, HubStream, InProcess, InProcessConnection,
+    InvocationError, Items, LocalLifetimeManager, MultiClient, Output, Recipients, SendError,
+    SingleClient, Target, TransportType, UploadStream, UserIdFn, auth, cancellable_stream, filter,
+    legacy, lifetime, metrics, persistent, texts,
 };
 
 pub use signal_macros::{authorize, client, hub, method};
@@ -40,7 +29,27 @@ extern crate self as signal;
 #[doc(hidden)]
 pub mod __private;
 
-/// The README's examples compile.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;
+/// Guides: how to build with signal, topic by topic. Their code compiles as
+/// doctests, so it stays true to the API.
+pub mod guide {
+    #[doc = include_str!("../docs/getting-started.md")]
+    pub mod getting_started {}
+    #[doc = include_str!("../docs/hubs-and-clients.md")]
+    pub mod hubs_and_clients {}
+    #[doc = include_str!("../docs/transports-and-negotiation.md")]
+    pub mod transports_and_negotiation {}
+    #[doc = include_str!("../docs/sending-from-outside-a-hub.md")]
+    pub mod sending_from_outside_a_hub {}
+    #[doc = include_str!("../docs/groups-and-users.md")]
+    pub mod groups_and_users {}
+    #[doc = include_str!("../docs/streaming-and-client-results.md")]
+    pub mod streaming_and_client_results {}
+    #[doc = include_str!("../docs/deployment.md")]
+    pub mod deployment {}
+    #[doc = include_str!("../docs/scale-out.md")]
+    pub mod scale_out {}
+    #[doc = include_str!("../docs/legacy-clients.md")]
+    pub mod legacy_clients {}
+    #[doc = include_str!("../docs/migrating-from-aspnet-core.md")]
+    pub mod migrating_from_aspnet_core {}
+}

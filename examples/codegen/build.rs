@@ -4,6 +4,7 @@
 
 use signal_examples_api::chat::Chat;
 use signal_examples_api::conformance::Conformance;
+use signal_examples_api::dashboard::Dashboard;
 use signal_typescript::Generator;
 
 fn main() {
@@ -12,6 +13,7 @@ fn main() {
     let written = Generator::new("../generated")
         .hub(<dyn Chat>::descriptor(), "chat")
         .hub(<dyn Conformance>::descriptor(), "conformance")
+        .hub(<dyn Dashboard>::descriptor(), "dashboard")
         .write()
         .unwrap_or_else(|error| panic!("generating the example proxies failed: {error}"));
     for file in written.iter().filter(|w| w.changed) {

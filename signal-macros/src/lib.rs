@@ -29,7 +29,13 @@ use crate::attr::Side;
 
 /// Declares a hub: the methods clients may call on the server.
 ///
-/// ```ignore
+/// ```
+/// use signal::{Context, HubError, HubStream};
+/// # #[signal::client]
+/// # pub trait ChatClient {
+/// #     async fn receive_message(&self, user: String, text: String);
+/// # }
+///
 /// #[signal::hub(client = ChatClient)]
 /// pub trait Chat {
 ///     /// Sends a message to a room.
@@ -37,8 +43,34 @@ use crate::attr::Side;
 ///         -> Result<(), HubError>;
 ///     async fn add(&self, a: i64, b: i64) -> i64;
 ///     async fn counter(&self, count: u32) -> HubStream<u32>;
-///     async fn on_connected(&self, cx: &Context<dyn ChatClient>) {}
+///     async fn on_connected(&self, cx: &Context<dyn ChatClient>);
 /// }
+///
+/// struct MyChat;
+///
+/// impl Chat for MyChat {
+///     async fn send_message(&self, cx: &Context<dyn ChatClient>, room: String, text: String)
+///         -> Result<(), HubError> {
+///         cx.clients().group(&room).receive_message(cx.connection_id().to_string(), text).await?;
+///         Ok(())
+///     }
+///     async fn add(&self, a: i64, b: i64) -> i64 {
+///         a + b
+///     }
+///     async fn counter(&self, count: u32) -> HubStream<u32> {
+///         Box::pin(futures_util::stream::iter((0..count).map(Ok)))
+///     }
+///     async fn on_connected(&self, cx: &Context<dyn ChatClient>) {
+///         let _ = cx.groups().add(cx.connection_id().clone(), "lobby").await;
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // In process (no network): the generated proxy calls the hub.
+/// let connection = MyChat.into_hub().in_process().connect().await.unwrap();
+/// assert_eq!(ChatProxy::new(connection).add(2, 40).await.unwrap(), 42);
+/// # }
 /// ```
 ///
 /// Each method takes `&self`, optionally the context (`&Context<dyn Client>`,
@@ -64,13 +96,33 @@ pub fn hub(args: TokenStream, input: TokenStream) -> TokenStream {
 
 /// Declares a client contract: the methods the server may call on clients.
 ///
-/// ```ignore
+/// ```
+/// use signal::{Context, HubError};
+///
 /// #[signal::client]
 /// pub trait ChatClient {
 ///     async fn receive_message(&self, user: String, text: String);
 ///     /// A client result: the client answers.
 ///     async fn confirm(&self, question: String) -> bool;
 /// }
+///
+/// #[signal::hub(client = ChatClient)]
+/// pub trait Chat {
+///     async fn leave(&self, cx: &Context<dyn ChatClient>) -> Result<bool, HubError>;
+/// }
+///
+/// struct MyChat;
+///
+/// impl Chat for MyChat {
+///     async fn leave(&self, cx: &Context<dyn ChatClient>) -> Result<bool, HubError> {
+///         let sure = cx.clients().caller().confirm("Leave the chat?".into()).await?;
+///         if sure {
+///             cx.clients().others().receive_message("server".into(), "someone left".into()).await?;
+///         }
+///         Ok(sure)
+///     }
+/// }
+/// # let _ = MyChat.into_hub();
 /// ```
 ///
 /// The macro generates, for a trait `ChatClient`, `ChatClientProxy<T>`: the
@@ -105,7 +157,9 @@ pub fn method(args: TokenStream, input: TokenStream) -> TokenStream {
 
 /// Requires authorization to use a hub or call one of its methods.
 ///
-/// ```ignore
+/// ```
+/// use signal::HubError;
+///
 /// #[signal::hub]
 /// #[signal::authorize] // every connection: an authenticated user
 /// pub trait Admin {
@@ -114,6 +168,16 @@ pub fn method(args: TokenStream, input: TokenStream) -> TokenStream {
 ///     #[signal::authorize(policy = "admin")]
 ///     async fn ban(&self, user: String) -> Result<(), HubError>;
 /// }
+/// # struct AdminHub;
+/// # impl Admin for AdminHub {
+/// #     async fn status(&self) -> String { "ok".into() }
+/// #     async fn ban(&self, _user: String) -> Result<(), HubError> { Ok(()) }
+/// # }
+///
+/// let hub = AdminHub
+///     .into_hub()
+///     .policy("admin", |identity| identity.has_claim("role", "admin"));
+/// let app: axum::Router = axum::Router::new().nest("/admin", hub.router());
 /// ```
 ///
 /// On the trait, negotiate and transport requests without an authenticated

@@ -10,6 +10,7 @@ mod hub;
 mod items;
 pub mod legacy;
 pub mod lifetime;
+pub mod metrics;
 pub mod persistent;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ pub use hub::options::HubOptions;
 pub use hub::upload::UploadStream;
 pub use items::Items;
 pub use lifetime::{HubLifetimeManager, HubScope, LocalLifetimeManager, Recipients};
+pub use metrics::HubMetrics;
 pub use signal_core::TransportType;
 pub use tokio_util::sync::CancellationToken;
 

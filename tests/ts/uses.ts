@@ -1,4 +1,4 @@
-// Uses every call the generated conformance and chat proxies offer, with the
+// Uses every call the generated conformance, chat and dashboard proxies offer, with the
 // types the Rust hubs declare. Must compile under `tsc --strict`.
 
 import { HubConnectionBuilder, Subject } from "@microsoft/signalr";
@@ -8,6 +8,8 @@ import { ChatProxy, registerChatClient } from "../../examples/generated/chat";
 import type { ChatClientHandlers } from "../../examples/generated/chat";
 import { ConformanceProxy, registerConformanceClient } from "../../examples/generated/conformance";
 import type { Person } from "../../examples/generated/conformance";
+import { DashboardProxy, registerDashboardClient } from "../../examples/generated/dashboard";
+import type { Figures } from "../../examples/generated/dashboard";
 
 export async function conformance(connection: HubConnection): Promise<void> {
   const hub = new ConformanceProxy(connection);
@@ -72,4 +74,20 @@ export async function chat(): Promise<void> {
   await hub.sendMessage("lobby", "hello");
   await hub.leaveRoom("lobby");
   void members;
+}
+
+export async function dashboard(connection: HubConnection): Promise<void> {
+  registerDashboardClient(connection, {
+    figures(figures: Figures) {
+      const open: number = figures.webSockets + figures.serverSentEvents + figures.longPolling;
+      const rate: number = figures.invocationsPerSecond;
+      void [open, rate, figures.at];
+    },
+  });
+  await connection.start();
+  const hub = new DashboardProxy(connection);
+  const now: Figures = await hub.watch();
+  const echoed: string = await hub.echo("hi");
+  await hub.unwatch();
+  void [now, echoed];
 }

@@ -107,6 +107,12 @@ impl<C: ?Sized + ClientContract> HubHandle<C> {
         }
     }
 
+    /// What this server counted of the hub: connections by transport and
+    /// protocol, messages in and out, invocations, groups (see [`crate::metrics`]).
+    pub fn metrics(&self) -> crate::HubMetrics {
+        self.lifetime.local().metrics()
+    }
+
     /// How many groups have at least one member on this server.
     pub fn group_count(&self) -> usize {
         self.lifetime.local().group_count()

@@ -153,6 +153,9 @@ impl Drop for StreamSlots {
 impl<D: HubDispatch> Calls<D> {
     /// Handles one message from the client; `Some` ends the connection.
     pub(super) async fn handle_message(&mut self, message: HubMessage) -> Option<End> {
+        if let Some(meter) = self.handle.meter() {
+            meter.received(&message);
+        }
         match message {
             HubMessage::Invocation(invocation) => {
                 let call = Call::new(invocation.target, invocation.arguments, false);

@@ -16,12 +16,14 @@ use signal_core::{HubMessage, RegisteredProtocol};
 use crate::connection::{Duplex, Event, Outgoing, TransportClosed};
 use crate::frame::{Frame, Outbound};
 use crate::lifetime::FrameSink;
+use crate::metrics::ConnectionMeter;
 
 pub(crate) struct Link {
     duplex: Duplex,
     /// What the connection's frames are encoded with.
     protocol: RegisteredProtocol,
     stateful: Option<Stateful>,
+    meter: Option<ConnectionMeter>,
 }
 
 struct Stateful {
@@ -57,6 +59,9 @@ impl FrameSink for Link {
             state.unacked_bytes += outbound.len();
             state.unacked.push_back((state.sent, outbound.clone()));
         }
+        if let Some(meter) = &self.meter {
+            meter.sent();
+        }
         self.duplex.feed(outbound).await
     }
 
@@ -71,7 +76,13 @@ impl Link {
             duplex,
             protocol,
             stateful: None,
+            meter: None,
         }
+    }
+
+    /// Counts what is written from now on with `meter` (the connection's, once registered).
+    pub(crate) fn count_with(&mut self, meter: Option<&ConnectionMeter>) {
+        self.meter = meter.cloned();
     }
 
     /// Ends the transport.

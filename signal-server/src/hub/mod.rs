@@ -430,6 +430,7 @@ impl<D: HubDispatch> Hub<D> {
         }
         let mut filters = self.shared_filters;
         filters.extend(self.filters);
+        self.lifetime.local().name_metrics(&descriptor.name);
         Arc::new(HubRuntime {
             dispatch: self.dispatch,
             name: descriptor.name,

@@ -173,6 +173,7 @@ async fn run_inner<D: HubDispatch>(
         .and_then(crate::auth::Identity::expiry)
         .map(|expiry| close_at_expiry(&handle, expiry));
     runtime.lifetime.local().add(handle.clone());
+    link.count_with(handle.meter());
     runtime
         .lifetime
         .on_connected(&handle.id, handle.user.as_deref())

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use signal_core::{CompletionOutcome, RegisteredProtocol, TransportType};
@@ -16,6 +16,7 @@ use super::{Recipients, SendError};
 use crate::connection::ConnectionId;
 use crate::frame::Frame;
 use crate::items::Items;
+use crate::metrics::{ConnectionMeter, HubMetrics, Meters};
 
 /// A live connection as the registry sees it; shared by its own task, the
 /// registry, and every `Context` of it.
@@ -38,6 +39,8 @@ pub(crate) struct ConnectionHandle {
     pub(crate) request: Option<Arc<http::request::Parts>>,
     /// How many groups it may be in at once.
     max_groups: usize,
+    /// Counts the connection's messages; set when it is registered.
+    meter: OnceLock<ConnectionMeter>,
 }
 
 impl ConnectionHandle {
@@ -65,6 +68,7 @@ impl ConnectionHandle {
             client_result_timeout,
             request: None,
             max_groups: usize::MAX,
+            meter: OnceLock::new(),
         }
     }
 
@@ -181,6 +185,11 @@ impl ConnectionHandle {
             .collect()
     }
 
+    /// The meter the connection's messages are counted with, once registered.
+    pub(crate) fn meter(&self) -> Option<&ConnectionMeter> {
+        self.meter.get()
+    }
+
     /// Drops every pending client result: their callers see a disconnect.
     pub(crate) fn fail_results(&self) {
         self.results.lock().expect("results lock").clear();
@@ -197,6 +206,7 @@ pub struct LocalLifetimeManager {
     connections: RwLock<Members>,
     groups: RwLock<HashMap<Arc<str>, Members>>,
     users: RwLock<HashMap<Arc<str>, Members>>,
+    metrics: Meters,
 }
 
 impl std::fmt::Debug for LocalLifetimeManager {
@@ -219,6 +229,16 @@ impl LocalLifetimeManager {
     /// that cannot take it is closed rather than buffered without bound.
     pub fn send_local(&self, recipients: &Recipients, message: SerializedHubMessage) {
         self.deliver(recipients, &Frame::hub(message));
+    }
+
+    /// What this node counted of its connections, their messages and groups.
+    pub fn metrics(&self) -> HubMetrics {
+        self.metrics.snapshot(self.group_count())
+    }
+
+    /// Names the hub counted here (the `hub` label of the published metrics).
+    pub(crate) fn name_metrics(&self, hub: &str) {
+        self.metrics.name(hub);
     }
 
     /// Whether `connection` is connected to this node.
@@ -322,6 +342,7 @@ impl LocalLifetimeManager {
     }
 
     pub(crate) fn add(&self, connection: Arc<ConnectionHandle>) {
+        let _ = connection.meter.set(self.metrics.opened(&connection));
         if let Some(user) = &connection.user {
             self.users
                 .write()
@@ -338,10 +359,14 @@ impl LocalLifetimeManager {
 
     /// Removes a connection and its memberships, so nothing is left behind.
     pub(crate) fn remove(&self, connection: &ConnectionHandle) {
-        self.connections
+        let removed = self
+            .connections
             .write()
             .expect("connections lock")
             .remove(&connection.id);
+        if removed.is_some() {
+            self.metrics.closed(connection);
+        }
         let names: Vec<_> = connection
             .groups
             .lock()
@@ -353,6 +378,7 @@ impl LocalLifetimeManager {
             for name in names {
                 remove_member(&mut groups, &name, &connection.id);
             }
+            self.metrics.groups(groups.len());
         }
         if let Some(user) = &connection.user {
             remove_member(
@@ -396,12 +422,12 @@ impl LocalLifetimeManager {
             }
             groups.insert(name.clone());
         }
-        self.groups
-            .write()
-            .expect("groups lock")
+        let mut groups = self.groups.write().expect("groups lock");
+        groups
             .entry(name)
             .or_default()
             .insert(id.clone(), connection);
+        self.metrics.groups(groups.len());
         true
     }
 
@@ -424,7 +450,9 @@ impl LocalLifetimeManager {
             return false;
         };
         connection.groups.lock().expect("groups lock").remove(group);
-        remove_member(&mut self.groups.write().expect("groups lock"), group, id);
+        let mut groups = self.groups.write().expect("groups lock");
+        remove_member(&mut groups, group, id);
+        self.metrics.groups(groups.len());
         true
     }
 
