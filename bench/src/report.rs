@@ -320,9 +320,11 @@ impl Results {
         // signal must lose nothing.
         for (system, cell) in self.systems.iter().zip(&self.stalled) {
             let Some(cell) = cell else { continue };
-            count(cell.as_ref().is_ok_and(|r| {
-                !system.starts_with("signal") || r.reader_received == r.messages
-            }));
+            count(
+                cell.as_ref().is_ok_and(|r| {
+                    !system.starts_with("signal") || r.reader_received == r.messages
+                }),
+            );
         }
         (passed, failed)
     }

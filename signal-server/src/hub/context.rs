@@ -118,6 +118,11 @@ impl<C: ?Sized + ClientContract> HubHandle<C> {
         self.lifetime.local().group_count()
     }
 
+    /// How many users have at least one connection on this server.
+    pub fn user_count(&self) -> usize {
+        self.lifetime.local().user_count()
+    }
+
     /// The ids of the hub's connections on every server (with a backplane;
     /// this server's without). [`Listing::partial`] says when a server did
     /// not answer in time.

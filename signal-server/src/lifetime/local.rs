@@ -461,6 +461,11 @@ impl LocalLifetimeManager {
         self.groups.read().expect("groups lock").len()
     }
 
+    /// How many users have connections on this node.
+    pub fn user_count(&self) -> usize {
+        self.users.read().expect("users lock").len()
+    }
+
     /// Queues `frame` for every connection `recipients` names. Never waits: a
     /// connection that cannot take it is closed (see [`ConnectionHandle::try_send`]).
     pub(crate) fn deliver(&self, recipients: &Recipients, frame: &Frame) {
