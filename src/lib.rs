@@ -44,6 +44,10 @@ pub mod guide {
     pub mod groups_and_users {}
     #[doc = include_str!("../docs/streaming-and-client-results.md")]
     pub mod streaming_and_client_results {}
+    #[doc = include_str!("../docs/authentication.md")]
+    pub mod authentication {}
+    #[doc = include_str!("../docs/security.md")]
+    pub mod security {}
     #[doc = include_str!("../docs/deployment.md")]
     pub mod deployment {}
     #[doc = include_str!("../docs/scale-out.md")]

@@ -930,3 +930,125 @@ async fn a_persistent_handle_reaches_2x_connections_all_and_by_group() {
         format!(r#"{{"C":"{}","M":["to g"]}}"#, cursor_of(&next))
     );
 }
+
+/// A hub that needs a user, with one method for admins only.
+#[signal::hub]
+#[signal::authorize]
+trait Guarded {
+    async fn whoami(&self, cx: &Context) -> Option<String>;
+    #[signal::authorize(policy = "admin")]
+    async fn admin_only(&self) -> String;
+}
+
+struct GuardedHub;
+
+impl Guarded for GuardedHub {
+    async fn whoami(&self, cx: &Context) -> Option<String> {
+        cx.identity().map(|identity| identity.user_id().to_owned())
+    }
+
+    async fn admin_only(&self) -> String {
+        "secret".to_owned()
+    }
+}
+
+/// `Bearer ada` is an admin, `Bearer bob` a user.
+async fn identify(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (mut parts, body) = request.into_parts();
+    match signal::auth::bearer_token(&parts).as_deref() {
+        Some("ada") => {
+            parts
+                .extensions
+                .insert(signal::auth::Identity::new("ada").with_claim("role", "admin"));
+        }
+        Some("bob") => {
+            parts.extensions.insert(signal::auth::Identity::new("bob"));
+        }
+        _ => {}
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
+#[tokio::test]
+async fn a_hub_that_requires_a_user_refuses_2x_requests_without_one_and_authorizes_each_call() {
+    let mut legacy = LegacyEndpoint::new().key(b"test key");
+    let hub = GuardedHub
+        .into_hub()
+        .policy("admin", |identity: &signal::auth::Identity| {
+            identity.has_claim("role", "admin")
+        });
+    let core = hub.router_with_legacy(&mut legacy);
+    let addr = serve_router(
+        axum::Router::new()
+            .nest("/hub", core)
+            .merge(legacy.router())
+            .layer(axum::middleware::from_fn(identify)),
+    )
+    .await;
+    const GUARDED: &str = "%5B%7B%22name%22%3A%22guarded%22%7D%5D";
+    let negotiate =
+        format!("http://{addr}/signalr/negotiate?clientProtocol=2.1&connectionData={GUARDED}");
+    let anonymous = reqwest::get(&negotiate).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        anonymous.text().await.unwrap(),
+        "Authentication is required to connect to this hub."
+    );
+
+    for (user, admin_only) in [
+        ("ada", r#"{"R":"secret","I":"1"}"#),
+        (
+            "bob",
+            r#"{"I":"1","E":"There was an error invoking Hub method 'guarded.adminOnly'."}"#,
+        ),
+    ] {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {user}").parse().unwrap());
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        let body = http
+            .get(&negotiate)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let client = Client {
+            http,
+            addr,
+            base: "/signalr",
+            token: value["ConnectionToken"].as_str().unwrap().to_owned(),
+            id: value["ConnectionId"].as_str().unwrap().to_owned(),
+            data: GUARDED,
+        };
+        client.connect_long_polling().await;
+        client.start("longPolling").await;
+        // Hub code sees the identity of the request the connection started with.
+        assert_eq!(
+            client
+                .send(
+                    "longPolling",
+                    r#"{"H":"guarded","M":"whoami","A":[],"I":0}"#
+                )
+                .await,
+            (200, format!(r#"{{"R":"{user}","I":"0"}}"#))
+        );
+        assert_eq!(
+            client
+                .send(
+                    "longPolling",
+                    r#"{"H":"guarded","M":"adminOnly","A":[],"I":1}"#
+                )
+                .await,
+            (200, admin_only.to_owned())
+        );
+    }
+}

@@ -154,6 +154,35 @@ pub fn bearer_token(parts: &Parts) -> Option<String> {
         .filter(|token| !token.is_empty())
 }
 
+/// `uri` with the secrets SignalR clients put in query strings replaced by
+/// `[redacted]`: the bearer token (`access_token`) and the connection token
+/// (`id`, which opens the connection's transports). For request logs, which
+/// would otherwise keep them:
+///
+/// ```
+/// # use signal_server::auth::redact_query;
+/// let uri: http::Uri = "/chat?id=abc&access_token=eyJ.x.y&transport=1".parse().unwrap();
+/// assert_eq!(redact_query(&uri), "/chat?id=[redacted]&access_token=[redacted]&transport=1");
+/// ```
+///
+/// With tower-http's `TraceLayer`:
+/// `TraceLayer::new_for_http().make_span_with(|r: &Request<_>| tracing::info_span!("request", uri = %redact_query(r.uri())))`.
+pub fn redact_query(uri: &http::Uri) -> String {
+    let Some(query) = uri.query() else {
+        return uri.path().to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name == "access_token" || name == "id" => {
+                format!("{name}=[redacted]")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{}?{}", uri.path(), pairs.join("&"))
+}
+
 /// The identity an authentication layer left on a request.
 pub fn identity(parts: &Parts) -> Option<&Identity> {
     parts.extensions.get::<Identity>()

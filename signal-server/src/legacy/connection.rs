@@ -99,6 +99,8 @@ pub(crate) struct LegacyConnection {
     next_receiver: AtomicU64,
     /// A raw connection's way to its handler, once started.
     pub(crate) raw: Mutex<Option<tokio::sync::mpsc::Sender<crate::connection::Message>>>,
+    /// The connect request, for hub code and authorization.
+    pub(crate) request: Option<Arc<http::request::Parts>>,
 }
 
 impl LegacyConnection {
@@ -130,7 +132,14 @@ impl LegacyConnection {
             sent_groups: Mutex::default(),
             next_receiver: AtomicU64::new(1),
             raw: Mutex::default(),
+            request: None,
         }
+    }
+
+    /// Keeps the connect request, for hub code and authorization.
+    pub(crate) fn with_request(mut self, request: &http::request::Parts) -> Self {
+        self.request = Some(Arc::new(request.clone()));
+        self
     }
 
     fn cursor(&self, seq: u64) -> String {

@@ -301,6 +301,13 @@ async fn route(shared: &Arc<Shared>, action: Action, request: Request) -> Respon
     }
     let callback = callback.as_deref();
     let user = crate::auth::user_of(shared.common.user_id.as_ref(), &parts);
+    // A hub that requires authorization refuses every request that names it,
+    // as its Core endpoint does.
+    if let Ok(hubs) = super::endpoint::subscribed_hubs(shared, &params)
+        && let Some(refusal) = hubs.iter().find_map(|hub| hub.refusal(&parts))
+    {
+        return refusal;
+    }
 
     match action {
         Action::Negotiate => return negotiate(shared, &params, callback, user.as_deref()),
@@ -348,7 +355,7 @@ async fn route(shared: &Arc<Shared>, action: Action, request: Request) -> Respon
 
     match action {
         Action::Connect => {
-            let connection = match connect(shared, &id, user, &params, transport) {
+            let connection = match connect(shared, &id, user, &params, transport, &parts) {
                 Ok(connection) => connection,
                 Err(response) => return *response,
             };

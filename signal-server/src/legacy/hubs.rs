@@ -238,7 +238,11 @@ pub(crate) trait LegacyHub: Send + Sync + 'static {
         transport: TransportType,
         outgoing: mpsc::Sender<Frame>,
         register: bool,
+        request: Option<Arc<http::request::Parts>>,
     ) -> Arc<ConnectionHandle>;
+    /// The response refusing a request that names this hub, when the hub
+    /// requires authorization the request's identity does not meet.
+    fn refusal(&self, parts: &http::request::Parts) -> Option<axum::response::Response>;
     /// Runs the hub's `on_connected` for the connection.
     fn connected(&self, handle: Arc<ConnectionHandle>) -> BoxFuture<'_, ()>;
     /// Takes the connection out of the registry, after the hub's
@@ -261,6 +265,8 @@ pub(crate) struct HubEntry<D: HubDispatch> {
     /// The server-streaming methods (lowercased wire names): 2.x calls them
     /// like any method, and gets their items as progress.
     streaming: Vec<String>,
+    /// What every request naming the hub must pass, when it requires authorization.
+    gate: Option<crate::auth::Gate>,
 }
 
 impl<D: HubDispatch> HubEntry<D> {
@@ -280,11 +286,13 @@ impl<D: HubDispatch> HubEntry<D> {
         let name: Arc<str> = name.unwrap_or(descriptor.name).into();
         let mut set = runtime.options.protocols.clone();
         let protocol = set.add(Arc::new(LegacyHubProtocol { hub: name.clone() }))?;
+        let gate = runtime.access.gate();
         Ok(HubEntry {
             runtime,
             name,
             protocol,
             streaming,
+            gate,
         })
     }
 }
@@ -337,6 +345,7 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
         transport: TransportType,
         outgoing: mpsc::Sender<Frame>,
         register: bool,
+        request: Option<Arc<http::request::Parts>>,
     ) -> Arc<ConnectionHandle> {
         let handle = Arc::new(
             ConnectionHandle::new(
@@ -347,12 +356,17 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
                 outgoing,
                 self.runtime.options.client_result_timeout,
             )
-            .with_group_limit(self.runtime.options.maximum_groups_per_connection),
+            .with_group_limit(self.runtime.options.maximum_groups_per_connection)
+            .with_shared_request(request),
         );
         if register {
             self.runtime.lifetime.local().add(handle.clone());
         }
         handle
+    }
+
+    fn refusal(&self, parts: &http::request::Parts) -> Option<axum::response::Response> {
+        self.gate.as_ref().and_then(|gate| gate.refusal(parts))
     }
 
     fn connected(&self, handle: Arc<ConnectionHandle>) -> BoxFuture<'_, ()> {
@@ -475,6 +489,22 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
                     format!(
                         "'{method}' method could not be resolved. No method found with that name."
                     ),
+                ),
+                // 2.x's AuthorizeModule raises a NotAuthorizedException, which
+                // is not a HubException: its text only with detailed errors.
+                Ok(Err(InvocationError::Unauthorized(method))) => HubResult::error(
+                    id.clone(),
+                    if detailed {
+                        format!(
+                            "Caller is not authorized to invoke the {method} method on {}.",
+                            invocation.hub
+                        )
+                    } else {
+                        format!(
+                            "There was an error invoking Hub method '{}.{}'.",
+                            invocation.hub, invocation.method
+                        )
+                    },
                 ),
                 Ok(Err(error)) => {
                     tracing::debug!(parent: &span, %error, "invocation failed");

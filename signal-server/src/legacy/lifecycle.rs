@@ -27,6 +27,7 @@ pub(crate) fn connect(
     user: Option<Arc<str>>,
     params: &Params,
     transport: LegacyTransport,
+    request: &http::request::Parts,
 ) -> Result<Arc<LegacyConnection>, Box<Response>> {
     let hubs = match &shared.kind {
         Kind::Hubs(_) => subscribed_hubs(shared, params)
@@ -38,14 +39,17 @@ pub(crate) fn connect(
         return Ok(connection.clone());
     }
     let options = shared.options();
-    let connection = Arc::new(LegacyConnection::new(
-        id.clone(),
-        user.clone(),
-        Capacity {
-            messages: options.message_buffer_size,
-            bytes: options.message_buffer_bytes,
-        },
-    ));
+    let connection = Arc::new(
+        LegacyConnection::new(
+            id.clone(),
+            user.clone(),
+            Capacity {
+                messages: options.message_buffer_size,
+                bytes: options.message_buffer_bytes,
+            },
+        )
+        .with_request(request),
+    );
     {
         let mut links = connection.hubs.lock().expect("hubs lock");
         for hub in hubs {
@@ -75,6 +79,7 @@ fn link_hub(
         transport.core(),
         tx,
         subscribed,
+        connection.request.clone(),
     );
     tokio::spawn(pump_frames(
         shared.clone(),

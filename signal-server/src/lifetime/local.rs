@@ -84,6 +84,16 @@ impl ConnectionHandle {
         self
     }
 
+    /// Keeps the request the connection started with, shared with another
+    /// layer's record of it (a 2.x connection's, across its hubs).
+    pub(crate) fn with_shared_request(
+        mut self,
+        request: Option<Arc<http::request::Parts>>,
+    ) -> Self {
+        self.request = request;
+        self
+    }
+
     /// Queues a frame, waiting while the queue is full (backpressure for one
     /// connection's own sends).
     pub(crate) async fn send(&self, frame: Frame) -> bool {
