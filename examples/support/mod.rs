@@ -1,9 +1,5 @@
 //! What every example's `main` does: logging, the port, the ready line, serving.
 
-use std::net::SocketAddr;
-
-use axum::serve::ListenerExt;
-
 /// Logs to stderr, filtered by `RUST_LOG` (`info` by default; `signal=debug`
 /// shows each connection's id, transport and remote address).
 pub(crate) fn init_tracing() {
@@ -25,16 +21,9 @@ pub(crate) async fn serve(
     let port = std::env::var("PORT").unwrap_or_else(|_| "5000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     let address = listener.local_addr()?;
-    // Small messages must not wait for Nagle's algorithm (tens of ms per reply).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     println!("listening on http://{address}");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    // TCP_NODELAY on every connection, the peer's address for hub code.
+    signal::serve_until(listener, app, async move {
         stop_requested().await;
         shutdown.await;
     })

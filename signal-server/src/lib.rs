@@ -12,6 +12,7 @@ pub mod legacy;
 pub mod lifetime;
 pub mod metrics;
 pub mod persistent;
+mod serve;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,7 @@ pub use hub::upload::UploadStream;
 pub use items::Items;
 pub use lifetime::{HubLifetimeManager, HubScope, LocalLifetimeManager, Recipients};
 pub use metrics::HubMetrics;
+pub use serve::{nodelay, serve, serve_until};
 pub use signal_core::TransportType;
 pub use tokio_util::sync::CancellationToken;
 

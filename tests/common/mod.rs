@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use futures_util::{SinkExt, StreamExt};
 use signal::protocol::Arguments;
 use signal::{
@@ -288,10 +287,7 @@ pub(crate) async fn serve_hub(
 pub(crate) async fn serve_router(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move { signal::serve(listener, app).await.unwrap() });
     addr
 }
 
