@@ -321,6 +321,11 @@ impl<D: HubDispatch> Hub<D> {
 
     /// The hub's endpoints, to `nest` under the hub's path:
     /// `POST /negotiate` and the transports at `/`.
+    ///
+    /// # Panics
+    ///
+    /// When the hub requires an authorization policy (`#[signal::authorize(policy = "…")]`)
+    /// that was not registered with [`policy`](Self::policy).
     pub fn router<S>(self) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
