@@ -4,4 +4,7 @@
 //! descriptors.
 
 pub mod chat;
+pub mod collab;
 pub mod conformance;
+pub mod job_progress;
+pub mod move_shape;
