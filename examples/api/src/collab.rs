@@ -40,4 +40,6 @@ pub trait Collab {
     /// to the other pages. Fails when it is too large or not a Yjs update.
     async fn update(&self, cx: &Context<dyn CollabClient>, update: String)
     -> Result<(), HubError>;
+    /// Forgets a page that has gone (it joins again when it comes back).
+    async fn on_disconnected(&self, cx: &Context<dyn CollabClient>, error: Option<&str>);
 }
