@@ -67,6 +67,30 @@ fn decoded(what: &str, text: &str) -> Result<Vec<u8>, HubError> {
         .map_err(|e| HubError::new(format!("{what} is not base64: {e}")))
 }
 
+/// Decodes an update, and tries it on an empty document first: on some
+/// malformed updates (client ids beyond 53 bits, clocks that overflow) `yrs`
+/// panics in debug builds rather than returning an error, and a panic while
+/// applying to the shared document would leave it half-changed (and its lock
+/// poisoned).
+fn checked_update(bytes: &[u8]) -> Result<Update, HubError> {
+    let decode = || {
+        Update::decode_v1(bytes)
+            .map_err(|e| HubError::new(format!("the update does not decode: {e}")))
+    };
+    // Nothing outside the closure is changed by it: a panic leaves no harm.
+    let trial = std::panic::catch_unwind(|| {
+        Doc::new()
+            .transact_mut()
+            .apply_update(decode()?)
+            .map_err(|e| HubError::new(format!("the update does not apply: {e}")))
+    });
+    match trial {
+        Ok(Ok(())) => decode(),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(HubError::new("the update is not a valid Yjs update")),
+    }
+}
+
 impl Collab for CollabHub {
     async fn join(
         &self,
@@ -94,8 +118,7 @@ impl Collab for CollabHub {
         update: String,
     ) -> Result<(), HubError> {
         let bytes = decoded("the update", &update)?;
-        let decoded = Update::decode_v1(&bytes)
-            .map_err(|e| HubError::new(format!("the update does not decode: {e}")))?;
+        let decoded = checked_update(&bytes)?;
         {
             let mut document = self.document.lock().expect("document lock");
             if !document.editors.contains(cx.connection_id()) {

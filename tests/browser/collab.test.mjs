@@ -115,18 +115,28 @@ describe('collab refuses', () => {
   test('what is not a Yjs update, and oversized messages, with the hub\'s error', h.withServer('collab', {}, async (server) => {
     const ada = await open(server, 'WebSockets');
     try {
-      const refused = await ada.page.evaluate(() =>
+      // A real update with a few bytes changed (a client id beyond 53 bits):
+      // yrs's debug build panics on it rather than returning an error.
+      const mangled = [
+        1, 5, 198, 212, 200, 182, 220, 250, 244, 2, 0, 4, 1, 4, 116, 101, 120, 116, 2, 104, 101, 129, 198, 212, 200,
+        182, 220, 250, 244, 91, 1, 3, 132, 198, 212, 200, 182, 220, 250, 244, 2, 4, 2, 32, 119, 132, 198, 212, 200,
+        182, 220, 132, 244, 2, 6, 4, 111, 114, 108, 100, 196, 198, 212, 200, 182, 220, 250, 244, 2, 6, 198, 212, 200,
+        182, 220, 250, 244, 2, 7, 3, 97, 98, 99, 1, 198, 212, 200, 182, 220, 250, 244, 2, 1, 2, 3,
+      ];
+      const refused = await ada.page.evaluate((mangled) =>
         Promise.all(
           [
+            () => window.collabHub.update(btoa(String.fromCharCode(...mangled))),
             () => window.collabHub.update('not base64!'),
             () => window.collabHub.update(btoa('\u00ff\u00ff\u00ff\u00ff')),
             () => window.collabHub.update('A'.repeat(300_000)),
             () => window.collabHub.join('%%%'),
           ].map((call) => call().then(() => 'accepted', (e) => e.message)),
         ),
-      );
+      mangled);
       const prefix = (method) => `An unexpected error occurred invoking '${method}' on the server. HubException: `;
       assert.deepEqual(refused, [
+        `${prefix('update')}the update is not a valid Yjs update`,
         `${prefix('update')}the update is not base64: Invalid symbol 32, offset 3.`,
         `${prefix('update')}the update does not decode: while trying to read more data (expected: 1 bytes), an unexpected end of buffer was reached`,
         `${prefix('update')}the update is 300000 characters long; at most 262144 are accepted`,
