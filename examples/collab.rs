@@ -112,11 +112,7 @@ impl Collab for CollabHub {
         })
     }
 
-    async fn update(
-        &self,
-        cx: &Context<dyn CollabClient>,
-        update: String,
-    ) -> Result<(), HubError> {
+    async fn update(&self, cx: &Context<dyn CollabClient>, update: String) -> Result<(), HubError> {
         let bytes = decoded("the update", &update)?;
         let decoded = checked_update(&bytes)?;
         {
@@ -192,10 +188,8 @@ async fn main() -> std::io::Result<()> {
         // map names them), straight from the npm install: no bundler.
         .route_service("/lib/yjs.mjs", ServeFile::new(yjs))
         .nest_service("/lib/lib0", ServeDir::new(node_modules.join("lib0")));
-    support::serve_on(
-        5003,
-        app,
-        async move { handle.shutdown(Duration::from_secs(5)).await },
-    )
+    support::serve_on(5003, app, async move {
+        handle.shutdown(Duration::from_secs(5)).await
+    })
     .await
 }

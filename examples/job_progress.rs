@@ -209,7 +209,10 @@ impl JobProgress for JobHub {
 
     async fn jobs(&self) -> Vec<Job> {
         let jobs = self.jobs.lock().expect("jobs lock");
-        jobs.entries.values().map(|e| e.state.borrow().clone()).collect()
+        jobs.entries
+            .values()
+            .map(|e| e.state.borrow().clone())
+            .collect()
     }
 }
 
@@ -240,10 +243,8 @@ async fn main() -> std::io::Result<()> {
             "/generated/job_progress.js",
             ServeFile::new(root.join("examples/generated/job_progress.js")),
         );
-    support::serve_on(
-        5002,
-        app,
-        async move { handle.shutdown(Duration::from_secs(5)).await },
-    )
+    support::serve_on(5002, app, async move {
+        handle.shutdown(Duration::from_secs(5)).await
+    })
     .await
 }

@@ -135,10 +135,8 @@ async fn main() -> std::io::Result<()> {
             "/generated/move_shape.js",
             ServeFile::new(root.join("examples/generated/move_shape.js")),
         );
-    support::serve_on(
-        5001,
-        app,
-        async move { handle.shutdown(Duration::from_secs(5)).await },
-    )
+    support::serve_on(5001, app, async move {
+        handle.shutdown(Duration::from_secs(5)).await
+    })
     .await
 }

@@ -88,14 +88,15 @@ for (const transport of ['WebSockets', 'ServerSentEvents', 'LongPolling']) {
       const beta = `beta ${transport}`;
       try {
         assert.equal(await ada.page.textContent('#status'), `connected (${transport.replace('WebSockets', 'WebSocket')})`);
-        await start(ada.page, alpha, 20);
-        await start(ada.page, beta, 20);
+        // Long enough to outlast the test on a slow machine.
+        await start(ada.page, alpha, 40);
+        await start(ada.page, beta, 40);
 
         // Both pages see both bars move (Bob was told of the jobs as they started).
         for (const page of [ada.page, bob.page]) {
           for (const name of [alpha, beta]) {
             const first = await waitForJob(page, name, (r) => r.bar > 0 && r.state === 'running', 'running');
-            await waitForJob(page, name, (r) => r.bar >= first.bar + 2, 'moving on');
+            await waitForJob(page, name, (r) => r.bar > first.bar, 'moving on');
           }
         }
 
@@ -108,7 +109,7 @@ for (const transport of ['WebSockets', 'ServerSentEvents', 'LongPolling']) {
         await waitForJob(bob.page, beta, (r) => r.state === 'cancelled', 'cancelled at Bob');
         assert.deepEqual(await job(bob.page, beta), stopped);
         const going = await job(ada.page, alpha);
-        await waitForJob(ada.page, alpha, (r) => r.bar >= going.bar + 5, 'moving on after the cancel');
+        await waitForJob(ada.page, alpha, (r) => r.bar >= going.bar + 3, 'moving on after the cancel');
         assert.deepEqual(await job(ada.page, beta), stopped);
         assert.deepEqual(await job(bob.page, beta), stopped);
 
@@ -116,7 +117,7 @@ for (const transport of ['WebSockets', 'ServerSentEvents', 'LongPolling']) {
         await bob.page.reload();
         await connected(bob.page);
         const found = await waitForJob(bob.page, alpha, (r) => r.state === 'running', 'found after the reload');
-        await waitForJob(bob.page, alpha, (r) => r.bar >= found.bar + 2, 'moving after the reload');
+        await waitForJob(bob.page, alpha, (r) => r.bar > found.bar, 'moving after the reload');
         assert.deepEqual(await job(bob.page, beta), stopped);
 
         await bob.page.screenshot({ path: path.join(ARTIFACTS, `job_progress-${transport}.png`) });

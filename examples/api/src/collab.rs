@@ -38,8 +38,7 @@ pub trait Collab {
     ) -> Result<Joined, HubError>;
     /// An edit of the caller's: applied to the server's document and relayed
     /// to the other pages. Fails when it is too large or not a Yjs update.
-    async fn update(&self, cx: &Context<dyn CollabClient>, update: String)
-    -> Result<(), HubError>;
+    async fn update(&self, cx: &Context<dyn CollabClient>, update: String) -> Result<(), HubError>;
     /// Forgets a page that has gone (it joins again when it comes back).
     async fn on_disconnected(&self, cx: &Context<dyn CollabClient>, error: Option<&str>);
 }
