@@ -3,8 +3,11 @@
 //! when their bytes change.
 
 use signal_examples_api::chat::Chat;
+use signal_examples_api::collab::Collab;
 use signal_examples_api::conformance::Conformance;
 use signal_examples_api::dashboard::Dashboard;
+use signal_examples_api::job_progress::JobProgress;
+use signal_examples_api::move_shape::MoveShape;
 use signal_typescript::Generator;
 
 fn main() {
@@ -14,6 +17,9 @@ fn main() {
         .hub(<dyn Chat>::descriptor(), "chat")
         .hub(<dyn Conformance>::descriptor(), "conformance")
         .hub(<dyn Dashboard>::descriptor(), "dashboard")
+        .hub(<dyn MoveShape>::descriptor(), "move_shape")
+        .hub(<dyn JobProgress>::descriptor(), "job_progress")
+        .hub(<dyn Collab>::descriptor(), "collab")
         .write()
         .unwrap_or_else(|error| panic!("generating the example proxies failed: {error}"));
     for file in written.iter().filter(|w| w.changed) {

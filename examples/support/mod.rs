@@ -14,11 +14,23 @@ pub(crate) fn init_tracing() {
 /// Serves `app` on `127.0.0.1:$PORT` (5000 by default) and prints
 /// `listening on http://127.0.0.1:PORT` once ready. On Ctrl-C or SIGTERM it runs
 /// `shutdown` (closing the hubs' connections with `allowReconnect`) and stops.
+#[allow(dead_code)] // examples beside the chat use `serve_on`
 pub(crate) async fn serve(
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let port = std::env::var("PORT").unwrap_or_else(|_| "5000".into());
+    serve_on(5000, app, shutdown).await
+}
+
+/// [`serve`] with another default port, for examples meant to run beside the
+/// chat.
+#[allow(dead_code)] // the chat's family uses `serve`
+pub(crate) async fn serve_on(
+    default_port: u16,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let port = std::env::var("PORT").unwrap_or_else(|_| default_port.to_string());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     let address = listener.local_addr()?;
     println!("listening on http://{address}");

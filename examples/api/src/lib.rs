@@ -4,5 +4,8 @@
 //! descriptors.
 
 pub mod chat;
+pub mod collab;
 pub mod conformance;
 pub mod dashboard;
+pub mod job_progress;
+pub mod move_shape;
