@@ -17,7 +17,6 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -176,15 +175,7 @@ impl Chat for ChatHub {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     support::init_tracing();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bundle = root.join("node_modules/@microsoft/signalr/dist/browser/signalr.js");
-    if !bundle.exists() {
-        return Err(std::io::Error::other(format!(
-            "the @microsoft/signalr browser bundle is missing ({}); run `npm ci` in {} first",
-            bundle.display(),
-            root.display()
-        )));
-    }
+    let root = support::root();
     let page = root.join("examples/chat");
     // SIGNAL_REDIS=redis://HOST:PORT: several chat servers share rooms.
     let (hub, backplane) = support::backplane(ChatHub::default().into_hub(), "Chat")?;
@@ -205,13 +196,7 @@ async fn main() -> std::io::Result<()> {
             "/lib/jquery.signalR.js",
             ServeFile::new(node_modules.join("signalr/jquery.signalR.js")),
         )
-        .route_service("/", ServeFile::new(page.join("index.html")))
-        .route_service("/chat.js", ServeFile::new(page.join("chat.js")))
-        .route_service("/signalr.js", ServeFile::new(bundle))
-        .route_service(
-            "/generated/chat.js",
-            ServeFile::new(root.join("examples/generated/chat.js")),
-        );
+        .merge(support::page("chat")?);
     backplane.ready().await;
     support::serve(
         app,

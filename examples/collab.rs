@@ -20,7 +20,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -148,20 +147,8 @@ impl Collab for CollabHub {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     support::init_tracing();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let node_modules = root.join("node_modules");
-    let bundle = node_modules.join("@microsoft/signalr/dist/browser/signalr.js");
-    let yjs = node_modules.join("yjs/dist/yjs.mjs");
-    for needed in [&bundle, &yjs] {
-        if !needed.exists() {
-            return Err(std::io::Error::other(format!(
-                "{} is missing; run `npm ci` in {} first",
-                needed.display(),
-                root.display()
-            )));
-        }
-    }
-    let page = root.join("examples/collab");
+    let yjs = support::node_module("yjs/dist/yjs.mjs")?;
+    let lib0 = support::node_module("lib0")?;
     let hub = CollabHub {
         document: Arc::new(Mutex::new(Document {
             doc: Doc::new(),
@@ -177,17 +164,11 @@ async fn main() -> std::io::Result<()> {
     let handle = hub.handle();
     let app = axum::Router::new()
         .nest("/collab", hub.router())
-        .route_service("/", ServeFile::new(page.join("index.html")))
-        .route_service("/collab.js", ServeFile::new(page.join("collab.js")))
-        .route_service("/signalr.js", ServeFile::new(bundle))
-        .route_service(
-            "/generated/collab.js",
-            ServeFile::new(root.join("examples/generated/collab.js")),
-        )
+        .merge(support::page("collab")?)
         // Yjs's ES module and the lib0 modules it imports (the page's import
         // map names them), straight from the npm install: no bundler.
         .route_service("/lib/yjs.mjs", ServeFile::new(yjs))
-        .nest_service("/lib/lib0", ServeDir::new(node_modules.join("lib0")));
+        .nest_service("/lib/lib0", ServeDir::new(lib0));
     support::serve_on(5003, app, async move {
         handle.shutdown(Duration::from_secs(5)).await
     })

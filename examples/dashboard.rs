@@ -21,7 +21,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -123,22 +122,11 @@ async fn publish(handle: HubHandle<dyn DashboardClient>, latest: Arc<Mutex<Figur
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     support::init_tracing();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let node_modules = root.join("node_modules");
-    let bundle = node_modules.join("@microsoft/signalr/dist/browser/signalr.js");
-    let msgpack = node_modules
-        .join("@microsoft/signalr-protocol-msgpack/dist/browser/signalr-protocol-msgpack.js");
-    let uplot = node_modules.join("uplot/dist");
-    for file in [&bundle, &msgpack, &uplot.join("uPlot.iife.min.js")] {
-        if !file.exists() {
-            return Err(std::io::Error::other(format!(
-                "{} is missing; run `npm ci` in {} first",
-                file.display(),
-                root.display()
-            )));
-        }
-    }
-    let page = root.join("examples/dashboard");
+    let msgpack = support::node_module(
+        "@microsoft/signalr-protocol-msgpack/dist/browser/signalr-protocol-msgpack.js",
+    )?;
+    let uplot = support::node_module("uplot/dist/uPlot.iife.min.js")?;
+    let uplot_css = support::node_module("uplot/dist/uPlot.min.css")?;
     let state = DashboardHub::default();
     let latest = state.latest.clone();
     let hub = state.into_hub();
@@ -146,22 +134,10 @@ async fn main() -> std::io::Result<()> {
     tokio::spawn(publish(handle.clone(), latest));
     let app = axum::Router::new()
         .nest("/dashboard", hub.router())
-        .route_service("/", ServeFile::new(page.join("index.html")))
-        .route_service("/dashboard.js", ServeFile::new(page.join("dashboard.js")))
-        .route_service("/signalr.js", ServeFile::new(bundle))
+        .merge(support::page("dashboard")?)
         .route_service("/signalr-protocol-msgpack.js", ServeFile::new(msgpack))
-        .route_service(
-            "/lib/uPlot.iife.min.js",
-            ServeFile::new(uplot.join("uPlot.iife.min.js")),
-        )
-        .route_service(
-            "/lib/uPlot.min.css",
-            ServeFile::new(uplot.join("uPlot.min.css")),
-        )
-        .route_service(
-            "/generated/dashboard.js",
-            ServeFile::new(root.join("examples/generated/dashboard.js")),
-        );
+        .route_service("/lib/uPlot.iife.min.js", ServeFile::new(uplot))
+        .route_service("/lib/uPlot.min.css", ServeFile::new(uplot_css));
     support::serve(
         app,
         async move { handle.shutdown(Duration::from_secs(5)).await },

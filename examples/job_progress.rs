@@ -17,14 +17,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use signal::{CancellationToken, Context, HubError, HubStream};
 use signal_examples_api::job_progress::{Job, JobProgress, JobProgressClient, JobState};
 use tokio::sync::watch;
-use tower_http::services::ServeFile;
 
 /// Jobs running at once; starting one more is refused.
 const MAX_RUNNING: usize = 5;
@@ -219,30 +217,11 @@ impl JobProgress for JobHub {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     support::init_tracing();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bundle = root.join("node_modules/@microsoft/signalr/dist/browser/signalr.js");
-    if !bundle.exists() {
-        return Err(std::io::Error::other(format!(
-            "the @microsoft/signalr browser bundle is missing ({}); run `npm ci` in {} first",
-            bundle.display(),
-            root.display()
-        )));
-    }
-    let page = root.join("examples/job_progress");
     let hub = JobHub::default().into_hub();
     let handle = hub.handle();
     let app = axum::Router::new()
         .nest("/jobs", hub.router())
-        .route_service("/", ServeFile::new(page.join("index.html")))
-        .route_service(
-            "/job_progress.js",
-            ServeFile::new(page.join("job_progress.js")),
-        )
-        .route_service("/signalr.js", ServeFile::new(bundle))
-        .route_service(
-            "/generated/job_progress.js",
-            ServeFile::new(root.join("examples/generated/job_progress.js")),
-        );
+        .merge(support::page("job_progress")?);
     support::serve_on(5002, app, async move {
         handle.shutdown(Duration::from_secs(5)).await
     })

@@ -17,13 +17,11 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use signal::{ConnectionId, Context, HubError, HubHandle};
 use signal_examples_api::move_shape::{MoveShape, MoveShapeClient, ShapeModel};
-use tower_http::services::ServeFile;
 
 /// How often the server sends the latest position to the pages.
 const TICK: Duration = Duration::from_millis(40);
@@ -112,29 +110,13 @@ impl MoveShape for MoveShapeHub {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     support::init_tracing();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bundle = root.join("node_modules/@microsoft/signalr/dist/browser/signalr.js");
-    if !bundle.exists() {
-        return Err(std::io::Error::other(format!(
-            "the @microsoft/signalr browser bundle is missing ({}); run `npm ci` in {} first",
-            bundle.display(),
-            root.display()
-        )));
-    }
-    let page = root.join("examples/move_shape");
     let state = MoveShapeHub::new();
     let hub = state.clone().into_hub();
     let handle = hub.handle();
     tokio::spawn(state.broadcast(handle.clone()));
     let app = axum::Router::new()
         .nest("/shape", hub.router())
-        .route_service("/", ServeFile::new(page.join("index.html")))
-        .route_service("/move_shape.js", ServeFile::new(page.join("move_shape.js")))
-        .route_service("/signalr.js", ServeFile::new(bundle))
-        .route_service(
-            "/generated/move_shape.js",
-            ServeFile::new(root.join("examples/generated/move_shape.js")),
-        );
+        .merge(support::page("move_shape")?);
     support::serve_on(5001, app, async move {
         handle.shutdown(Duration::from_secs(5)).await
     })

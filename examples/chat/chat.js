@@ -5,28 +5,12 @@
 // log" turns on the client's console logging, which names the transport it chose.
 
 import { ChatProxy, registerChatClient } from "/generated/chat.js";
+import { $, hubConnection, params } from "/page.js";
 
-const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const forced = params.get("transport");
 const showLog = $("show-log");
 showLog.checked = localStorage.getItem("signal-chat-log") === "1" || params.has("log");
 
-const options = {};
-if (forced) {
-  const transport = signalR.HttpTransportType[forced];
-  if (transport === undefined) {
-    alert(`Unknown transport '${forced}'; use WebSockets, ServerSentEvents or LongPolling.`);
-  } else {
-    options.transport = transport;
-  }
-}
-
-const connection = new signalR.HubConnectionBuilder()
-  .withUrl("/chat", options)
-  .withAutomaticReconnect()
-  .configureLogging(showLog.checked ? signalR.LogLevel.Debug : signalR.LogLevel.Warning)
-  .build();
+const connection = hubConnection("/chat", { log: showLog.checked });
 
 showLog.addEventListener("change", () => {
   localStorage.setItem("signal-chat-log", showLog.checked ? "1" : "0");

@@ -8,25 +8,9 @@
 import * as Y from "yjs";
 import { fromBase64, toBase64 } from "lib0/buffer";
 import { CollabProxy, registerCollabClient } from "/generated/collab.js";
+import { $, hubConnection } from "/page.js";
 
-const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const options = {};
-const forced = params.get("transport");
-if (forced) {
-  const transport = signalR.HttpTransportType[forced];
-  if (transport === undefined) {
-    alert(`Unknown transport '${forced}'; use WebSockets, ServerSentEvents or LongPolling.`);
-  } else {
-    options.transport = transport;
-  }
-}
-
-const connection = new signalR.HubConnectionBuilder()
-  .withUrl("/collab", options)
-  .withAutomaticReconnect()
-  .configureLogging(params.has("log") ? signalR.LogLevel.Debug : signalR.LogLevel.Warning)
-  .build();
+const connection = hubConnection("/collab");
 const hub = new CollabProxy(connection);
 // For the console (and the browser test).
 window.collabHub = hub;

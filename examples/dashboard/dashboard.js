@@ -7,28 +7,14 @@
 // `?protocol=messagepack` speaks MessagePack.
 
 import { DashboardProxy, registerDashboardClient } from "/generated/dashboard.js";
+import { $, hubConnection, params } from "/page.js";
 
-const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-
-const options = {};
-const forced = params.get("transport");
-if (forced) {
-  const transport = signalR.HttpTransportType[forced];
-  if (transport === undefined) {
-    alert(`Unknown transport '${forced}'; use WebSockets, ServerSentEvents or LongPolling.`);
-  } else {
-    options.transport = transport;
-  }
-}
-let builder = new signalR.HubConnectionBuilder()
-  .withUrl("/dashboard", options)
-  .withAutomaticReconnect()
-  .configureLogging(signalR.LogLevel.Warning);
-if (params.get("protocol") === "messagepack") {
-  builder = builder.withHubProtocol(new signalR.protocols.msgpack.MessagePackHubProtocol());
-}
-const connection = builder.build();
+const connection = hubConnection("/dashboard", {
+  configure: (builder) =>
+    params.get("protocol") === "messagepack"
+      ? builder.withHubProtocol(new signalR.protocols.msgpack.MessagePackHubProtocol())
+      : builder,
+});
 const dashboard = new DashboardProxy(connection);
 
 // Two minutes of history, one point a second.

@@ -5,25 +5,9 @@
 // `?transport=WebSockets|ServerSentEvents|LongPolling` forces a transport.
 
 import { JobProgressProxy, registerJobProgressClient } from "/generated/job_progress.js";
+import { $, hubConnection } from "/page.js";
 
-const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const options = {};
-const forced = params.get("transport");
-if (forced) {
-  const transport = signalR.HttpTransportType[forced];
-  if (transport === undefined) {
-    alert(`Unknown transport '${forced}'; use WebSockets, ServerSentEvents or LongPolling.`);
-  } else {
-    options.transport = transport;
-  }
-}
-
-const connection = new signalR.HubConnectionBuilder()
-  .withUrl("/jobs", options)
-  .withAutomaticReconnect()
-  .configureLogging(params.has("log") ? signalR.LogLevel.Debug : signalR.LogLevel.Warning)
-  .build();
+const connection = hubConnection("/jobs");
 const hub = new JobProgressProxy(connection);
 // For the console (and the browser test): `jobsHub.jobs().then(console.table)`.
 window.jobsHub = hub;

@@ -6,27 +6,11 @@
 // `?transport=WebSockets|ServerSentEvents|LongPolling` forces a transport.
 
 import { MoveShapeProxy, registerMoveShapeClient } from "/generated/move_shape.js";
+import { $, hubConnection } from "/page.js";
 
 const SEND_INTERVAL = 50; // ms: at most 20 positions a second
 
-const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const options = {};
-const forced = params.get("transport");
-if (forced) {
-  const transport = signalR.HttpTransportType[forced];
-  if (transport === undefined) {
-    alert(`Unknown transport '${forced}'; use WebSockets, ServerSentEvents or LongPolling.`);
-  } else {
-    options.transport = transport;
-  }
-}
-
-const connection = new signalR.HubConnectionBuilder()
-  .withUrl("/shape", options)
-  .withAutomaticReconnect()
-  .configureLogging(params.has("log") ? signalR.LogLevel.Debug : signalR.LogLevel.Warning)
-  .build();
+const connection = hubConnection("/shape");
 const hub = new MoveShapeProxy(connection);
 // For the console (and the browser test): `shapeHub.updateModel({ left: 2, top: 0 })`.
 window.shapeHub = hub;

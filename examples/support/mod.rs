@@ -42,6 +42,53 @@ pub(crate) async fn serve_on(
     .await
 }
 
+/// The repository's root, where `examples/` and the npm install are.
+#[allow(dead_code)] // not every example serves a page
+pub(crate) fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file or folder of the npm install; an error saying to run `npm ci`
+/// when it is missing.
+#[allow(dead_code)] // not every example serves a page
+pub(crate) fn node_module(path: &str) -> std::io::Result<std::path::PathBuf> {
+    let file = root().join("node_modules").join(path);
+    if file.exists() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::other(format!(
+            "{} is missing; run `npm ci` in {} first",
+            file.display(),
+            root().display()
+        )))
+    }
+}
+
+/// The routes of the example page in `examples/{name}/`: `/` (its
+/// `index.html`), `/{name}.js` (its script), `/page.js` (what every page
+/// shares), `/signalr.js` (the official client's browser bundle, from the
+/// npm install, never a CDN) and `/generated/{name}.js` (the typed proxy
+/// the build script rendered).
+#[allow(dead_code)] // not every example serves a page
+pub(crate) fn page(name: &str) -> std::io::Result<axum::Router> {
+    use tower_http::services::ServeFile;
+    let bundle = node_module("@microsoft/signalr/dist/browser/signalr.js")?;
+    let examples = root().join("examples");
+    let page = examples.join(name);
+    Ok(axum::Router::new()
+        .route_service("/", ServeFile::new(page.join("index.html")))
+        .route_service(
+            &format!("/{name}.js"),
+            ServeFile::new(page.join(format!("{name}.js"))),
+        )
+        .route_service("/page.js", ServeFile::new(examples.join("support/page.js")))
+        .route_service("/signalr.js", ServeFile::new(bundle))
+        .route_service(
+            &format!("/generated/{name}.js"),
+            ServeFile::new(examples.join(format!("generated/{name}.js"))),
+        ))
+}
+
 /// A comma-separated environment variable as a list; `None` when unset or empty.
 #[allow(dead_code)] // not every example reads one
 pub(crate) fn env_list(name: &str) -> Option<Vec<String>> {
