@@ -123,32 +123,50 @@ pub(crate) fn contract_args(cx: &Ctxt, side: Side, args: TokenStream) -> Contrac
     parsed
 }
 
-/// Whether `attr` is `#[signal::method]` (or `#[method]` after a `use`).
-pub(crate) fn is_method_attribute(attr: &Attribute) -> bool {
+/// Whether `attr` is `#[signal::<name>]` (or `#[<name>]` after a `use`).
+pub(crate) fn is_signal_attribute(attr: &Attribute, name: &str) -> bool {
     let segments: Vec<String> = attr
         .path()
         .segments
         .iter()
         .map(|s| s.ident.to_string())
         .collect();
-    matches!(
-        segments.iter().map(String::as_str).collect::<Vec<_>>()[..],
-        ["method"] | ["signal", "method"]
-    )
+    match segments.as_slice() {
+        [only] => only == name,
+        [crate_name, last] => crate_name == "signal" && last == name,
+        _ => false,
+    }
+}
+
+/// Whether `attr` is `#[signal::method]` (or `#[method]` after a `use`).
+pub(crate) fn is_method_attribute(attr: &Attribute) -> bool {
+    is_signal_attribute(attr, "method")
 }
 
 /// Whether `attr` is `#[signal::authorize]` (or `#[authorize]` after a `use`).
 pub(crate) fn is_authorize_attribute(attr: &Attribute) -> bool {
-    let segments: Vec<String> = attr
-        .path()
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
-    matches!(
-        segments.iter().map(String::as_str).collect::<Vec<_>>()[..],
-        ["authorize"] | ["signal", "authorize"]
-    )
+    is_signal_attribute(attr, "authorize")
+}
+
+/// The `a = …, b = …` inside an attribute's parentheses; a parse error is
+/// reported and gives `None`.
+fn list_arguments(cx: &Ctxt, list: &syn::MetaList) -> Option<Punctuated<Meta, Token![,]>> {
+    list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+        .map_err(|e| cx.syn_error(e))
+        .ok()
+}
+
+/// The string literal of `name = "…"`.
+fn string_value(meta: &Meta) -> Option<&syn::LitStr> {
+    match meta {
+        Meta::NameValue(nv) => match &nv.value {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// What the `#[signal::authorize]` attributes among `attrs` require: `None`
@@ -159,15 +177,10 @@ pub(crate) fn authorize_args(cx: &Ctxt, attrs: &[Attribute]) -> Option<Vec<Strin
         let required = policies.get_or_insert_with(Vec::new);
         let metas = match &attr.meta {
             Meta::Path(_) => continue,
-            Meta::List(list) => {
-                match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
-                    Ok(metas) => metas,
-                    Err(e) => {
-                        cx.syn_error(e);
-                        continue;
-                    }
-                }
-            }
+            Meta::List(list) => match list_arguments(cx, list) {
+                Some(metas) => metas,
+                None => continue,
+            },
             Meta::NameValue(_) => {
                 cx.error_spanned_by(
                     attr,
@@ -182,16 +195,7 @@ pub(crate) fn authorize_args(cx: &Ctxt, attrs: &[Attribute]) -> Option<Vec<Strin
                 unknown_argument(cx, path, &["policy"], "#[signal::authorize]");
                 continue;
             }
-            let value = match &meta {
-                Meta::NameValue(nv) => match &nv.value {
-                    Expr::Lit(ExprLit {
-                        lit: Lit::Str(s), ..
-                    }) => Some(s),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let Some(lit) = value else {
+            let Some(lit) = string_value(&meta) else {
                 cx.error_spanned_by(
                     &meta,
                     "expected `policy = \"…\"`, the name of a policy registered with `Hub::policy`",
@@ -230,15 +234,10 @@ pub(crate) fn method_args(cx: &Ctxt, attrs: &[Attribute]) -> MethodArgs {
         }
         args.span = Some(attr.span());
         let metas = match &attr.meta {
-            Meta::List(list) => {
-                match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
-                    Ok(metas) => metas,
-                    Err(e) => {
-                        cx.syn_error(e);
-                        continue;
-                    }
-                }
-            }
+            Meta::List(list) => match list_arguments(cx, list) {
+                Some(metas) => metas,
+                None => continue,
+            },
             _ => {
                 cx.error_spanned_by(
                     attr,
@@ -253,16 +252,7 @@ pub(crate) fn method_args(cx: &Ctxt, attrs: &[Attribute]) -> MethodArgs {
                 unknown_argument(cx, path, &["name"], "#[signal::method]");
                 continue;
             }
-            let value = match &meta {
-                Meta::NameValue(nv) => match &nv.value {
-                    Expr::Lit(ExprLit {
-                        lit: Lit::Str(s), ..
-                    }) => Some(s),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let Some(lit) = value else {
+            let Some(lit) = string_value(&meta) else {
                 cx.error_spanned_by(&meta, "expected `name = \"…\"`, a string literal");
                 continue;
             };

@@ -195,18 +195,7 @@ pub fn method(args: TokenStream, input: TokenStream) -> TokenStream {
 pub fn authorize(args: TokenStream, input: TokenStream) -> TokenStream {
     let args = TokenStream2::from(args);
     let input = TokenStream2::from(input);
-    let is_hub = |attr: &syn::Attribute| {
-        let segments: Vec<String> = attr
-            .path()
-            .segments
-            .iter()
-            .map(|s| s.ident.to_string())
-            .collect();
-        matches!(
-            segments.iter().map(String::as_str).collect::<Vec<_>>()[..],
-            ["hub"] | ["signal", "hub"]
-        )
-    };
+    let is_hub = |attr: &syn::Attribute| attr::is_signal_attribute(attr, "hub");
     if let Ok(Item::Trait(mut item)) = syn::parse2::<Item>(input.clone())
         && let Some(at) = item.attrs.iter().position(is_hub)
     {
