@@ -372,33 +372,12 @@ fn mounting_a_hub_without_a_policy_it_names_panics() {
     let _ = VaultHub(Journal::default()).into_hub().router::<()>();
 }
 
-/// Lets in `Bearer ada` (roles writer) and `Bearer bob` (no roles).
-async fn authenticate(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let (mut parts, body) = request.into_parts();
-    match signal::auth::bearer_token(&parts).as_deref() {
-        Some("ada") => {
-            parts
-                .extensions
-                .insert(Identity::new("ada").with_claim("roles", json!(["writer"])));
-        }
-        Some("bob") => {
-            parts.extensions.insert(Identity::new("bob"));
-        }
-        _ => {}
-    }
-    next.run(axum::extract::Request::from_parts(parts, body))
-        .await
-}
-
 #[tokio::test]
 async fn negotiate_and_transports_answer_401_without_a_user_and_403_when_the_hub_policy_refuses() {
     let hub = vault(&Journal::default()).authorize(Authorize::new(Some("writer")));
     let app = axum::Router::new()
         .nest("/vault", hub.router())
-        .layer(axum::middleware::from_fn(authenticate));
+        .layer(axum::middleware::from_fn(common::identify));
     let url = format!("http://{}", common::serve_router(app).await);
     let client = reqwest::Client::new();
     let negotiate = |token: Option<&'static str>| {

@@ -952,34 +952,13 @@ impl Guarded for GuardedHub {
     }
 }
 
-/// `Bearer ada` is an admin, `Bearer bob` a user.
-async fn identify(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let (mut parts, body) = request.into_parts();
-    match signal::auth::bearer_token(&parts).as_deref() {
-        Some("ada") => {
-            parts
-                .extensions
-                .insert(signal::auth::Identity::new("ada").with_claim("role", "admin"));
-        }
-        Some("bob") => {
-            parts.extensions.insert(signal::auth::Identity::new("bob"));
-        }
-        _ => {}
-    }
-    next.run(axum::extract::Request::from_parts(parts, body))
-        .await
-}
-
 #[tokio::test]
 async fn a_hub_that_requires_a_user_refuses_2x_requests_without_one_and_authorizes_each_call() {
     let mut legacy = LegacyEndpoint::new().key(b"test key");
     let hub = GuardedHub
         .into_hub()
         .policy("admin", |identity: &signal::auth::Identity| {
-            identity.has_claim("role", "admin")
+            identity.has_claim("roles", "admin")
         });
     let core = hub.router_with_legacy(&mut legacy);
     let addr = serve_router(

@@ -854,3 +854,26 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// An authentication layer for tests: `Bearer ada` is the user `ada` with
+/// the roles `writer` and `admin`, `Bearer bob` the user `bob` with none;
+/// other requests pass on anonymous.
+pub(crate) async fn identify(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (mut parts, body) = request.into_parts();
+    let identity = match signal::auth::bearer_token(&parts).as_deref() {
+        Some("ada") => Some(
+            signal::auth::Identity::new("ada")
+                .with_claim("roles", serde_json::json!(["writer", "admin"])),
+        ),
+        Some("bob") => Some(signal::auth::Identity::new("bob")),
+        _ => None,
+    };
+    if let Some(identity) = identity {
+        parts.extensions.insert(identity);
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
