@@ -837,6 +837,7 @@ fn main() {
     };
     let smoke = options.smoke;
     let out = options.out.clone();
+    let scenarios = options.scenarios.clone();
     let plan = if smoke { Plan::smoke() } else { Plan::full() };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -850,7 +851,12 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let date = today();
+    // A run of some scenarios is named after them, so that it does not
+    // replace the day's full report.
+    let date = match &scenarios {
+        Some(names) => format!("{}-{}", today(), names.join("-")),
+        None => today(),
+    };
     let chart = format!("{date}.svg");
     let markdown = results.markdown(&chart);
     let written = std::fs::create_dir_all(&out)

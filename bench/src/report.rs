@@ -131,8 +131,15 @@ impl Results {
             let _ = writeln!(md, "- {key}: {value}");
         }
         md.push('\n');
-        self.summary(&mut md);
-        let _ = writeln!(md, "![echo and broadcast]({chart})\n");
+        // The summary and the chart are of echo, broadcast, idle and connect.
+        if !(self.echo.is_empty()
+            && self.broadcast.is_empty()
+            && self.idle.is_empty()
+            && self.connect.is_empty())
+        {
+            self.summary(&mut md);
+            let _ = writeln!(md, "![echo and broadcast]({chart})\n");
+        }
         self.echo_table(&mut md);
         self.broadcast_table(&mut md);
         self.idle_table(&mut md);
