@@ -237,6 +237,11 @@ async fn run_inner<D: HubDispatch>(
         Err(error) => read_failed = Some(error),
     }
     let end = 'session: loop {
+        // One turn of tokio's cooperative budget per turn of the loop: a
+        // client that pipelines hundreds of calls, each ready at once, would
+        // otherwise have them all run in one poll of this task while every
+        // other connection on the worker waits.
+        tokio::task::consume_budget().await;
         if let Some(error) = read_failed.take() {
             break End::ServerClose(Some(read_error(&error, limit)));
         }
