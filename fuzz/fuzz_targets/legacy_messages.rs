@@ -143,7 +143,10 @@ fuzz_target!(|data: &[u8]| {
     router();
     static QUERY: Mutex<Option<String>> = Mutex::new(None);
     runtime().block_on(async {
-        let query = match QUERY.lock().unwrap().clone() {
+        // Read into a binding first: a guard in the match's scrutinee would
+        // live through its arms, and the arm below locks again.
+        let known = QUERY.lock().unwrap().clone();
+        let query = match known {
             Some(query) => query,
             None => {
                 let query = open().await;
