@@ -130,9 +130,21 @@ async fn open() -> String {
     .await;
     let start = answer.find("\"ConnectionToken\":\"").expect("a token") + 19;
     let end = answer[start..].find('"').expect("a token's end") + start;
-    let token = encode(&answer[start..end].replace("\\u002B", "+").replace("\\/", "/"));
-    let query = format!("transport=longPolling&clientProtocol=2.1&connectionToken={token}&connectionData={DATA}");
-    let (status, _) = call("POST", &format!("/signalr/connect?{query}"), Vec::new(), true).await;
+    let token = encode(
+        &answer[start..end]
+            .replace("\\u002B", "+")
+            .replace("\\/", "/"),
+    );
+    let query = format!(
+        "transport=longPolling&clientProtocol=2.1&connectionToken={token}&connectionData={DATA}"
+    );
+    let (status, _) = call(
+        "POST",
+        &format!("/signalr/connect?{query}"),
+        Vec::new(),
+        true,
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, _) = call("GET", &format!("/signalr/start?{query}"), Vec::new(), false).await;
     assert_eq!(status, 200);
