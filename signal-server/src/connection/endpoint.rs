@@ -108,10 +108,9 @@ impl Endpoint {
     /// Runs the handler on a connection, then ends its hold on its token.
     pub(crate) async fn run(&self, start: Start, duplex: Duplex) {
         let token = start.token.clone();
-        self.live.fetch_add(1, Ordering::Relaxed);
         // Counted down however the handler ends (it catches panics of user
         // code, but a guard costs nothing and cannot be forgotten).
-        let _live = scopeguard(&self.live);
+        let _live = LiveGuard::enter(&self.live);
         self.handler.run(start, duplex).await;
         if let Some(token) = token {
             self.negotiations.end(&token);
@@ -230,15 +229,18 @@ fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
         ])
 }
 
-/// Counts a running connection down when dropped.
+/// A running connection, counted from `enter` until dropped.
 struct LiveGuard<'a>(&'a AtomicUsize);
+
+impl<'a> LiveGuard<'a> {
+    fn enter(live: &'a AtomicUsize) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        LiveGuard(live)
+    }
+}
 
 impl Drop for LiveGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-fn scopeguard(live: &AtomicUsize) -> LiveGuard<'_> {
-    LiveGuard(live)
 }

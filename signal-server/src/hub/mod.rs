@@ -73,6 +73,14 @@ pub(crate) struct HubRuntime<D: HubDispatch> {
     pub(crate) filters: HubFilters,
 }
 
+/// What two requirements ask together, where either may be absent.
+fn both(a: Option<Authorize>, b: Option<Authorize>) -> Option<Authorize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.and(&b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Who may use a hub and call its methods.
 pub(crate) struct Access {
     /// What every connection needs (the trait's and the builder's).
@@ -240,10 +248,7 @@ impl<D: HubDispatch> Hub<D> {
     /// policy refuses 403.
     #[must_use]
     pub fn authorize(mut self, requirement: Authorize) -> Self {
-        self.authorize = Some(match self.authorize.take() {
-            Some(earlier) => earlier.and(&requirement),
-            None => requirement,
-        });
+        self.authorize = both(self.authorize.take(), Some(requirement));
         self
     }
 
@@ -415,10 +420,7 @@ impl<D: HubDispatch> Hub<D> {
     /// would be refused, a mistake better found at startup.
     fn into_runtime_unattached(self) -> Arc<HubRuntime<D>> {
         let descriptor = self.dispatch.descriptor();
-        let hub = match (descriptor.authorize.clone(), self.authorize) {
-            (Some(a), Some(b)) => Some(a.and(&b)),
-            (a, b) => a.or(b),
-        };
+        let hub = both(descriptor.authorize.clone(), self.authorize);
         let methods: Vec<(String, Authorize)> = descriptor
             .methods
             .iter()

@@ -427,6 +427,13 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
                 .catch_unwind()
                 .await;
             let detailed = self.runtime.options.enable_detailed_errors;
+            // 2.x's text for an error it does not show (not a HubException).
+            let hidden = || {
+                format!(
+                    "There was an error invoking Hub method '{}.{}'.",
+                    invocation.hub, invocation.method
+                )
+            };
             let mut result = match outcome {
                 Ok(Ok(Output::Void)) => HubResult {
                     id: id.clone(),
@@ -500,10 +507,7 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
                             invocation.hub
                         )
                     } else {
-                        format!(
-                            "There was an error invoking Hub method '{}.{}'.",
-                            invocation.hub, invocation.method
-                        )
+                        hidden()
                     },
                 ),
                 Ok(Err(error)) => {
@@ -512,13 +516,7 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
                 }
                 Err(_) => {
                     tracing::error!(parent: &span, "hub method panicked");
-                    HubResult::error(
-                        id.clone(),
-                        format!(
-                            "There was an error invoking Hub method '{}.{}'.",
-                            invocation.hub, invocation.method
-                        ),
-                    )
+                    HubResult::error(id.clone(), hidden())
                 }
             };
             let after = handle.items.remove::<HubState>().unwrap_or_default();

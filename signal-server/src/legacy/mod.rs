@@ -290,7 +290,7 @@ impl LegacyEndpoint {
     }
 
     pub(crate) fn add_runtime<D: HubDispatch>(&mut self, runtime: Arc<HubRuntime<D>>) {
-        let descriptor_name = runtime.dispatch.descriptor().name;
+        let descriptor_name = runtime.name.clone();
         let name = self.names.get(&descriptor_name).cloned();
         match HubEntry::new(runtime, name) {
             Ok(entry) => self.hubs.push(Arc::new(entry)),

@@ -4,13 +4,14 @@
 pub(crate) mod http;
 pub(crate) mod websocket;
 
+use std::net::SocketAddr;
+
 use ::http::StatusCode;
 use ::http::request::Parts;
 use axum::extract::connect_info::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use signal_core::TransportType;
-use std::net::SocketAddr;
 
 use super::endpoint::{Endpoint, Start};
 use super::id::ConnectionId;
