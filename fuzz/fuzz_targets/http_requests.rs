@@ -15,36 +15,12 @@ use axum::Router;
 use axum::body::Body;
 use libfuzzer_sys::fuzz_target;
 use signal::legacy::LegacyEndpoint;
-use signal::{Context, HubError};
 use tower::ServiceExt;
 
-#[signal::client]
-pub trait FuzzClient {
-    async fn message(&self, text: String);
-}
+#[path = "http_common.rs"]
+mod http_common;
 
-#[signal::hub(client = FuzzClient)]
-pub trait Fuzz {
-    async fn echo(&self, text: String) -> String;
-    async fn broadcast(&self, cx: &Context<dyn FuzzClient>, text: String) -> Result<(), HubError>;
-    async fn join(&self, cx: &Context<dyn FuzzClient>, group: String) -> Result<(), HubError>;
-}
-
-struct FuzzHub;
-
-impl Fuzz for FuzzHub {
-    async fn echo(&self, text: String) -> String {
-        text
-    }
-
-    async fn broadcast(&self, cx: &Context<dyn FuzzClient>, text: String) -> Result<(), HubError> {
-        Ok(cx.clients().all().message(text).await?)
-    }
-
-    async fn join(&self, cx: &Context<dyn FuzzClient>, group: String) -> Result<(), HubError> {
-        Ok(cx.groups().add(cx.connection_id().clone(), &group).await?)
-    }
-}
+use http_common::{Fuzz, FuzzHub, encode, runtime};
 
 const PATHS: &[&str] = &[
     "/hub/negotiate",
@@ -73,16 +49,6 @@ struct Request {
 #[derive(Arbitrary, Debug)]
 struct Input {
     requests: Vec<Request>,
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a runtime")
-    })
 }
 
 fn router() -> &'static Router {
@@ -136,17 +102,6 @@ fn field(document: &str, key: &str) -> Option<String> {
             .replace("\\u002B", "+")
             .replace("\\/", "/"),
     )
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 fuzz_target!(|input: Input| {

@@ -13,58 +13,14 @@ use axum::Router;
 use axum::body::Body;
 use libfuzzer_sys::fuzz_target;
 use signal::legacy::LegacyEndpoint;
-use signal::{Context, HubError};
 use tower::ServiceExt;
 
-#[signal::client]
-pub trait FuzzClient {
-    async fn message(&self, text: String);
-}
+#[path = "http_common.rs"]
+mod http_common;
 
-#[signal::hub(client = FuzzClient)]
-pub trait Fuzz {
-    async fn echo(&self, text: String) -> String;
-    async fn add(&self, a: i64, b: i64) -> i64;
-    async fn broadcast(&self, cx: &Context<dyn FuzzClient>, text: String) -> Result<(), HubError>;
-    async fn join(&self, cx: &Context<dyn FuzzClient>, group: String) -> Result<(), HubError>;
-    async fn count(&self, n: u8) -> signal::HubStream<u8>;
-}
-
-struct FuzzHub;
-
-impl Fuzz for FuzzHub {
-    async fn echo(&self, text: String) -> String {
-        text
-    }
-
-    async fn add(&self, a: i64, b: i64) -> i64 {
-        a.wrapping_add(b)
-    }
-
-    async fn broadcast(&self, cx: &Context<dyn FuzzClient>, text: String) -> Result<(), HubError> {
-        Ok(cx.clients().all().message(text).await?)
-    }
-
-    async fn join(&self, cx: &Context<dyn FuzzClient>, group: String) -> Result<(), HubError> {
-        Ok(cx.groups().add(cx.connection_id().clone(), &group).await?)
-    }
-
-    async fn count(&self, n: u8) -> signal::HubStream<u8> {
-        Box::pin(futures_util::stream::iter((0..n.min(8)).map(Ok)))
-    }
-}
+use http_common::{Fuzz, FuzzHub, encode, runtime};
 
 const DATA: &str = "%5B%7B%22name%22%3A%22fuzz%22%7D%5D";
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a runtime")
-    })
-}
 
 fn router() -> &'static Router {
     static ROUTER: OnceLock<Router> = OnceLock::new();
@@ -106,17 +62,6 @@ async fn call(method: &str, uri: &str, body: Vec<u8>, form: bool) -> (u16, Strin
     .map(|b| String::from_utf8_lossy(&b).into_owned())
     .unwrap_or_default();
     (status, body)
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// A connection negotiated, connected and started: its token, encoded.
