@@ -219,7 +219,7 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, mut start: Start, mu
         request: start
             .request
             .take()
-            .unwrap_or_else(|| http::Request::new(()).into_parts().0),
+            .unwrap_or_else(|| Arc::new(http::Request::new(()).into_parts().0)),
         id: start.id.clone(),
         transport: start.transport,
         user: start.user.clone(),
@@ -306,7 +306,7 @@ fn frame_of(message: Message) -> Frame {
 /// a [`Stream`] that ends when the client leaves.
 #[derive(Debug)]
 pub struct Connection {
-    request: Parts,
+    request: Arc<Parts>,
     id: ConnectionId,
     transport: TransportType,
     user: Option<Arc<str>>,

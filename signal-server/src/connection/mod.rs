@@ -17,6 +17,6 @@ pub(crate) use duplex::{Duplex, Event, Outgoing, TransportClosed};
 pub use endpoint::UserIdFn;
 #[cfg(test)]
 pub(crate) use endpoint::origin_allowed;
-pub(crate) use endpoint::{Endpoint, Handler, HandlerFuture, Start, parse_origins};
+pub(crate) use endpoint::{Endpoint, Handler, HandlerFuture, Start, keep_request, parse_origins};
 pub use id::ConnectionId;
 pub use options::ConnectionOptions;

@@ -9,10 +9,12 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use signal_core::{
-    Close, HandshakeResponse, HubMessage, RecordError, TransferFormat, TransportType,
+    Close, FrameReader, HandshakeResponse, HubMessage, RecordError, RegisteredProtocol,
+    TransferFormat, TransportType,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -72,11 +74,28 @@ pub(crate) async fn run<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Star
     run_inner(runtime, start, duplex).instrument(span).await;
 }
 
-async fn run_inner<D: HubDispatch>(
-    runtime: Arc<HubRuntime<D>>,
+/// What opening a connection leaves its message loop.
+struct Opened<D: HubDispatch> {
+    link: Link,
+    reader: FrameReader,
+    /// Messages that followed the handshake in its chunk, or why they could
+    /// not be read.
+    leftover: Result<Vec<Bytes>, RecordError>,
+    protocol: RegisteredProtocol,
+    handle: Arc<ConnectionHandle>,
+    rx: mpsc::Receiver<Frame>,
+    cx: Context<D::Client>,
+    /// Dropped when the session ends, which stops the expiry watch.
+    expiry: Option<tokio_util::sync::DropGuard>,
+}
+
+/// The handshake and the connection's registration; `None` when the client
+/// went away or was refused.
+async fn open<D: HubDispatch>(
+    runtime: &Arc<HubRuntime<D>>,
     mut start: Start,
     mut duplex: Duplex,
-) {
+) -> Option<Opened<D>> {
     // Kept for hub code (`Context::request`), as ASP.NET Core keeps the
     // connection's HttpContext.
     let request = start.request.take();
@@ -97,11 +116,11 @@ async fn run_inner<D: HubDispatch>(
         Err(_) => {
             tracing::debug!("no handshake within the handshake timeout");
             duplex.close().await;
-            return;
+            return None;
         }
         Ok(Err(None)) => {
             duplex.close().await;
-            return;
+            return None;
         }
         Ok(Err(Some(error))) => {
             tracing::debug!(%error, "handshake refused");
@@ -113,7 +132,7 @@ async fn run_inner<D: HubDispatch>(
             )
             .await;
             duplex.close().await;
-            return;
+            return None;
         }
         Ok(Ok(accepted)) => accepted,
     };
@@ -134,7 +153,7 @@ async fn run_inner<D: HubDispatch>(
     .is_err()
     {
         duplex.close().await;
-        return;
+        return None;
     }
     let limit = options.maximum_receive_message_size;
     // What followed the handshake record is the protocol's, unsplit.
@@ -152,7 +171,7 @@ async fn run_inner<D: HubDispatch>(
         link.not_reattachable();
     }
 
-    let (tx, mut rx) = mpsc::channel(options.outgoing_queue_capacity.max(1));
+    let (tx, rx) = mpsc::channel(options.outgoing_queue_capacity.max(1));
     let handle = Arc::new(
         ConnectionHandle::new(
             start.id.clone(),
@@ -165,8 +184,7 @@ async fn run_inner<D: HubDispatch>(
         .with_request(request)
         .with_group_limit(options.maximum_groups_per_connection),
     );
-    // Dropped when the session ends, which stops the expiry watch.
-    let _expiry = options
+    let expiry = options
         .close_on_authentication_expiration
         .then(|| handle.request.as_deref().and_then(crate::auth::identity))
         .flatten()
@@ -179,6 +197,38 @@ async fn run_inner<D: HubDispatch>(
         .on_connected(&handle.id, handle.user.as_deref())
         .await;
     let cx: Context<D::Client> = Context::new(handle.clone(), runtime.lifetime.clone());
+    Some(Opened {
+        link,
+        reader,
+        leftover,
+        protocol,
+        handle,
+        rx,
+        cx,
+        expiry,
+    })
+}
+
+async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, duplex: Duplex) {
+    let keep_alive = !inherent_keep_alive(&start);
+    // Boxed, as the other once-per-connection phases are: the task keeps its
+    // largest state for the connection's whole life, and the handshake's must
+    // not be part of it.
+    let Some(opened) = Box::pin(open(&runtime, start, duplex)).await else {
+        return;
+    };
+    let Opened {
+        mut link,
+        mut reader,
+        leftover,
+        protocol,
+        handle,
+        mut rx,
+        cx,
+        expiry: _expiry,
+    } = opened;
+    let options = &runtime.options;
+    let limit = options.maximum_receive_message_size;
 
     let mut calls = Calls {
         runtime: runtime.clone(),
@@ -216,7 +266,6 @@ async fn run_inner<D: HubDispatch>(
         }));
     }
 
-    let keep_alive = !inherent_keep_alive(&start);
     let stateful = link.is_stateful();
     let mut transport_failed = false;
     let mut last_read = Instant::now();

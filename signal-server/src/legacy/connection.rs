@@ -138,7 +138,7 @@ impl LegacyConnection {
 
     /// Keeps the connect request, for hub code and authorization.
     pub(crate) fn with_request(mut self, request: &http::request::Parts) -> Self {
-        self.request = Some(Arc::new(request.clone()));
+        self.request = Some(crate::connection::keep_request(request.clone()));
         self
     }
 

@@ -357,7 +357,7 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
                 self.runtime.options.client_result_timeout,
             )
             .with_group_limit(self.runtime.options.maximum_groups_per_connection)
-            .with_shared_request(request),
+            .with_request(request),
         );
         if register {
             self.runtime.lifetime.local().add(handle.clone());

@@ -43,7 +43,7 @@ impl RawEndpoint {
             remote: None,
             stateful: false,
             early: Vec::new(),
-            request: Some(parts),
+            request: Some(crate::connection::keep_request(parts)),
         };
         tokio::spawn(pump_messages(connection.clone(), outgoing_rx));
         let handler = self.handler.clone();

@@ -78,18 +78,9 @@ impl ConnectionHandle {
         self
     }
 
-    /// Keeps the request the connection started with, for hub code.
-    pub(crate) fn with_request(mut self, request: Option<http::request::Parts>) -> Self {
-        self.request = request.map(Arc::new);
-        self
-    }
-
-    /// Keeps the request the connection started with, shared with another
-    /// layer's record of it (a 2.x connection's, across its hubs).
-    pub(crate) fn with_shared_request(
-        mut self,
-        request: Option<Arc<http::request::Parts>>,
-    ) -> Self {
+    /// Keeps the request the connection started with, for hub code (shared
+    /// with another layer's record of it: a 2.x connection's, across its hubs).
+    pub(crate) fn with_request(mut self, request: Option<Arc<http::request::Parts>>) -> Self {
         self.request = request;
         self
     }

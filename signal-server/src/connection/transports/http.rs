@@ -148,7 +148,7 @@ pub(crate) async fn get(runtime: Arc<Endpoint>, request: Request) -> Response {
         Ok(start) => start,
         Err(refusal) => return refusal.into_response(),
     };
-    start.request = Some(parts);
+    start.request = Some(crate::connection::keep_request(parts));
     let token = start
         .token
         .clone()

@@ -87,7 +87,7 @@ pub(crate) async fn connect(State(runtime): State<Arc<Endpoint>>, request: Reque
         Ok(start) => start,
         Err(refusal) => return refusal.into_response(),
     };
-    start.request = Some(parts);
+    start.request = Some(crate::connection::keep_request(parts));
     configure(upgrade, &runtime.options).on_upgrade(move |socket| serve(runtime, start, socket))
 }
 
