@@ -4,6 +4,7 @@
 //! a new one; the handler sees `Lost` and `Reattached` events, never the swap.
 
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -223,6 +224,18 @@ impl Duplex {
     /// for good, or did not come back within the disconnect timeout.
     /// Cancel-safe: nothing is lost when the future is dropped unfinished.
     pub(crate) async fn recv(&mut self) -> Option<Event> {
+        // Most connections cannot reconnect: their transport is all there is
+        // to wait for, without a select over the rest on every message.
+        if self.attachments.is_none() {
+            if !self.attached {
+                return None;
+            }
+            return match self.incoming.next().await {
+                Some(Ok(message)) => Some(Event::Data(message)),
+                Some(Err(Oversized)) => Some(Event::Oversized),
+                None => None,
+            };
+        }
         tokio::select! {
             chunk = self.incoming.next(), if self.attached => match chunk {
                 Some(Ok(message)) => Some(Event::Data(message)),
@@ -281,20 +294,33 @@ impl Duplex {
 
 impl Outgoing for Duplex {
     async fn feed(&mut self, frame: Outbound) -> Result<(), TransportClosed> {
-        tokio::time::timeout(self.write_timeout, self.outgoing.feed(frame))
-            .await
-            .unwrap_or(Err(TransportClosed))
+        within(self.write_timeout, self.outgoing.feed(frame)).await
     }
 
     async fn flush(&mut self) -> Result<(), TransportClosed> {
-        tokio::time::timeout(self.write_timeout, self.outgoing.flush())
-            .await
-            .unwrap_or(Err(TransportClosed))
+        within(self.write_timeout, self.outgoing.flush()).await
     }
 
     async fn close(&mut self) {
         let _ = tokio::time::timeout(self.write_timeout, self.outgoing.close()).await;
     }
+}
+
+/// Runs a write, failing it when it takes longer than `timeout`. The timer is
+/// armed only when the write does not finish on its first poll: most finish
+/// at once, and a timer per write cost a clock read and a timer entry on
+/// every message.
+async fn within(
+    timeout: Duration,
+    write: impl Future<Output = Result<(), TransportClosed>>,
+) -> Result<(), TransportClosed> {
+    let mut write = std::pin::pin!(write);
+    if let Poll::Ready(result) = futures_util::poll!(write.as_mut()) {
+        return result;
+    }
+    tokio::time::timeout(timeout, write)
+        .await
+        .unwrap_or(Err(TransportClosed))
 }
 
 /// Waits out the disconnect timeout, when one is running.

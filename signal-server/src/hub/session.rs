@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -286,6 +287,24 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, du
         Err(error) => read_failed = Some(error),
     }
     let end = 'session: loop {
+        // What the last turn left.
+        if std::mem::take(&mut transport_failed) {
+            // A write that failed because the server is closing the connection
+            // (it fell behind) ends it with that reason, not as a client gone.
+            if handle.closing().is_cancelled() {
+                break End::ServerClose(handle.close_error());
+            }
+            if !stateful {
+                break End::ClientLeft(None);
+            }
+            link.lost();
+        }
+        if calls.queue.len() > options.pending_invocation_capacity {
+            break End::ServerClose(Some(format!(
+                "Connection closed with an error. More than {} invocations were waiting to run.",
+                options.pending_invocation_capacity
+            )));
+        }
         // One turn of tokio's cooperative budget per turn of the loop: a
         // client that pipelines hundreds of calls, each ready at once, would
         // otherwise have them all run in one poll of this task while every
@@ -318,12 +337,28 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, du
             }
         }
         while ordered_running < parallel {
-            match calls.queue.pop_front() {
-                Some(work) => {
+            let Some(mut work) = calls.queue.pop_front() else {
+                break;
+            };
+            // Most calls finish on their first poll; those are finished here,
+            // without a trip through `running` and another turn of the loop.
+            // Each takes a unit of the task's budget, as a turn does.
+            tokio::task::consume_budget().await;
+            match futures_util::poll!(work.as_mut()) {
+                Poll::Ready(done) => {
+                    match finish(done, &mut link, &mut rx, &mut calls, &mut streams).await {
+                        Written::Sent => last_write = Instant::now(),
+                        Written::Failed => {
+                            transport_failed = true;
+                            continue 'session;
+                        }
+                        Written::Nothing => {}
+                    }
+                }
+                Poll::Pending => {
                     running.push(work);
                     ordered_running += 1;
                 }
-                None => break,
             }
         }
         // Calls with upload streams run beside the ordered ones, as in ASP.NET Core:
@@ -378,30 +413,10 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, du
                 if done.ordered {
                     ordered_running -= 1;
                 }
-                if let Some(completion) = done.completion {
-                    if !link.is_attached() {
-                        // Sequenced and sent once the client is back.
-                        handle.try_send(&completion);
-                    } else if write_completion(&mut link, &mut rx, completion).await.is_ok() {
-                        last_write = Instant::now();
-                    } else {
-                        transport_failed = true;
-                    }
-                }
-                if let Some((invocation_id, stream)) = done.stream {
-                    let token = CancellationToken::new();
-                    calls.stream_tokens.insert(invocation_id.clone(), token.clone());
-                    streams.push(Box::pin(pump(
-                        handle.clone(),
-                        invocation_id,
-                        stream,
-                        token,
-                        Pace {
-                            protocol: protocol.clone(),
-                            window: options.stream_buffer_capacity,
-                            detailed_errors: options.enable_detailed_errors,
-                        },
-                    )));
+                match finish(done, &mut link, &mut rx, &mut calls, &mut streams).await {
+                    Written::Sent => last_write = Instant::now(),
+                    Written::Failed => transport_failed = true,
+                    Written::Nothing => {}
                 }
             }
             Some(finished) = streams.next() => {
@@ -426,23 +441,6 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, du
                 }
                 timeout_sleep.as_mut().reset(due);
             }
-        }
-        if std::mem::take(&mut transport_failed) {
-            // A write that failed because the server is closing the connection
-            // (it fell behind) ends it with that reason, not as a client gone.
-            if handle.closing().is_cancelled() {
-                break End::ServerClose(handle.close_error());
-            }
-            if !stateful {
-                break End::ClientLeft(None);
-            }
-            link.lost();
-        }
-        if calls.queue.len() > options.pending_invocation_capacity {
-            break End::ServerClose(Some(format!(
-                "Connection closed with an error. More than {} invocations were waiting to run.",
-                options.pending_invocation_capacity
-            )));
         }
     };
 
@@ -542,6 +540,56 @@ fn close_at_expiry(
         }
     });
     ended.drop_guard()
+}
+
+/// What became of a finished call's Completion.
+enum Written {
+    /// There was none to write (a stream, a fire-and-forget call), or it waits
+    /// for the client to come back.
+    Nothing,
+    Sent,
+    Failed,
+}
+
+/// Finishes a call: writes its Completion after what it queued (or keeps it
+/// for a client that is away) and starts the server stream it returned.
+async fn finish<D: HubDispatch>(
+    done: Done,
+    link: &mut Link,
+    rx: &mut mpsc::Receiver<Frame>,
+    calls: &mut Calls<D>,
+    streams: &mut FuturesUnordered<BoxFuture<'static, String>>,
+) -> Written {
+    let mut written = Written::Nothing;
+    if let Some(completion) = done.completion {
+        if !link.is_attached() {
+            // Sequenced and sent once the client is back.
+            calls.handle.try_send(&completion);
+        } else if write_completion(link, rx, completion).await.is_ok() {
+            written = Written::Sent;
+        } else {
+            written = Written::Failed;
+        }
+    }
+    if let Some((invocation_id, stream)) = done.stream {
+        let token = CancellationToken::new();
+        calls
+            .stream_tokens
+            .insert(invocation_id.clone(), token.clone());
+        let options = &calls.runtime.options;
+        streams.push(Box::pin(pump(
+            calls.handle.clone(),
+            invocation_id,
+            stream,
+            token,
+            Pace {
+                protocol: calls.protocol.clone(),
+                window: options.stream_buffer_capacity,
+                detailed_errors: options.enable_detailed_errors,
+            },
+        )));
+    }
+    written
 }
 
 async fn write_now(link: &mut Link, frame: Frame) -> Result<(), TransportClosed> {
