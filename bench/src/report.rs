@@ -1319,6 +1319,9 @@ mod tests {
         assert_eq!(nice_ceiling(4.0), 5.0);
         assert_eq!(payload_name(1024), "1 KiB");
         assert_eq!(payload_name(32), "32 B");
+        assert_eq!(change(10.0, 9.9), "-1 %");
+        assert_eq!(gib(2.0 * 1024.0 * 1024.0 * 1024.0), "2.0 GiB");
+        assert_eq!(gib(819.0 * 1024.0 * 1024.0), "819 MiB");
         let log = Scale::for_values([9.0, 6434.0].into_iter(), true);
         assert!(matches!(log, Scale::Log { lo: 0.0, hi: 4.0 }));
         assert_eq!(log.fraction(100.0), 0.5);
