@@ -1,6 +1,7 @@
 //! Client connections of the load generator: loopback source addresses, the four
 //! wire protocols (SignalR JSON, SignalR MessagePack, engine.io v4 / socket.io v5,
-//! bare WebSocket text) and the cheap reading of what servers send.
+//! bare WebSocket text) and the cheap reading of what servers send. Connections
+//! are WebSockets, or the HTTP transports of `http_transport.rs`.
 //!
 //! Everything here runs on one current-thread runtime, so connections share state
 //! through `Rc`/`Cell` and never lock.
@@ -18,6 +19,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
+use crate::http_transport::{HttpLink, Transport};
 use crate::{Error, msgpack};
 
 /// The record separator that ends every SignalR JSON record.
@@ -216,13 +218,21 @@ pub(crate) struct Endpoint<'a> {
     /// SignalR only: connect as a client with `skipNegotiation` does (WebSocket
     /// straight away, no negotiate request).
     pub(crate) skip_negotiate: bool,
+    /// How frames travel.
+    pub(crate) transport: Transport,
 }
 
 /// One open connection, handshake done.
 pub(crate) struct Conn {
-    ws: WebSocketStream<TcpStream>,
+    link: Link,
     /// The connection's protocol.
     pub(crate) protocol: Protocol,
+}
+
+/// What carries a connection's frames.
+enum Link {
+    WebSocket(WebSocketStream<TcpStream>),
+    Http(HttpLink),
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -232,7 +242,7 @@ fn ws_config() -> WebSocketConfig {
         .write_buffer_size(0)
 }
 
-async fn tcp(source: Ipv4Addr, port: u16) -> Result<TcpStream, Error> {
+pub(crate) async fn tcp(source: Ipv4Addr, port: u16) -> Result<TcpStream, Error> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source.into(), 0))?;
     let stream = socket
@@ -255,6 +265,26 @@ async fn connect_inner(endpoint: &Endpoint<'_>) -> Result<Conn, Error> {
     let turn = endpoint.next_port.get();
     endpoint.next_port.set(turn.wrapping_add(1));
     let port = endpoint.ports[turn % endpoint.ports.len()];
+    let link = match (endpoint.transport, endpoint.protocol) {
+        (Transport::WebSocket, _) => None,
+        (transport, protocol @ (Protocol::SignalR | Protocol::MessagePack)) => Some(
+            HttpLink::signalr(source, port, transport, protocol == Protocol::MessagePack).await?,
+        ),
+        (Transport::LongPolling, Protocol::SocketIo) => {
+            Some(HttpLink::engine_io(source, port).await?)
+        }
+        (transport, protocol) => {
+            return Err(format!("{protocol:?} has no {transport:?} transport here").into());
+        }
+    };
+    if let Some(link) = link {
+        let mut conn = Conn {
+            link: Link::Http(link),
+            protocol: endpoint.protocol,
+        };
+        conn.handshake().await?;
+        return Ok(conn);
+    }
     let path = match endpoint.protocol {
         Protocol::Bare => "/".to_owned(),
         // Connection tokens are base64url: nothing to escape.
@@ -276,7 +306,7 @@ async fn connect_inner(endpoint: &Endpoint<'_>) -> Result<Conn, Error> {
     let (ws, _) =
         tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config())).await?;
     let mut conn = Conn {
-        ws,
+        link: Link::WebSocket(ws),
         protocol: endpoint.protocol,
     };
     conn.handshake().await?;
@@ -379,7 +409,10 @@ impl Conn {
 
     /// Sends one frame.
     pub(crate) async fn send(&mut self, frame: Message) -> Result<(), Error> {
-        self.ws.send(frame).await?;
+        match &mut self.link {
+            Link::WebSocket(ws) => ws.send(frame).await?,
+            Link::Http(link) => link.send(frame).await?,
+        }
         Ok(())
     }
 
@@ -400,8 +433,12 @@ impl Conn {
     /// The next text or binary frame. Cancel safe. WebSocket pings are answered
     /// by tungstenite itself; a Close or the end of the stream is an error.
     pub(crate) async fn next_frame(&mut self) -> Result<Message, Error> {
+        let ws = match &mut self.link {
+            Link::WebSocket(ws) => ws,
+            Link::Http(link) => return link.next_frame().await,
+        };
         loop {
-            match self.ws.next().await {
+            match ws.next().await {
                 Some(Ok(frame @ (Message::Text(_) | Message::Binary(_)))) => return Ok(frame),
                 Some(Ok(Message::Close(frame))) => {
                     return Err(format!("server closed the WebSocket: {frame:?}").into());

@@ -8,6 +8,7 @@
 //! `bench/run` builds everything and calls it; see `bench/README.md`.
 
 mod client;
+mod http_transport;
 mod msgpack;
 mod report;
 mod rust_client;
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use client::{Endpoint, Sources};
+use http_transport::Transport;
 use report::{Results, int, mib, ms};
 use server::{Layout, Server, System};
 
@@ -42,6 +44,19 @@ struct Plan {
     broadcast_drain: Duration,
     idle_levels: Vec<usize>,
     idle_hold: Duration,
+    /// The HTTP transports echo and broadcast run on (beside WebSocket), the
+    /// echo connections (at each of `echo_payloads`) and the broadcast
+    /// receivers there: HTTP costs more per connection than a WebSocket.
+    echo_transports: Vec<Transport>,
+    broadcast_transports: Vec<Transport>,
+    transport_echo_connections: usize,
+    transport_broadcast_receivers: usize,
+    /// Connection counts of the scale scenario (each on a fresh server), and its
+    /// broadcast's pace: slow enough that the bare server is not saturated at
+    /// the largest count.
+    scale_levels: Vec<usize>,
+    scale_interval: Duration,
+    scale_duration: Duration,
     connect_clients: usize,
     /// Payloads of the Rust client's scenario (one connection, closed loop).
     client_payloads: Vec<usize>,
@@ -75,6 +90,17 @@ impl Plan {
             idle_levels: vec![10_000, 50_000],
             // Past signal's 15 s keep-alive, so server pings have gone out.
             idle_hold: Duration::from_secs(16),
+            echo_transports: vec![Transport::Sse, Transport::LongPolling],
+            broadcast_transports: vec![Transport::Sse, Transport::LongPolling],
+            transport_echo_connections: 100,
+            transport_broadcast_receivers: 1_000,
+            // Under the 20,000 open files this machine allows a process.
+            scale_levels: vec![5_000, 10_000, 19_000],
+            // 2 broadcasts/s: 38k deliveries/s at 19,000, a fifth of what bare
+            // delivered at 100 % of its core (161k/s), so p99 is latency, not a
+            // growing backlog.
+            scale_interval: Duration::from_millis(500),
+            scale_duration: Duration::from_secs(10),
             connect_clients: 5_000,
             client_payloads: vec![32, 1024],
             flood_victims: 100,
@@ -99,6 +125,14 @@ impl Plan {
             broadcast_drain: Duration::from_secs(5),
             idle_levels: vec![50],
             idle_hold: Duration::from_millis(300),
+            echo_transports: vec![Transport::Sse, Transport::LongPolling],
+            broadcast_transports: vec![Transport::Sse, Transport::LongPolling],
+            // The WebSocket sizes, so that "× WebSocket" is filled in.
+            transport_echo_connections: 10,
+            transport_broadcast_receivers: 20,
+            scale_levels: vec![30, 60],
+            scale_interval: Duration::from_millis(50),
+            scale_duration: Duration::from_millis(300),
             connect_clients: 50,
             client_payloads: vec![32],
             flood_victims: 5,
@@ -126,13 +160,20 @@ struct Options {
     /// A command each server runs under (a profiler), split on spaces.
     server_wrap: Vec<String>,
     idle_levels: Option<Vec<usize>>,
+    scale_levels: Option<Vec<usize>>,
 }
 
 const USAGE: &str = "usage: signal-bench run [--smoke] [--out DIR] [--server-cpu N | --no-pin] \
-[--systems bare,signal,signal-msgpack,socketioxide,socket.io] [--scenarios echo,broadcast,idle,connect,client,flood,stalled] \
+[--systems bare,signal,signal-msgpack,socketioxide,socket.io] \
+[--scenarios echo,broadcast,echo-sse,echo-longpolling,broadcast-sse,broadcast-longpolling,transports,idle,connect,client,flood,stalled,scale] \
 [--signal-before PATH/TO/conformance] [--bin-dir DIR] [--bench-dir DIR] [--sources N] [--no-wait] \
-[--skip-negotiate] [--idle-levels N,N] [--server-wrap 'valgrind --tool=massif']
+[--skip-negotiate] [--idle-levels N,N] [--scale-levels N,N] [--server-wrap 'valgrind --tool=massif']
 
+echo and broadcast are over WebSockets; echo-sse, echo-longpolling, broadcast-sse and
+broadcast-longpolling run them over signal's HTTP transports (SSE: JSON only; long polling: JSON and
+MessagePack) and socketioxide's and socket.io's engine.io polling (the longpolling ones);
+transports names all four. scale (idle memory and broadcast p99 at 5,000, 10,000 and 19,000
+connections, or --scale-levels) runs only when named, or in --smoke.
 --signal-before adds the system signal-before: that build of the conformance example (another
 commit's), spoken to in JSON, measured in the same run as this tree's signal.";
 
@@ -159,6 +200,7 @@ fn parse_args() -> Result<Options, Error> {
         skip_negotiate: false,
         server_wrap: Vec::new(),
         idle_levels: None,
+        scale_levels: None,
     };
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("run") {
@@ -176,6 +218,10 @@ fn parse_args() -> Result<Options, Error> {
             "--idle-levels" => {
                 let levels: Result<Vec<usize>, _> = value()?.split(',').map(str::parse).collect();
                 options.idle_levels = Some(levels?);
+            }
+            "--scale-levels" => {
+                let levels: Result<Vec<usize>, _> = value()?.split(',').map(str::parse).collect();
+                options.scale_levels = Some(levels?);
             }
             "--server-wrap" => {
                 options.server_wrap = value()?.split_whitespace().map(str::to_owned).collect();
@@ -310,6 +356,7 @@ async fn run_one<T>(
         unsticky: system.unsticky,
         sources,
         skip_negotiate: options.skip_negotiate,
+        transport: system.transport,
     };
     let result = tokio::time::timeout(limit, scenario(&endpoint, &server)).await;
     drop(server);
@@ -329,6 +376,15 @@ fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
     })
 }
 
+/// `sse, longpolling` (`none` when empty).
+fn names(transports: &[Transport]) -> String {
+    if transports.is_empty() {
+        return "none".to_owned();
+    }
+    let names: Vec<&str> = transports.iter().map(|t| t.scenario_suffix()).collect();
+    names.join(", ")
+}
+
 fn say(line: &str) {
     eprintln!("{line}");
 }
@@ -345,6 +401,9 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
     if let Some(levels) = &options.idle_levels {
         plan.idle_levels = levels.clone();
     }
+    if let Some(levels) = &options.scale_levels {
+        plan.scale_levels = levels.clone();
+    }
     if let Some(scenarios) = &options.scenarios {
         let wanted = |name: &str| scenarios.iter().any(|s| s == name);
         if !wanted("echo") {
@@ -352,6 +411,15 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         }
         if !wanted("broadcast") {
             plan.broadcast_receivers.clear();
+        }
+        // `echo-sse`, `broadcast-longpolling`, …, or `transports` for all.
+        let on = |scenario: &str, t: &Transport| {
+            wanted("transports") || wanted(&format!("{scenario}-{}", t.scenario_suffix()))
+        };
+        plan.echo_transports.retain(|t| on("echo", t));
+        plan.broadcast_transports.retain(|t| on("broadcast", t));
+        if !wanted("scale") {
+            plan.scale_levels.clear();
         }
         if !wanted("idle") {
             plan.idle_levels.clear();
@@ -368,6 +436,10 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         if !wanted("stalled") {
             plan.stalled_messages = 0;
         }
+    } else if !options.smoke {
+        // Opening 34,000 connections per system (and holding them) would
+        // double the full run: scale runs when named (`--scenarios scale`).
+        plan.scale_levels.clear();
     }
     let fd_limit = raise_fd_limit();
     let mut notes = Vec::new();
@@ -387,6 +459,27 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         }
         fits
     });
+    // Each scale level runs alone on a fresh server: a level above the limit
+    // falls back to the most the limit allows (once).
+    let mut scale_levels = Vec::new();
+    for &level in &plan.scale_levels {
+        let most =
+            (fd_limit.saturating_sub(1_000) as usize).min((available / (256 * 1024)) as usize);
+        let fitted = level.min(most);
+        if fitted < level {
+            notes.push(format!(
+                "scale level {} lowered to {}: this machine allows {fd_limit} open files per process \
+                 (`ulimit -Hn`; raising it needs CAP_SYS_RESOURCE), {} MiB available",
+                int(level as f64),
+                int(fitted as f64),
+                available >> 20
+            ));
+        }
+        if fitted > 0 && !scale_levels.contains(&fitted) {
+            scale_levels.push(fitted);
+        }
+    }
+    plan.scale_levels = scale_levels;
     let sources = Sources::new(options.sources);
     let all = server::systems(&options.layout);
     if let Some(names) = &options.only
@@ -421,6 +514,13 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         flood_burst: plan.flood_burst,
         flood: Vec::new(),
         stalled: Vec::new(),
+        transport_echo: Vec::new(),
+        transport_broadcast: Vec::new(),
+        scale_pace: format!(
+            "one broadcast every {:?} for {:?}",
+            plan.scale_interval, plan.scale_duration
+        ),
+        scale: Vec::new(),
     };
 
     for &connections in &plan.echo_connections {
@@ -457,26 +557,18 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         }
     }
 
+    let broadcast_pace = scenario::Pace {
+        interval: plan.broadcast_interval,
+        duration: plan.broadcast_duration,
+        drain: plan.broadcast_drain,
+        settle: plan.settle,
+    };
     for &receivers in &plan.broadcast_receivers {
         let mut cells = Vec::new();
         for system in &systems {
             let limit = plan.broadcast_duration + plan.broadcast_drain + Duration::from_secs(180);
             let cell = run_one(system, &options, &sources, limit, async |ep, server| {
-                let (interval, duration, drain) = (
-                    plan.broadcast_interval,
-                    plan.broadcast_duration,
-                    plan.broadcast_drain,
-                );
-                scenario::broadcast(
-                    ep,
-                    server,
-                    receivers,
-                    interval,
-                    duration,
-                    drain,
-                    plan.settle,
-                )
-                .await
+                scenario::broadcast(ep, server, receivers, broadcast_pace).await
             })
             .await;
             say(&format!(
@@ -497,6 +589,137 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
             tokio::time::sleep(plan.pause).await;
         }
         results.broadcast.push((receivers, cells));
+    }
+
+    // The HTTP transports, at their own (smaller) sizes.
+    for &payload in plan
+        .echo_payloads
+        .iter()
+        .filter(|_| !plan.echo_transports.is_empty())
+    {
+        let connections = plan.transport_echo_connections;
+        let mut cells = Vec::new();
+        for base in &systems {
+            for &transport in &plan.echo_transports {
+                for system in server::http_systems(std::slice::from_ref(base), transport) {
+                    let limit = plan.echo_warmup + plan.echo_window + Duration::from_secs(90);
+                    let cell = run_one(&system, &options, &sources, limit, async |ep, server| {
+                        let (warmup, window) = (plan.echo_warmup, plan.echo_window);
+                        scenario::echo(ep, server, connections, payload, warmup, window).await
+                    })
+                    .await;
+                    let label = transport.label(system.protocol);
+                    say(&format!(
+                        "echo {connections} × {payload} B  {:<14} {label:<20} {}",
+                        system.name,
+                        show(&cell, |r| format!(
+                            "{} inv/s  p50 {} ms  p99 {} ms  server CPU {:.0} %  generator CPU {:.0} %  errors {}",
+                            int(r.rate),
+                            ms(r.p50_us),
+                            ms(r.p99_us),
+                            r.cpu.server * 100.0,
+                            r.cpu.generator * 100.0,
+                            r.errors + r.failed_connects as u64
+                        ))
+                    ));
+                    cells.push((system.name, label, cell));
+                    tokio::time::sleep(plan.pause).await;
+                }
+            }
+        }
+        results.transport_echo.push(((connections, payload), cells));
+    }
+    if !plan.broadcast_transports.is_empty() {
+        let receivers = plan.transport_broadcast_receivers;
+        let mut cells = Vec::new();
+        for base in &systems {
+            for &transport in &plan.broadcast_transports {
+                for system in server::http_systems(std::slice::from_ref(base), transport) {
+                    let limit =
+                        plan.broadcast_duration + plan.broadcast_drain + Duration::from_secs(180);
+                    let cell = run_one(&system, &options, &sources, limit, async |ep, server| {
+                        scenario::broadcast(ep, server, receivers, broadcast_pace).await
+                    })
+                    .await;
+                    let label = transport.label(system.protocol);
+                    say(&format!(
+                        "broadcast {receivers}  {:<14} {label:<20} {}",
+                        system.name,
+                        show(&cell, |r| format!(
+                            "{} deliveries/s  p50 {} ms  p99 {} ms  missing {} of {}  server CPU {:.0} %  generator CPU {:.0} %",
+                            int(r.rate),
+                            ms(r.p50_us),
+                            ms(r.p99_us),
+                            r.missing,
+                            r.expected,
+                            r.cpu.server * 100.0,
+                            r.cpu.generator * 100.0
+                        ))
+                    ));
+                    cells.push((system.name, label, cell));
+                    tokio::time::sleep(plan.pause).await;
+                }
+            }
+        }
+        results.transport_broadcast.push((receivers, cells));
+    }
+
+    // Scale: each count on a fresh server, idle memory then a slow broadcast.
+    let scale_pace = scenario::Pace {
+        interval: plan.scale_interval,
+        duration: plan.scale_duration,
+        drain: plan.broadcast_drain,
+        settle: plan.settle,
+    };
+    for &connections in &plan.scale_levels {
+        let mut cells = Vec::new();
+        for system in &systems {
+            if !system.runs("scale") {
+                cells.push(None);
+                continue;
+            }
+            // A protocol variant of a server (signal-msgpack) has its memory
+            // measured as that server: broadcast only.
+            let memory = system.runs("idle");
+            let hold = plan.idle_hold;
+            let limit =
+                hold + plan.scale_duration + plan.broadcast_drain + Duration::from_secs(240);
+            let cell = run_one(system, &options, &sources, limit, async |ep, server| {
+                scenario::scale(ep, server, connections, memory, hold, scale_pace).await
+            })
+            .await;
+            say(&format!(
+                "scale {connections}  {:<14} {}",
+                system.name,
+                show(&cell, |r| {
+                    let b = &r.broadcast;
+                    format!(
+                        "{}  broadcast {} deliveries/s  p50 {} ms  p99 {} ms  missing {} of {}  out of order {}  server CPU {:.0} %  generator CPU {:.0} %",
+                        match (r.rss, r.per_connection()) {
+                            (Some(rss), Some(per)) => format!(
+                                "{} open: {:.1} MiB, {:.1} KiB/conn (none: {:.1} MiB)",
+                                r.open,
+                                rss as f64 / 1048576.0,
+                                per / 1024.0,
+                                r.base_rss as f64 / 1048576.0
+                            ),
+                            _ => format!("{} open", r.open),
+                        },
+                        int(b.rate),
+                        ms(b.p50_us),
+                        ms(b.p99_us),
+                        b.missing,
+                        b.expected,
+                        b.out_of_order,
+                        b.cpu.server * 100.0,
+                        b.cpu.generator * 100.0
+                    )
+                })
+            ));
+            cells.push(Some(cell));
+            tokio::time::sleep(plan.pause * 4).await;
+        }
+        results.scale.push((connections, cells));
     }
 
     if !plan.idle_levels.is_empty() {
@@ -784,7 +1007,8 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
             "sizes".to_owned(),
             format!(
                 "echo {:?} connections × {:?} B, {:?} warm-up + {:?} measured; broadcast {:?} receivers, \
-                 every {:?} for {:?}; idle {:?} held {:?}; connect {}",
+                 every {:?} for {:?}; HTTP transports: echo {} connections ({}), broadcast {} receivers ({}); \
+                 idle {:?} held {:?}; connect {}; scale {:?}, held {:?}, then a broadcast every {:?} for {:?}",
                 plan.echo_connections,
                 plan.echo_payloads,
                 plan.echo_warmup,
@@ -792,9 +1016,17 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
                 plan.broadcast_receivers,
                 plan.broadcast_interval,
                 plan.broadcast_duration,
+                plan.transport_echo_connections,
+                names(&plan.echo_transports),
+                plan.transport_broadcast_receivers,
+                names(&plan.broadcast_transports),
                 plan.idle_levels,
                 plan.idle_hold,
-                plan.connect_clients
+                plan.connect_clients,
+                plan.scale_levels,
+                plan.idle_hold,
+                plan.scale_interval,
+                plan.scale_duration
             ),
         ),
     ];

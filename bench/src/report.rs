@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::rust_client::ClientRow;
-use crate::scenario::{BroadcastRow, ConnectRow, EchoRow, IdleRow};
+use crate::scenario::{BroadcastRow, ConnectRow, EchoRow, IdleRow, ScaleRow};
 use crate::soak::{FloodRow, StalledRow};
 
 /// One scenario's cell: a system's row, or why there is none.
@@ -12,6 +12,9 @@ pub(crate) type Cell<T> = Result<T, String>;
 
 /// Echo cases, `(connections, payload bytes)`, with one cell per system.
 pub(crate) type EchoCells = Vec<((usize, usize), Vec<Cell<EchoRow>>)>;
+
+/// Per case: (system, transport, cell) for each system on each HTTP transport.
+pub(crate) type TransportCells<K, T> = Vec<(K, Vec<(&'static str, &'static str, Cell<T>)>)>;
 
 /// Per payload: (system, cell) for the systems that run the client scenario.
 pub(crate) type ClientCells = Vec<(usize, Vec<(&'static str, Cell<ClientRow>)>)>;
@@ -44,6 +47,15 @@ pub(crate) struct Results {
     pub(crate) flood: Vec<Option<Cell<FloodRow>>>,
     /// One cell per system; `None` for a system that does not run it.
     pub(crate) stalled: Vec<Option<Cell<StalledRow>>>,
+    /// Echo over the HTTP transports, per (connections, payload).
+    pub(crate) transport_echo: TransportCells<(usize, usize), EchoRow>,
+    /// Broadcast over the HTTP transports, per receiver count.
+    pub(crate) transport_broadcast: TransportCells<usize, BroadcastRow>,
+    /// The scale scenario's broadcast, in words.
+    pub(crate) scale_pace: String,
+    /// Per connection count: one cell per system; `None` for a system that
+    /// does not run it.
+    pub(crate) scale: Vec<(usize, Vec<Option<Cell<ScaleRow>>>)>,
 }
 
 /// `1234567.8` → `1,234,568`.
@@ -70,6 +82,22 @@ fn pct(fraction: f64) -> String {
 
 fn kib(bytes: f64) -> String {
     format!("{:.1} KiB", bytes / 1024.0)
+}
+
+fn gib(bytes: f64) -> String {
+    if bytes >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} GiB", bytes / (1024.0 * 1024.0 * 1024.0))
+    } else {
+        format!("{:.0} MiB", bytes / (1024.0 * 1024.0))
+    }
+}
+
+/// `a` → `b` as a signed percentage.
+fn change(a: f64, b: f64) -> String {
+    if a <= 0.0 {
+        return "–".to_owned();
+    }
+    format!("{:+.0} %", (b / a - 1.0) * 100.0)
 }
 
 pub(crate) fn mib(bytes: u64) -> String {
@@ -142,8 +170,10 @@ impl Results {
         }
         self.echo_table(&mut md);
         self.broadcast_table(&mut md);
+        self.transport_tables(&mut md);
         self.idle_table(&mut md);
         self.connect_table(&mut md);
+        self.scale_table(&mut md);
         self.client_table(&mut md);
         self.soak_tables(&mut md);
         let _ = writeln!(
@@ -167,7 +197,15 @@ impl Results {
              after holding them; per connection = (RSS_N − RSS_0) / N.\n\
              - *connect*: clients opened {} at a time, each timed from its first TCP connect to the end of the \
              protocol handshake (signal: negotiate POST + WebSocket + handshake; socket.io: WebSocket + \
-             engine.io open + namespace connect; bare: WebSocket).",
+             engine.io open + namespace connect; bare: WebSocket).\n\
+             - *HTTP transports*: the same echo and broadcast, each client on two keep-alive HTTP/1.1 \
+             connections as a browser: one sends (negotiate, then one POST per message), the other receives \
+             (signal: the Server-Sent Events stream, or one long poll at a time; socketioxide and socket.io: \
+             engine.io v4 polling, no upgrade). \"× WebSocket\" compares with the same system's WebSocket row \
+             of the same size in this run.\n\
+             - *scale*: on a fresh server per count, N idle connections held as in *idle*, then a slow \
+             broadcast to all of them; the projection multiplies the largest count's figures and is not a \
+             measurement.",
             crate::scenario::CONNECT_CONCURRENCY
         );
         let errors = self.errors();
@@ -226,6 +264,34 @@ impl Results {
                 match cell {
                     Ok(row) => note(scenario, system, row.first_error.as_deref()),
                     Err(e) => note(scenario, system, Some(e)),
+                }
+            }
+        }
+        for ((conns, payload), cells) in &self.transport_echo {
+            for (system, transport, cell) in cells {
+                let scenario = format!("echo {conns} × {} ({transport})", payload_name(*payload));
+                match cell {
+                    Ok(row) => note(scenario, system, row.first_error.as_deref()),
+                    Err(e) => note(scenario, system, Some(e)),
+                }
+            }
+        }
+        for (receivers, cells) in &self.transport_broadcast {
+            for (system, transport, cell) in cells {
+                let scenario = format!("broadcast {receivers} ({transport})");
+                match cell {
+                    Ok(row) => note(scenario, system, row.first_error.as_deref()),
+                    Err(e) => note(scenario, system, Some(e)),
+                }
+            }
+        }
+        for (connections, cells) in &self.scale {
+            for (system, cell) in self.systems.iter().zip(cells) {
+                let scenario = format!("scale {connections}");
+                match cell {
+                    Some(Ok(row)) => note(scenario, system, row.broadcast.first_error.as_deref()),
+                    Some(Err(e)) => note(scenario, system, Some(e)),
+                    None => {}
                 }
             }
         }
@@ -296,11 +362,27 @@ impl Results {
                 );
             }
         }
+        let echo_ok = |r: &EchoRow| r.errors == 0 && r.failed_connects == 0 && r.rate > 0.0;
+        let broadcast_ok =
+            |r: &BroadcastRow| r.missing == 0 && r.out_of_order == 0 && r.failed_connects == 0;
         for (_, cells) in &self.broadcast {
             for cell in cells {
-                count(cell.as_ref().is_ok_and(|r| {
-                    r.missing == 0 && r.out_of_order == 0 && r.failed_connects == 0
-                }));
+                count(cell.as_ref().is_ok_and(broadcast_ok));
+            }
+        }
+        for (_, cells) in &self.transport_echo {
+            for (_, _, cell) in cells {
+                count(cell.as_ref().is_ok_and(echo_ok));
+            }
+        }
+        for (_, cells) in &self.transport_broadcast {
+            for (_, _, cell) in cells {
+                count(cell.as_ref().is_ok_and(broadcast_ok));
+            }
+        }
+        for (_, cells) in &self.scale {
+            for cell in cells.iter().flatten() {
+                count(cell.as_ref().is_ok_and(|r| broadcast_ok(&r.broadcast)));
             }
         }
         for cell in self.idle.iter().flatten() {
@@ -524,6 +606,227 @@ impl Results {
                     }
                 }
             }
+        }
+        md.push('\n');
+    }
+
+    /// The same system's WebSocket cell of a scenario, by name.
+    fn websocket<'a, T>(&self, cells: Option<&'a Vec<Cell<T>>>, system: &str) -> Option<&'a T> {
+        let i = self.systems.iter().position(|s| *s == system)?;
+        cells?.get(i)?.as_ref().ok()
+    }
+
+    /// Echo and broadcast over the HTTP transports, each beside the same
+    /// system's WebSocket figure of the same size.
+    fn transport_tables(&self, md: &mut String) {
+        if !self.transport_echo.is_empty() {
+            let _ = writeln!(md, "## HTTP transports: echo (closed loop)\n");
+            let _ = writeln!(
+                md,
+                "| connections | payload | system | transport | invocations/s | × WebSocket | p50 ms | p99 ms | p99.9 ms | server CPU | generator CPU | other CPU | inv/s per server core | errors |"
+            );
+            let _ = writeln!(
+                md,
+                "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
+            for (case, cells) in &self.transport_echo {
+                let ws = self.echo.iter().find(|(c, _)| c == case).map(|(_, c)| c);
+                for (system, transport, cell) in cells {
+                    let lead = format!(
+                        "| {} | {} | {system} | {transport} |",
+                        int(case.0 as f64),
+                        payload_name(case.1)
+                    );
+                    match cell {
+                        Ok(r) => {
+                            let base = self.websocket(ws, system).map(|w| w.rate);
+                            let _ = writeln!(
+                                md,
+                                "{lead} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                                int(r.rate),
+                                ratio(r.rate, base),
+                                ms(r.p50_us),
+                                ms(r.p99_us),
+                                ms(r.p999_us),
+                                pct(r.cpu.server),
+                                pct(r.cpu.generator),
+                                pct(r.cpu.others),
+                                per_core(r.rate, r.cpu.server),
+                                r.errors + r.failed_connects as u64,
+                            );
+                        }
+                        Err(_) => {
+                            let _ = writeln!(md, "{lead} failed | | | | | | | | | |");
+                        }
+                    }
+                }
+            }
+            md.push('\n');
+        }
+        if !self.transport_broadcast.is_empty() {
+            let _ = writeln!(
+                md,
+                "## HTTP transports: broadcast (one message every 50 ms)\n"
+            );
+            let _ = writeln!(
+                md,
+                "| receivers | system | transport | messages | deliveries/s | p50 ms | p99 ms | p99 × WebSocket | missing | out of order | lost connections | server CPU | generator CPU | other CPU | deliveries/s per server core |"
+            );
+            let _ = writeln!(
+                md,
+                "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
+            for (receivers, cells) in &self.transport_broadcast {
+                let ws = self
+                    .broadcast
+                    .iter()
+                    .find(|(n, _)| n == receivers)
+                    .map(|(_, c)| c);
+                for (system, transport, cell) in cells {
+                    let lead = format!("| {} | {system} | {transport} |", int(*receivers as f64));
+                    match cell {
+                        Ok(r) => {
+                            let base = self.websocket(ws, system).map(|w| w.p99_us as f64);
+                            let _ = writeln!(
+                                md,
+                                "{lead} {} | {} | {} | {} | {} | {} of {} | {} | {} | {} | {} | {} | {} |",
+                                int(r.messages as f64),
+                                int(r.rate),
+                                ms(r.p50_us),
+                                ms(r.p99_us),
+                                ratio(r.p99_us as f64, base),
+                                int(r.missing as f64),
+                                int(r.expected as f64),
+                                r.out_of_order,
+                                r.lost_receivers + r.failed_connects as u64,
+                                pct(r.cpu.server),
+                                pct(r.cpu.generator),
+                                pct(r.cpu.others),
+                                per_core(r.rate, r.cpu.server),
+                            );
+                        }
+                        Err(_) => {
+                            let _ = writeln!(md, "{lead} failed | | | | | | | | | | | |");
+                        }
+                    }
+                }
+            }
+            md.push('\n');
+        }
+    }
+
+    /// The scale table, then per system its growth from the smallest count to
+    /// the largest and a linear projection to 100,000 and 1,000,000.
+    fn scale_table(&self, md: &mut String) {
+        if self.scale.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "## Scale (N idle connections on a fresh server, then {} to all)\n",
+            self.scale_pace
+        );
+        let _ = writeln!(
+            md,
+            "| connections | system | RSS per connection | total RSS (none) | broadcast p50 ms | p99 ms | deliveries/s | missing | out of order | lost connections | server CPU | server CPU per delivery | other CPU |"
+        );
+        let _ = writeln!(
+            md,
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for (connections, cells) in &self.scale {
+            for (system, cell) in self.systems.iter().zip(cells) {
+                let Some(cell) = cell else { continue };
+                let lead = format!("| {} | {system} |", int(*connections as f64));
+                match cell {
+                    Ok(r) => {
+                        let b = &r.broadcast;
+                        let open = if r.open < *connections {
+                            format!(" ({} open)", int(r.open as f64))
+                        } else {
+                            String::new()
+                        };
+                        let _ = writeln!(
+                            md,
+                            "{lead} {} | {} | {} | {} | {} | {} of {} | {} | {} | {} | {} | {} |",
+                            r.per_connection().map_or("–".to_owned(), kib),
+                            match r.rss {
+                                Some(rss) => format!("{} ({}){open}", mib(rss), mib(r.base_rss)),
+                                None => format!("–{open}"),
+                            },
+                            ms(b.p50_us),
+                            ms(b.p99_us),
+                            int(b.rate),
+                            int(b.missing as f64),
+                            int(b.expected as f64),
+                            b.out_of_order,
+                            b.lost_receivers + b.failed_connects as u64,
+                            pct(b.cpu.server),
+                            r.cpu_per_delivery()
+                                .map_or("–".to_owned(), |s| format!("{:.2} µs", s * 1e6)),
+                            pct(b.cpu.others),
+                        );
+                    }
+                    Err(_) => {
+                        let _ = writeln!(md, "{lead} failed | | | | | | | | | | |");
+                    }
+                }
+            }
+        }
+        md.push('\n');
+        let _ = writeln!(
+            md,
+            "Growth from {} to {} connections, and a **linear projection (not a measurement)** from the \
+             largest count: memory = RSS with none + per-connection bytes × N; the server CPU one broadcast \
+             per second to every connection would need (N deliveries/s) = N × CPU per delivery, which \
+             includes the idle connections' own keep-alive traffic and so errs high. Neither counts the \
+             kernel's socket buffers outside the process, nor a second core.\n",
+            int(self.scale.first().map_or(0, |(n, _)| *n) as f64),
+            int(self.scale.last().map_or(0, |(n, _)| *n) as f64),
+        );
+        for (i, system) in self.systems.iter().enumerate() {
+            let rows: Vec<(usize, &ScaleRow)> = self
+                .scale
+                .iter()
+                .filter_map(|(n, cells)| Some((*n, cells.get(i)?.as_ref()?.as_ref().ok()?)))
+                .collect();
+            let (Some(&(n0, first)), Some(&(n1, last))) = (rows.first(), rows.last()) else {
+                continue;
+            };
+            let mut parts = Vec::new();
+            if let (Some(a), Some(b)) = (first.per_connection(), last.per_connection()) {
+                parts.push(format!(
+                    "memory per connection {} at {} → {} at {} ({})",
+                    kib(a),
+                    int(n0 as f64),
+                    kib(b),
+                    int(n1 as f64),
+                    change(a, b)
+                ));
+            }
+            parts.push(format!(
+                "broadcast p99 {} → {} ms ({:.2}×)",
+                ms(first.broadcast.p99_us),
+                ms(last.broadcast.p99_us),
+                last.broadcast.p99_us as f64 / first.broadcast.p99_us.max(1) as f64
+            ));
+            let mut projected = Vec::new();
+            for n in [100_000.0, 1_000_000.0] {
+                let mut cell = Vec::new();
+                if let Some(per) = last.per_connection() {
+                    cell.push(gib(last.base_rss as f64 + per * n));
+                }
+                if let Some(cpu) = last.cpu_per_delivery() {
+                    cell.push(format!("{:.2} cores", cpu * n));
+                }
+                if !cell.is_empty() {
+                    projected.push(format!("{}: {}", int(n), cell.join(", ")));
+                }
+            }
+            if !projected.is_empty() {
+                parts.push(format!("projected {}", projected.join("; ")));
+            }
+            let _ = writeln!(md, "- **{system}**: {}.", parts.join("; "));
         }
         md.push('\n');
     }
@@ -1016,6 +1319,9 @@ mod tests {
         assert_eq!(nice_ceiling(4.0), 5.0);
         assert_eq!(payload_name(1024), "1 KiB");
         assert_eq!(payload_name(32), "32 B");
+        assert_eq!(change(10.0, 9.9), "-1 %");
+        assert_eq!(gib(2.0 * 1024.0 * 1024.0 * 1024.0), "2.0 GiB");
+        assert_eq!(gib(819.0 * 1024.0 * 1024.0), "819 MiB");
         let log = Scale::for_values([9.0, 6434.0].into_iter(), true);
         assert!(matches!(log, Scale::Log { lo: 0.0, hi: 4.0 }));
         assert_eq!(log.fraction(100.0), 0.5);

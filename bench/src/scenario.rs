@@ -1,5 +1,7 @@
-//! The four scenarios: echo, broadcast, idle memory, connect. Each runs against one
-//! freshly started server and returns one row.
+//! The scenarios: echo, broadcast, idle memory, connect, scale (idle memory and
+//! broadcast latency at one large connection count). Each runs against one
+//! freshly started server and returns one row. Echo and broadcast run on every
+//! transport the endpoint names (WebSocket, SSE, long polling).
 //!
 //! Connections are tasks on the generator's single thread (a `LocalSet`); they
 //! share counters and histograms through `Rc` without locks.
@@ -410,20 +412,38 @@ async fn send_loop(
     }
 }
 
-/// One sender, `receivers` receivers, a message every `interval` for `duration`;
-/// waits up to `drain` after the last send for the deliveries to arrive. `settle`
-/// is the pause between opening the connections and the first send.
+/// The pace of a broadcast: a message every `interval` for `duration`, then up
+/// to `drain` for the last deliveries; `settle` is the pause between opening the
+/// connections and the first send.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pace {
+    pub(crate) interval: Duration,
+    pub(crate) duration: Duration,
+    pub(crate) drain: Duration,
+    pub(crate) settle: Duration,
+}
+
+/// One sender and `receivers` receivers, at `pace`.
 pub(crate) async fn broadcast(
     endpoint: &Endpoint<'_>,
     server: &Server,
     receivers: usize,
-    interval: Duration,
-    duration: Duration,
-    drain: Duration,
-    settle: Duration,
+    pace: Pace,
 ) -> Result<BroadcastRow, Error> {
     let shared = Rc::new(BroadcastShared::default());
     let mut tasks = JoinSet::new();
+    let opened = open_receivers(endpoint, receivers, &shared, &mut tasks).await?;
+    measure_broadcast(endpoint, server, &shared, tasks, opened, pace).await
+}
+
+/// Opens `receivers` receiving connections as tasks of `tasks`; an error when
+/// none opened.
+async fn open_receivers(
+    endpoint: &Endpoint<'_>,
+    receivers: usize,
+    shared: &Rc<BroadcastShared>,
+    tasks: &mut JoinSet<()>,
+) -> Result<Opened, Error> {
     let opened = open_many(endpoint, receivers, |c| {
         tasks.spawn_local(receive_loop(c, shared.clone()));
     })
@@ -434,6 +454,25 @@ pub(crate) async fn broadcast(
             .unwrap_or_else(|| "no receiver".into())
             .into());
     }
+    Ok(opened)
+}
+
+/// Connects the sender and broadcasts at `pace` to the receivers already open
+/// (`opened`, running as `tasks`), then stops them.
+async fn measure_broadcast(
+    endpoint: &Endpoint<'_>,
+    server: &Server,
+    shared: &Rc<BroadcastShared>,
+    mut tasks: JoinSet<()>,
+    opened: Opened,
+    pace: Pace,
+) -> Result<BroadcastRow, Error> {
+    let Pace {
+        interval,
+        duration,
+        drain,
+        settle,
+    } = pace;
     let sender = client::connect(endpoint).await?;
     // Let the last connections settle (on_connected, registration) before timing.
     tokio::time::sleep(settle).await;
@@ -496,6 +535,70 @@ pub(crate) async fn broadcast(
         p99_us,
         cpu,
         first_error,
+    })
+}
+
+// --------------------------------------------------------------------------- scale
+
+/// Idle memory and broadcast latency at one connection count, on a fresh server.
+#[derive(Clone, Debug)]
+pub(crate) struct ScaleRow {
+    /// Resident memory with no connection, bytes.
+    pub(crate) base_rss: u64,
+    /// Receivers open (and alive) when memory was read.
+    pub(crate) open: usize,
+    /// Resident memory with them idle, bytes; `None` when memory was not asked
+    /// for (a protocol variant of the same server).
+    pub(crate) rss: Option<u64>,
+    /// The broadcast to them, right after.
+    pub(crate) broadcast: BroadcastRow,
+}
+
+impl ScaleRow {
+    /// (rss − rss with none) / open, bytes.
+    pub(crate) fn per_connection(&self) -> Option<f64> {
+        self.rss
+            .map(|rss| rss.saturating_sub(self.base_rss) as f64 / self.open.max(1) as f64)
+    }
+
+    /// Server CPU seconds per delivery over the broadcast (its CPU share over
+    /// its deliveries per second): what the projection scales.
+    pub(crate) fn cpu_per_delivery(&self) -> Option<f64> {
+        let b = &self.broadcast;
+        (b.rate > 0.0).then(|| b.cpu.server / b.rate)
+    }
+}
+
+/// `connections` idle receivers on a fresh server: with `memory`, held for
+/// `hold` (pings flowing) before reading the server's memory, as the idle
+/// scenario does; then one sender broadcasts to them at `pace`.
+pub(crate) async fn scale(
+    endpoint: &Endpoint<'_>,
+    server: &Server,
+    connections: usize,
+    memory: bool,
+    hold: Duration,
+    pace: Pace,
+) -> Result<ScaleRow, Error> {
+    tokio::time::sleep(pace.settle).await;
+    let base_rss = server.rss()?;
+    let shared = Rc::new(BroadcastShared::default());
+    let mut tasks = JoinSet::new();
+    let opened = open_receivers(endpoint, connections, &shared, &mut tasks).await?;
+    let mut rss = None;
+    if memory {
+        tokio::time::sleep(hold).await;
+        rss = Some(server.rss()?);
+    }
+    let open = opened
+        .ok
+        .saturating_sub(shared.failures.count.get() as usize);
+    let broadcast = measure_broadcast(endpoint, server, &shared, tasks, opened, pace).await?;
+    Ok(ScaleRow {
+        base_rss,
+        open,
+        rss,
+        broadcast,
     })
 }
 

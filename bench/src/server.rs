@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::client::Protocol;
+use crate::http_transport::Transport;
 
 /// How long a server may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,6 +40,9 @@ pub(crate) struct System {
     /// A client negotiates with one node and opens its WebSocket at the next:
     /// what a load balancer without session affinity does.
     pub(crate) unsticky: bool,
+    /// How the generator's connections carry frames (WebSocket but for the
+    /// systems of `http_systems`).
+    pub(crate) transport: Transport,
 }
 
 impl System {
@@ -75,6 +79,7 @@ pub(crate) fn systems(layout: &Layout) -> Vec<System> {
         nodes: 1,
         redis: false,
         unsticky: false,
+        transport: Transport::WebSocket,
     };
     let mut all = vec![system("bare", Protocol::Bare, vec![bin("bare-server")])];
     if let Some(before) = &layout.signal_before {
@@ -91,7 +96,7 @@ pub(crate) fn systems(layout: &Layout) -> Vec<System> {
             vec![bin("examples/conformance")],
         ),
         System {
-            scenarios: &["echo", "broadcast"],
+            scenarios: &["echo", "broadcast", "scale"],
             ..system(
                 "signal-msgpack",
                 Protocol::MessagePack,
@@ -146,6 +151,31 @@ pub(crate) fn systems(layout: &Layout) -> Vec<System> {
         ]);
     }
     all
+}
+
+/// The systems of `selected` that have an HTTP `transport`, as the generator
+/// speaks it: signal over SSE (JSON only: SSE carries text) and long polling
+/// (JSON and MessagePack), socketioxide and socket.io over engine.io polling
+/// (`Transport::LongPolling`). The bare server has none; signal-before and the
+/// scale-out systems would repeat signal's.
+pub(crate) fn http_systems(selected: &[System], transport: Transport) -> Vec<System> {
+    selected
+        .iter()
+        .filter(|s| match (transport, s.name) {
+            (Transport::Sse, name) => name == "signal",
+            (Transport::LongPolling, name) => {
+                matches!(
+                    name,
+                    "signal" | "signal-msgpack" | "socketioxide" | "socket.io"
+                )
+            }
+            (Transport::WebSocket, _) => false,
+        })
+        .map(|s| System {
+            transport,
+            ..s.clone()
+        })
+        .collect()
 }
 
 /// A running server process, killed on drop.
