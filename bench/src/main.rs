@@ -389,6 +389,20 @@ fn say(line: &str) {
     eprintln!("{line}");
 }
 
+/// A broadcast cell's line on the console.
+fn broadcast_line(r: &scenario::BroadcastRow) -> String {
+    format!(
+        "{} deliveries/s  p50 {} ms  p99 {} ms  missing {} of {}  server CPU {:.0} %  generator CPU {:.0} %",
+        int(r.rate),
+        ms(r.p50_us),
+        ms(r.p99_us),
+        r.missing,
+        r.expected,
+        r.cpu.server * 100.0,
+        r.cpu.generator * 100.0
+    )
+}
+
 fn show<T>(cell: &Result<T, String>, line: impl Fn(&T) -> String) -> String {
     match cell {
         Ok(row) => line(row),
@@ -574,16 +588,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
             say(&format!(
                 "broadcast {receivers}  {:<14} {}",
                 system.name,
-                show(&cell, |r| format!(
-                    "{} deliveries/s  p50 {} ms  p99 {} ms  missing {} of {}  server CPU {:.0} %  generator CPU {:.0} %",
-                    int(r.rate),
-                    ms(r.p50_us),
-                    ms(r.p99_us),
-                    r.missing,
-                    r.expected,
-                    r.cpu.server * 100.0,
-                    r.cpu.generator * 100.0
-                ))
+                show(&cell, broadcast_line)
             ));
             cells.push(cell);
             tokio::time::sleep(plan.pause).await;
@@ -645,16 +650,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
                     say(&format!(
                         "broadcast {receivers}  {:<14} {label:<20} {}",
                         system.name,
-                        show(&cell, |r| format!(
-                            "{} deliveries/s  p50 {} ms  p99 {} ms  missing {} of {}  server CPU {:.0} %  generator CPU {:.0} %",
-                            int(r.rate),
-                            ms(r.p50_us),
-                            ms(r.p99_us),
-                            r.missing,
-                            r.expected,
-                            r.cpu.server * 100.0,
-                            r.cpu.generator * 100.0
-                        ))
+                        show(&cell, broadcast_line)
                     ));
                     cells.push((system.name, label, cell));
                     tokio::time::sleep(plan.pause).await;

@@ -111,6 +111,35 @@ fn ratio(value: f64, base: Option<f64>) -> String {
     }
 }
 
+/// One row of a broadcast table after its `lead` cells; `base` is the p99
+/// the row's ratio is to.
+fn broadcast_row(md: &mut String, lead: &str, cell: &Cell<BroadcastRow>, base: Option<f64>) {
+    match cell {
+        Ok(r) => {
+            let _ = writeln!(
+                md,
+                "{lead} {} | {} | {} | {} | {} | {} of {} | {} | {} | {} | {} | {} | {} |",
+                int(r.messages as f64),
+                int(r.rate),
+                ms(r.p50_us),
+                ms(r.p99_us),
+                ratio(r.p99_us as f64, base),
+                int(r.missing as f64),
+                int(r.expected as f64),
+                r.out_of_order,
+                r.lost_receivers + r.failed_connects as u64,
+                pct(r.cpu.server),
+                pct(r.cpu.generator),
+                pct(r.cpu.others),
+                per_core(r.rate, r.cpu.server),
+            );
+        }
+        Err(_) => {
+            let _ = writeln!(md, "{lead} failed | | | | | | | | | | | |");
+        }
+    }
+}
+
 fn per_core(rate: f64, cpu: f64) -> String {
     if cpu > 0.01 {
         int(rate / cpu)
@@ -581,30 +610,7 @@ impl Results {
             let base = Self::base(cells, |r| r.p99_us as f64);
             for (system, cell) in self.systems.iter().zip(cells) {
                 let lead = format!("| {} | {system} |", int(*receivers as f64));
-                match cell {
-                    Ok(r) => {
-                        let _ = writeln!(
-                            md,
-                            "{lead} {} | {} | {} | {} | {} | {} of {} | {} | {} | {} | {} | {} | {} |",
-                            int(r.messages as f64),
-                            int(r.rate),
-                            ms(r.p50_us),
-                            ms(r.p99_us),
-                            ratio(r.p99_us as f64, base),
-                            int(r.missing as f64),
-                            int(r.expected as f64),
-                            r.out_of_order,
-                            r.lost_receivers + r.failed_connects as u64,
-                            pct(r.cpu.server),
-                            pct(r.cpu.generator),
-                            pct(r.cpu.others),
-                            per_core(r.rate, r.cpu.server),
-                        );
-                    }
-                    Err(_) => {
-                        let _ = writeln!(md, "{lead} failed | | | | | | | | | | | |");
-                    }
-                }
+                broadcast_row(md, &lead, cell, base);
             }
         }
         md.push('\n');
@@ -684,31 +690,8 @@ impl Results {
                     .map(|(_, c)| c);
                 for (system, transport, cell) in cells {
                     let lead = format!("| {} | {system} | {transport} |", int(*receivers as f64));
-                    match cell {
-                        Ok(r) => {
-                            let base = self.websocket(ws, system).map(|w| w.p99_us as f64);
-                            let _ = writeln!(
-                                md,
-                                "{lead} {} | {} | {} | {} | {} | {} of {} | {} | {} | {} | {} | {} | {} |",
-                                int(r.messages as f64),
-                                int(r.rate),
-                                ms(r.p50_us),
-                                ms(r.p99_us),
-                                ratio(r.p99_us as f64, base),
-                                int(r.missing as f64),
-                                int(r.expected as f64),
-                                r.out_of_order,
-                                r.lost_receivers + r.failed_connects as u64,
-                                pct(r.cpu.server),
-                                pct(r.cpu.generator),
-                                pct(r.cpu.others),
-                                per_core(r.rate, r.cpu.server),
-                            );
-                        }
-                        Err(_) => {
-                            let _ = writeln!(md, "{lead} failed | | | | | | | | | | | |");
-                        }
-                    }
+                    let base = self.websocket(ws, system).map(|w| w.p99_us as f64);
+                    broadcast_row(md, &lead, cell, base);
                 }
             }
             md.push('\n');
