@@ -101,16 +101,14 @@ async fn open<D: HubDispatch>(
     // connection's HttpContext.
     let request = start.request.take();
     let options = &runtime.options;
-    // Boxed, like the other once-per-connection phases: the session's task
-    // keeps its largest state for the connection's whole life.
     let handshake = tokio::time::timeout(
         options.handshake_timeout,
-        Box::pin(read_handshake(
+        read_handshake(
             &mut duplex,
             &options.protocols,
             start.transport,
             options.maximum_receive_message_size,
-        )),
+        ),
     )
     .await;
     let accepted = match handshake {
