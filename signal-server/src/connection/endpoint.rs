@@ -59,9 +59,15 @@ pub(crate) struct Start {
 pub(crate) fn keep_request(mut parts: Parts) -> Arc<Parts> {
     let mut headers = http::HeaderMap::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
-        let mut copy = HeaderValue::from_bytes(value.as_bytes())
-            .expect("a header value's bytes make a header value");
-        copy.set_sensitive(value.is_sensitive());
+        // A value the parser took but `from_bytes` refuses stays shared
+        // rather than failing the connection.
+        let copy = match HeaderValue::from_bytes(value.as_bytes()) {
+            Ok(mut copy) => {
+                copy.set_sensitive(value.is_sensitive());
+                copy
+            }
+            Err(_) => value.clone(),
+        };
         headers.append(name.clone(), copy);
     }
     parts.headers = headers;
