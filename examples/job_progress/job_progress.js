@@ -79,9 +79,12 @@ registerJobProgressClient(connection, {
 $("start").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("error").textContent = "";
+  const name = $("name").value;
   try {
-    follow(await hub.startJob($("name").value, Number($("seconds").value)));
-    $("name").value = "";
+    follow(await hub.startJob(name, Number($("seconds").value)));
+    // Only if it still holds this job's name: the next one may have been
+    // typed while the call was on its way.
+    if ($("name").value === name) $("name").value = "";
   } catch (e) {
     fail(e);
   }
