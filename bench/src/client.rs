@@ -12,14 +12,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
-use crate::http_transport::{HttpLink, Transport};
+use crate::http_transport::{HttpLink, Negotiator, Transport};
 use crate::{Error, msgpack};
 
 /// The record separator that ends every SignalR JSON record.
@@ -218,6 +217,9 @@ pub(crate) struct Endpoint<'a> {
     /// SignalR only: connect as a client with `skipNegotiation` does (WebSocket
     /// straight away, no negotiate request).
     pub(crate) skip_negotiate: bool,
+    /// SignalR over WebSockets: where negotiate requests go (kept-alive
+    /// connections, or one each).
+    pub(crate) negotiator: Negotiator,
     /// How frames travel.
     pub(crate) transport: Transport,
 }
@@ -297,7 +299,8 @@ async fn connect_inner(endpoint: &Endpoint<'_>) -> Result<Conn, Error> {
             } else {
                 port
             };
-            format!("/conformance?id={}", negotiate(source, at).await?)
+            let token = endpoint.negotiator.negotiate(source, at).await?;
+            format!("/conformance?id={token}")
         }
         Protocol::SocketIo => "/socket.io/?EIO=4&transport=websocket".to_owned(),
     };
@@ -311,57 +314,6 @@ async fn connect_inner(endpoint: &Endpoint<'_>) -> Result<Conn, Error> {
     };
     conn.handshake().await?;
     Ok(conn)
-}
-
-/// `POST /conformance/negotiate?negotiateVersion=1` on its own TCP connection, as
-/// clients do; returns the connection token.
-async fn negotiate(source: Ipv4Addr, port: u16) -> Result<String, Error> {
-    let mut stream = tcp(source, port).await?;
-    let request = format!(
-        "POST /conformance/negotiate?negotiateVersion=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
-         X-Requested-With: XMLHttpRequest\r\nContent-Length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        if let Some(body) = http_body(&buf)? {
-            let answer: serde_json::Value = serde_json::from_slice(body)?;
-            return answer
-                .get("connectionToken")
-                .and_then(|t| t.as_str())
-                .map(str::to_owned)
-                .ok_or_else(|| format!("negotiate answered {answer}").into());
-        }
-        if buf.len() > 64 * 1024 {
-            return Err("negotiate answer too large".into());
-        }
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Err("negotiate: connection closed before the answer".into());
-        }
-    }
-}
-
-/// The body of a complete HTTP/1.1 response with a Content-Length in `buf`;
-/// `None` while more is needed.
-fn http_body(buf: &[u8]) -> Result<Option<&[u8]>, Error> {
-    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
-    };
-    let head = std::str::from_utf8(&buf[..head_end])?;
-    let status = head.split(' ').nth(1).unwrap_or("");
-    if status != "200" {
-        return Err(format!("negotiate answered {}", head.lines().next().unwrap_or("")).into());
-    }
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .ok_or("negotiate answer has no Content-Length")?;
-    let body = &buf[head_end + 4..];
-    Ok((body.len() >= length).then(|| &body[..length]))
 }
 
 impl Conn {
@@ -574,15 +526,6 @@ mod tests {
         assert_eq!(parse_stamp(b"no stamp"), None);
         assert!(contains(b"abcd", b"bc"));
         assert!(!contains(b"abcd", b"bd"));
-    }
-
-    #[test]
-    fn http_body_waits_for_the_whole_answer() {
-        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n{}";
-        assert!(http_body(head).unwrap().is_none());
-        let full = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n{\"\"}";
-        assert_eq!(http_body(full).unwrap(), Some(&b"{\"\"}"[..]));
-        assert!(http_body(b"HTTP/1.1 404 Not Found\r\n\r\n").is_err());
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! WebSocket `Message`s the rest of the generator reads, so the scenarios and
 //! the protocol parsing are the same on every transport.
 //!
+//! The WebSocket clients' negotiate goes through here too (`Negotiator`): on
+//! kept-alive connections shared between clients, as browsers and Node's fetch
+//! share them, or on a TCP connection of its own per negotiate.
+//!
 //! The HTTP client is hyper 1.x's `client::conn::http1`: one bare connection
 //! per handle, no pool, no timer, no threads of its own, its connection future
 //! spawned on the generator's one-threaded `LocalSet`; thousands of them cost a
@@ -16,7 +20,8 @@
 //! not, and reqwest would bring its own runtime and TLS.) hyper is already in
 //! the lock file through axum.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::pin::Pin;
@@ -150,6 +155,134 @@ fn check(what: &str, status: StatusCode, body: &[u8]) -> Result<(), Error> {
     .into())
 }
 
+/// The negotiate request of a SignalR client (the official client's).
+fn negotiate_request(host: &str) -> Result<Request<Full<Bytes>>, Error> {
+    Ok(
+        request("POST", host, "/conformance/negotiate?negotiateVersion=1")
+            .header("X-Requested-With", "XMLHttpRequest")
+            .body(Full::default())?,
+    )
+}
+
+/// The connection token of a negotiate answer.
+fn connection_token(status: StatusCode, body: &[u8]) -> Result<String, Error> {
+    check("negotiate", status, body)?;
+    let answer: serde_json::Value = serde_json::from_slice(body)?;
+    answer
+        .get("connectionToken")
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("negotiate answered {answer}").into())
+}
+
+/// How the WebSocket clients' negotiate requests travel (`--negotiate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NegotiateMode {
+    /// On kept-alive HTTP/1.1 connections, an idle one reused for the next
+    /// negotiate, as browsers and Node's fetch (undici) do; only the WebSocket
+    /// gets a TCP connection of its own.
+    KeptAlive,
+    /// Each on a TCP connection of its own, closed after the answer: the
+    /// generator's only model before `--negotiate`, so that older reports stay
+    /// comparable.
+    Fresh,
+}
+
+impl NegotiateMode {
+    /// From its `--negotiate` name.
+    pub(crate) fn parse(name: &str) -> Option<NegotiateMode> {
+        match name {
+            "kept-alive" => Some(NegotiateMode::KeptAlive),
+            "fresh" => Some(NegotiateMode::Fresh),
+            _ => None,
+        }
+    }
+
+    /// Its `--negotiate` name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            NegotiateMode::KeptAlive => "kept-alive",
+            NegotiateMode::Fresh => "fresh",
+        }
+    }
+}
+
+/// The negotiate of the WebSocket clients of one server. Kept alive, it holds
+/// the idle connections per server port: an opener takes one (or opens one
+/// when there is none) and gives it back with the answer, so there are about
+/// as many as openers at a time. Single-threaded, as the rest of the generator.
+pub(crate) struct Negotiator {
+    mode: NegotiateMode,
+    idle: RefCell<HashMap<u16, Vec<Sender>>>,
+}
+
+impl Negotiator {
+    pub(crate) fn new(mode: NegotiateMode) -> Negotiator {
+        Negotiator {
+            mode,
+            idle: RefCell::default(),
+        }
+    }
+
+    /// `POST /conformance/negotiate?negotiateVersion=1` at 127.0.0.1:`port`;
+    /// returns the connection token. A new connection is bound to `source`.
+    pub(crate) async fn negotiate(&self, source: Ipv4Addr, port: u16) -> Result<String, Error> {
+        let host = format!("127.0.0.1:{port}");
+        if self.mode == NegotiateMode::KeptAlive {
+            while let Some(mut sender) = self.take(port) {
+                // The server closed it while it was idle, or it broke: dropped,
+                // and the next one (or a new one) is tried, as clients retry a
+                // request on a reused connection that fails.
+                let Ok((status, body)) = exchange(&mut sender, negotiate_request(&host)?).await
+                else {
+                    continue;
+                };
+                self.give_back(port, sender);
+                return connection_token(status, &body);
+            }
+        }
+        let mut sender = open(source, port).await?;
+        let (status, body) = exchange(&mut sender, negotiate_request(&host)?).await?;
+        if self.mode == NegotiateMode::KeptAlive {
+            self.give_back(port, sender);
+        }
+        // Fresh: dropping the handle ends the connection task, which closes
+        // the connection.
+        connection_token(status, &body)
+    }
+
+    /// An idle connection to `port` that is still open.
+    fn take(&self, port: u16) -> Option<Sender> {
+        let mut idle = self.idle.borrow_mut();
+        let senders = idle.get_mut(&port)?;
+        while let Some(sender) = senders.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, port: u16, sender: Sender) {
+        if !sender.is_closed() {
+            self.idle.borrow_mut().entry(port).or_default().push(sender);
+        }
+    }
+
+    /// Closes the idle connections: at the end of a batch of connects, as a
+    /// client closes an idle one after a few seconds (undici: 4 s), so that
+    /// they do not weigh on the memory the idle and scale scenarios read.
+    pub(crate) fn close_idle(&self) {
+        self.idle.borrow_mut().clear();
+    }
+
+    /// Idle connections held, all ports.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
+    }
+}
+
 impl HttpLink {
     /// SignalR: negotiate on the sending connection, then open the event stream
     /// (SSE: its response head is the EventSource's `open`) or the first poll
@@ -163,17 +296,9 @@ impl HttpLink {
     ) -> Result<HttpLink, Error> {
         let host = format!("127.0.0.1:{port}");
         let mut up = open(source, port).await?;
-        let negotiate = request("POST", &host, "/conformance/negotiate?negotiateVersion=1")
-            .header("X-Requested-With", "XMLHttpRequest")
-            .body(Full::default())?;
-        let (status, body) = exchange(&mut up, negotiate).await?;
-        check("negotiate", status, &body)?;
-        let answer: serde_json::Value = serde_json::from_slice(&body)?;
+        let (status, body) = exchange(&mut up, negotiate_request(&host)?).await?;
         // Connection tokens are base64url: nothing to escape.
-        let token = answer
-            .get("connectionToken")
-            .and_then(|t| t.as_str())
-            .ok_or_else(|| format!("negotiate answered {answer}"))?;
+        let token = connection_token(status, &body)?;
         let target = format!("/conformance?id={token}");
         let mut down = open(source, port).await?;
         let down = match transport {
@@ -385,6 +510,86 @@ mod tests {
         buf.extend_from_slice(b"tial\n\n");
         assert_eq!(take_events(&mut buf), vec![b"partial".to_vec()]);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn negotiate_answers_give_the_token() {
+        let answer = br#"{"connectionId":"a","connectionToken":"b","negotiateVersion":1}"#;
+        assert_eq!(connection_token(StatusCode::OK, answer).unwrap(), "b");
+        let error = connection_token(StatusCode::OK, br#"{"error":"no"}"#).unwrap_err();
+        assert!(error.to_string().contains("no"), "{error}");
+        let error = connection_token(StatusCode::NOT_FOUND, b"gone").unwrap_err();
+        assert_eq!(error.to_string(), "negotiate answered 404 Not Found: gone");
+    }
+
+    /// A negotiate server on 127.0.0.1 that counts the connections it accepts;
+    /// with `close`, it closes each one after its first answer (without
+    /// saying so), as a server whose keep-alive ran out.
+    async fn negotiate_server(close: bool) -> (u16, std::rc::Rc<std::cell::Cell<usize>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::rc::Rc::new(std::cell::Cell::new(0));
+        let count = accepted.clone();
+        tokio::task::spawn_local(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.set(count.get() + 1);
+                tokio::task::spawn_local(async move {
+                    let body = r#"{"connectionToken":"t","negotiateVersion":1}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let mut buf = Vec::new();
+                    // Requests without a body: each ends at its blank line.
+                    while stream.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            stream.write_all(answer.as_bytes()).await.unwrap();
+                            if close {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn kept_alive_negotiate_reuses_a_connection_until_it_closes() {
+        let cases = [
+            (NegotiateMode::KeptAlive, false, 1),
+            (NegotiateMode::Fresh, false, 5),
+            (NegotiateMode::KeptAlive, true, 5),
+        ];
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                for (mode, close, connections) in cases {
+                    let (port, accepted) = negotiate_server(close).await;
+                    let negotiator = Negotiator::new(mode);
+                    for _ in 0..5 {
+                        let token = negotiator.negotiate(Ipv4Addr::LOCALHOST, port).await;
+                        assert_eq!(token.unwrap(), "t", "{mode:?}, close {close}");
+                    }
+                    assert_eq!(accepted.get(), connections, "{mode:?}, close {close}");
+                    let idle = usize::from(mode == NegotiateMode::KeptAlive && !close);
+                    assert!(negotiator.idle_count() <= idle, "{mode:?}, close {close}");
+                    negotiator.close_idle();
+                    assert_eq!(negotiator.idle_count(), 0);
+                }
+                assert_eq!(NegotiateMode::parse("fresh"), Some(NegotiateMode::Fresh));
+                assert_eq!(
+                    NegotiateMode::parse(NegotiateMode::KeptAlive.name()),
+                    Some(NegotiateMode::KeptAlive)
+                );
+                assert_eq!(NegotiateMode::parse("keep"), None);
+            })
+            .await;
     }
 
     #[test]

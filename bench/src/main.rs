@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use client::{Endpoint, Sources};
-use http_transport::Transport;
+use http_transport::{NegotiateMode, Negotiator, Transport};
 use report::{Results, int, mib, ms};
 use server::{Layout, Server, System};
 
@@ -157,6 +157,8 @@ struct Options {
     /// How long to wait for a quiet machine before each run (`None`: do not).
     quiet_wait: Option<Duration>,
     skip_negotiate: bool,
+    /// How SignalR clients over WebSockets negotiate.
+    negotiate: NegotiateMode,
     /// A command each server runs under (a profiler), split on spaces.
     server_wrap: Vec<String>,
     idle_levels: Option<Vec<usize>>,
@@ -167,7 +169,7 @@ const USAGE: &str = "usage: signal-bench run [--smoke] [--out DIR] [--server-cpu
 [--systems bare,signal,signal-msgpack,socketioxide,socket.io] \
 [--scenarios echo,broadcast,echo-sse,echo-longpolling,broadcast-sse,broadcast-longpolling,transports,idle,connect,client,flood,stalled,scale] \
 [--signal-before PATH/TO/conformance] [--bin-dir DIR] [--bench-dir DIR] [--sources N] [--no-wait] \
-[--skip-negotiate] [--idle-levels N,N] [--scale-levels N,N] [--server-wrap 'valgrind --tool=massif']
+[--negotiate kept-alive|fresh] [--skip-negotiate] [--idle-levels N,N] [--scale-levels N,N] [--server-wrap 'valgrind --tool=massif']
 
 echo and broadcast are over WebSockets; echo-sse, echo-longpolling, broadcast-sse and
 broadcast-longpolling run them over signal's HTTP transports (SSE: JSON only; long polling: JSON and
@@ -175,7 +177,10 @@ MessagePack) and socketioxide's and socket.io's engine.io polling (the longpolli
 transports names all four. scale (idle memory and broadcast p99 at 5,000, 10,000 and 19,000
 connections, or --scale-levels) runs only when named, or in --smoke.
 --signal-before adds the system signal-before: that build of the conformance example (another
-commit's), spoken to in JSON, measured in the same run as this tree's signal.";
+commit's), spoken to in JSON, measured in the same run as this tree's signal.
+--negotiate: SignalR clients over WebSockets negotiate on kept-alive HTTP/1.1 connections, an idle
+one reused for the next client as browsers and Node's fetch do (kept-alive, the default), or each on
+a TCP connection of its own, closed after the answer (fresh: the model of reports before the option).";
 
 fn parse_args() -> Result<Options, Error> {
     let exe_dir = std::env::current_exe()?
@@ -198,6 +203,7 @@ fn parse_args() -> Result<Options, Error> {
         sources: 32,
         quiet_wait: Some(Duration::from_secs(120)),
         skip_negotiate: false,
+        negotiate: NegotiateMode::KeptAlive,
         server_wrap: Vec::new(),
         idle_levels: None,
         scale_levels: None,
@@ -215,6 +221,12 @@ fn parse_args() -> Result<Options, Error> {
             }
             "--no-wait" => options.quiet_wait = None,
             "--skip-negotiate" => options.skip_negotiate = true,
+            "--negotiate" => {
+                let name = value()?;
+                options.negotiate = NegotiateMode::parse(&name).ok_or_else(|| {
+                    format!("--negotiate is kept-alive or fresh, not {name}\n{USAGE}")
+                })?;
+            }
             "--idle-levels" => {
                 let levels: Result<Vec<usize>, _> = value()?.split(',').map(str::parse).collect();
                 options.idle_levels = Some(levels?);
@@ -356,6 +368,7 @@ async fn run_one<T>(
         unsticky: system.unsticky,
         sources,
         skip_negotiate: options.skip_negotiate,
+        negotiator: Negotiator::new(options.negotiate),
         transport: system.transport,
     };
     let result = tokio::time::timeout(limit, scenario(&endpoint, &server)).await;
@@ -365,6 +378,29 @@ async fn run_one<T>(
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!("did not finish within {limit:?}")),
     }
+}
+
+/// How the SignalR clients of the connect scenario negotiated, for the report.
+fn negotiate_words(options: &Options) -> String {
+    if options.skip_negotiate {
+        return "SignalR clients skipped negotiation (`--skip-negotiate`): WebSocket straight away."
+            .to_owned();
+    }
+    let how = match options.negotiate {
+        NegotiateMode::KeptAlive => {
+            "on kept-alive HTTP/1.1 connections, an idle one reused for the next client's \
+             negotiate as browsers and Node's fetch do (one per opener at a time, per node), so a \
+             connect costs one new TCP connection, the WebSocket's"
+        }
+        NegotiateMode::Fresh => {
+            "each on a TCP connection of its own, closed after the answer (as reports before \
+             `--negotiate` did), so a connect costs two new TCP connections"
+        }
+    };
+    format!(
+        "SignalR clients negotiated {how} (`--negotiate {}`).",
+        options.negotiate.name()
+    )
 }
 
 /// The first `name` on the `PATH`.
@@ -522,6 +558,7 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         idle_levels: plan.idle_levels.clone(),
         idle: Vec::new(),
         connect_clients: plan.connect_clients,
+        connect_negotiate: negotiate_words(&options),
         connect: Vec::new(),
         client: Vec::new(),
         flood_victims: plan.flood_victims,

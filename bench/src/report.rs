@@ -35,6 +35,8 @@ pub(crate) struct Results {
     pub(crate) idle: Vec<Option<Cell<IdleRow>>>,
     /// Clients per connect batch.
     pub(crate) connect_clients: usize,
+    /// How its SignalR clients negotiated, in a sentence.
+    pub(crate) connect_negotiate: String,
     /// One cell per system; `None` for a system that does not run it.
     pub(crate) connect: Vec<Option<Cell<ConnectRow>>>,
     /// Per payload: the Rust client against the generator's loop, per system
@@ -225,7 +227,7 @@ impl Results {
              (handshake done; SignalR clients ping every 15 s, socket.io clients answer the server's pings), \
              after holding them; per connection = (RSS_N − RSS_0) / N.\n\
              - *connect*: clients opened {} at a time, each timed from its first TCP connect to the end of the \
-             protocol handshake (signal: negotiate POST + WebSocket + handshake; socket.io: WebSocket + \
+             protocol handshake (signal: negotiate POST, on the connection the section states, + WebSocket + handshake; socket.io: WebSocket + \
              engine.io open + namespace connect; bare: WebSocket).\n\
              - *HTTP transports*: the same echo and broadcast, each client on two keep-alive HTTP/1.1 \
              connections as a browser: one sends (negotiate, then one POST per message), the other receives \
@@ -957,8 +959,9 @@ impl Results {
         }
         let _ = writeln!(
             md,
-            "## Connect ({} clients)\n",
-            int(self.connect_clients as f64)
+            "## Connect ({} clients)\n\n{}\n",
+            int(self.connect_clients as f64),
+            self.connect_negotiate
         );
         let _ = writeln!(
             md,

@@ -80,7 +80,8 @@ pub(crate) struct Opened {
 }
 
 /// Opens `n` connections, `CONNECT_CONCURRENCY` at a time, handing each to
-/// `on_conn` as soon as it is ready.
+/// `on_conn` as soon as it is ready. With kept-alive negotiate, the openers
+/// share up to about `CONNECT_CONCURRENCY` negotiate connections per port.
 pub(crate) async fn open_many(
     endpoint: &Endpoint<'_>,
     n: usize,
@@ -117,6 +118,8 @@ pub(crate) async fn open_many(
         }
     }
     opened.elapsed = started.elapsed();
+    // Outside the timing: the batch's idle negotiate connections are closed.
+    endpoint.negotiator.close_idle();
     opened
 }
 
