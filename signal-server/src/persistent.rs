@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use futures_util::Stream;
+use futures_util::future::Either;
 use http::HeaderValue;
 use http::request::Parts;
 use signal_core::TransportType;
@@ -36,8 +37,8 @@ use tracing::Instrument;
 
 pub use crate::connection::Message;
 use crate::connection::{
-    ConnectionId, ConnectionOptions, Duplex, Endpoint, Event, Handler, HandlerFuture, Outgoing,
-    Start, TransportClosed, UserIdFn, parse_origins,
+    ConnectionId, ConnectionOptions, Duplex, Endpoint, Event, Handler, HandlerFuture, Start,
+    TransportClosed, UserIdFn, parse_origins,
 };
 use crate::frame::Frame;
 use crate::lifetime::{
@@ -216,10 +217,9 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, mut start: Start, mu
     inner.lifetime.add(handle.clone());
     let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_CAPACITY);
     let connection = Connection {
-        request: start
-            .request
-            .take()
-            .unwrap_or_else(|| Arc::new(http::Request::new(()).into_parts().0)),
+        request: start.request.take().unwrap_or_else(|| {
+            crate::connection::keep_request(http::Request::new(()).into_parts().0)
+        }),
         id: start.id.clone(),
         transport: start.transport,
         user: start.user.clone(),
@@ -280,18 +280,18 @@ fn too_large(limit: usize) -> String {
 struct RawSink<'a>(&'a mut Duplex);
 
 impl FrameSink for RawSink<'_> {
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+    fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), TransportClosed>> + Send {
         match frame.outbound(None) {
-            Ok(outbound) => self.0.feed(outbound).await,
+            Ok(outbound) => Either::Right(self.0.feed(outbound)),
             Err(error) => {
                 tracing::error!(%error, "a frame could not be written; dropped");
-                Ok(())
+                Either::Left(std::future::ready(Ok(())))
             }
         }
     }
 
-    async fn flush(&mut self) -> Result<(), TransportClosed> {
-        self.0.flush().await
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportClosed>> + Send {
+        self.0.flush()
     }
 }
 
@@ -306,7 +306,7 @@ fn frame_of(message: Message) -> Frame {
 /// a [`Stream`] that ends when the client leaves.
 #[derive(Debug)]
 pub struct Connection {
-    request: Arc<Parts>,
+    request: Arc<crate::connection::KeptRequest>,
     id: ConnectionId,
     transport: TransportType,
     user: Option<Arc<str>>,
@@ -326,7 +326,7 @@ impl Connection {
     /// layer, say) left in its extensions. As in any handler of a nested axum
     /// router, the URI's path is relative to where the endpoint is mounted.
     pub fn request(&self) -> &Parts {
-        &self.request
+        self.request.parts()
     }
 
     /// The transport it uses.

@@ -4,7 +4,7 @@
 //! a new one; the handler sees `Lost` and `Reattached` events, never the swap.
 
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -60,43 +60,40 @@ pub(crate) type Inbound = Result<Message, Oversized>;
 /// A transport's incoming half.
 pub(crate) type Incoming = Pin<Box<dyn Stream<Item = Inbound> + Send>>;
 
-/// The sending half of a transport.
-pub(crate) trait Outgoing: Send {
-    /// Buffers one frame, encoded for this connection.
-    fn feed(&mut self, frame: Outbound)
-    -> impl Future<Output = Result<(), TransportClosed>> + Send;
-    /// Writes what is buffered.
-    fn flush(&mut self) -> impl Future<Output = Result<(), TransportClosed>> + Send;
-    /// Ends the transport.
-    fn close(&mut self) -> impl Future<Output = ()> + Send;
-}
-
 /// The sending half of any transport: one enum rather than a trait object, so
-/// that writes stay static calls.
+/// that writes stay static calls. Writes are polled, not `async fn`s: a
+/// connection's task keeps the state of the largest write it awaits for its
+/// whole life, and nested write futures made that a kilobyte per connection.
 pub(crate) enum TransportSink {
     WebSocket(super::transports::websocket::WebSocketOutgoing),
     Channel(super::transports::http::ChannelOutgoing),
 }
 
-impl Outgoing for TransportSink {
-    async fn feed(&mut self, frame: Outbound) -> Result<(), TransportClosed> {
+impl TransportSink {
+    /// Buffers `frame` (taken once the transport has room for it).
+    fn poll_feed(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: &mut Option<Outbound>,
+    ) -> Poll<Result<(), TransportClosed>> {
         match self {
-            TransportSink::WebSocket(sink) => sink.feed(frame).await,
-            TransportSink::Channel(sink) => sink.feed(frame).await,
+            TransportSink::WebSocket(sink) => sink.poll_feed(cx, frame),
+            TransportSink::Channel(sink) => sink.poll_feed(cx, frame),
         }
     }
 
-    async fn flush(&mut self) -> Result<(), TransportClosed> {
+    /// Writes what is buffered.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportClosed>> {
         match self {
-            TransportSink::WebSocket(sink) => sink.flush().await,
-            TransportSink::Channel(sink) => sink.flush().await,
+            TransportSink::WebSocket(sink) => sink.poll_flush(cx),
+            TransportSink::Channel(_) => Poll::Ready(Ok(())),
         }
     }
 
     async fn close(&mut self) {
         match self {
             TransportSink::WebSocket(sink) => sink.close().await,
-            TransportSink::Channel(sink) => sink.close().await,
+            TransportSink::Channel(_) => {}
         }
     }
 }
@@ -132,6 +129,11 @@ pub(crate) struct Duplex {
     /// How long one write may take: a client that stops reading must not hold
     /// its connection (and its task) forever.
     write_timeout: Duration,
+    /// The running write's deadline, armed when it first has to wait. Boxed,
+    /// and made the first time a write waits: most connections never do.
+    write_deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether `write_deadline` runs for the write in progress.
+    write_waiting: bool,
 }
 
 impl Duplex {
@@ -148,6 +150,8 @@ impl Duplex {
             disconnect_timeout: Duration::ZERO,
             give_up: None,
             write_timeout,
+            write_deadline: None,
+            write_waiting: false,
         }
     }
 
@@ -223,48 +227,55 @@ impl Duplex {
     /// The next event; `None` once the connection is over: the client left
     /// for good, or did not come back within the disconnect timeout.
     /// Cancel-safe: nothing is lost when the future is dropped unfinished.
-    pub(crate) async fn recv(&mut self) -> Option<Event> {
-        // Most connections cannot reconnect: their transport is all there is
-        // to wait for, without a select over the rest on every message.
-        if self.attachments.is_none() {
-            if !self.attached {
-                return None;
-            }
-            return match self.incoming.next().await {
-                Some(Ok(message)) => Some(Event::Data(message)),
-                Some(Err(Oversized)) => Some(Event::Oversized),
-                None => None,
-            };
-        }
-        tokio::select! {
-            chunk = self.incoming.next(), if self.attached => match chunk {
-                Some(Ok(message)) => Some(Event::Data(message)),
-                Some(Err(Oversized)) => Some(Event::Oversized),
-                None if self.attachments.is_some() => {
+    pub(crate) fn recv(&mut self) -> impl Future<Output = Option<Event>> + Send + '_ {
+        std::future::poll_fn(move |cx| self.poll_recv(cx))
+    }
+
+    /// Polls for the next event. Polled rather than an `async fn` with a
+    /// `select!`: the session awaits it for the connection's whole life, and
+    /// its state would be part of every connection's task.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        if self.attached {
+            match self.incoming.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(message))) => return Poll::Ready(Some(Event::Data(message))),
+                Poll::Ready(Some(Err(Oversized))) => return Poll::Ready(Some(Event::Oversized)),
+                Poll::Ready(None) if self.attachments.is_some() => {
                     self.lost();
-                    Some(Event::Lost)
+                    return Poll::Ready(Some(Event::Lost));
                 }
-                None => None,
-            },
-            attachment = next_attachment(&mut self.attachments) => {
-                let (incoming, outgoing) = attachment;
-                self.incoming = incoming;
-                let mut old = std::mem::replace(&mut self.outgoing, outgoing);
-                self.attached = true;
-                self.give_up = None;
-                // Closed aside, so that this future never waits after taking
-                // the new transport.
-                let timeout = self.write_timeout;
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(timeout, old.close()).await;
-                });
-                Some(Event::Reattached)
-            }
-            _ = give_up(&mut self.give_up), if !self.attached => {
-                tracing::debug!("the client did not reconnect within the disconnect timeout");
-                None
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {}
             }
         }
+        // Most connections cannot reconnect: their transport is all there is.
+        let Some(attachments) = &mut self.attachments else {
+            return if self.attached {
+                Poll::Pending
+            } else {
+                Poll::Ready(None)
+            };
+        };
+        // A closed channel never brings a transport: waiting goes on.
+        if let Poll::Ready(Some((incoming, outgoing))) = attachments.poll_recv(cx) {
+            self.incoming = incoming;
+            let mut old = std::mem::replace(&mut self.outgoing, outgoing);
+            self.attached = true;
+            self.give_up = None;
+            // Closed aside, so that taking the new transport never waits.
+            let timeout = self.write_timeout;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(timeout, old.close()).await;
+            });
+            return Poll::Ready(Some(Event::Reattached));
+        }
+        if !self.attached
+            && let Some(give_up) = &mut self.give_up
+            && give_up.as_mut().poll(cx).is_ready()
+        {
+            tracing::debug!("the client did not reconnect within the disconnect timeout");
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 
     /// Ends the transport, telling the client why when the transport can (a
@@ -276,7 +287,7 @@ impl Duplex {
         let close = async {
             match &mut self.outgoing {
                 TransportSink::WebSocket(sink) => sink.close_with(reason).await,
-                TransportSink::Channel(sink) => sink.close().await,
+                TransportSink::Channel(_) => {}
             }
         };
         let _ = tokio::time::timeout(self.write_timeout, close).await;
@@ -292,53 +303,84 @@ impl Duplex {
     }
 }
 
-impl Outgoing for Duplex {
-    async fn feed(&mut self, frame: Outbound) -> Result<(), TransportClosed> {
-        within(self.write_timeout, self.outgoing.feed(frame)).await
+impl Duplex {
+    /// Buffers one frame for the transport, waiting while it has no room (at
+    /// most the write timeout).
+    pub(crate) fn feed(&mut self, frame: Outbound) -> Feed<'_> {
+        self.write_waiting = false;
+        Feed {
+            duplex: self,
+            frame: Some(frame),
+        }
     }
 
-    async fn flush(&mut self) -> Result<(), TransportClosed> {
-        within(self.write_timeout, self.outgoing.flush()).await
+    /// Writes what is buffered (at most the write timeout).
+    pub(crate) fn flush(&mut self) -> Flush<'_> {
+        self.write_waiting = false;
+        Flush { duplex: self }
     }
 
-    async fn close(&mut self) {
+    /// Ends the transport.
+    pub(crate) async fn close(&mut self) {
         let _ = tokio::time::timeout(self.write_timeout, self.outgoing.close()).await;
     }
-}
 
-/// Runs a write, failing it when it takes longer than `timeout`. The timer is
-/// armed only when the write does not finish on its first poll: most finish
-/// at once, and a timer per write cost a clock read and a timer entry on
-/// every message.
-async fn within(
-    timeout: Duration,
-    write: impl Future<Output = Result<(), TransportClosed>>,
-) -> Result<(), TransportClosed> {
-    let mut write = std::pin::pin!(write);
-    if let Poll::Ready(result) = futures_util::poll!(write.as_mut()) {
-        return result;
+    /// Fails a write that is still waiting when the write timeout runs out.
+    /// The timer starts when the write first waits: most writes finish at
+    /// once, and a timer per write cost a clock read on every message.
+    fn within(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: Poll<Result<(), TransportClosed>>,
+    ) -> Poll<Result<(), TransportClosed>> {
+        if write.is_ready() {
+            self.write_waiting = false;
+            return write;
+        }
+        let due = tokio::time::Instant::now() + self.write_timeout;
+        let deadline = self
+            .write_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if !std::mem::replace(&mut self.write_waiting, true) {
+            deadline.as_mut().reset(due);
+        }
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.write_waiting = false;
+                Poll::Ready(Err(TransportClosed))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
-    tokio::time::timeout(timeout, write)
-        .await
-        .unwrap_or(Err(TransportClosed))
 }
 
-/// Waits out the disconnect timeout, when one is running.
-async fn give_up(timer: &mut Option<Pin<Box<Sleep>>>) {
-    match timer {
-        Some(timer) => timer.as_mut().await,
-        None => std::future::pending().await,
+/// [`Duplex::feed`]'s future.
+pub(crate) struct Feed<'a> {
+    duplex: &'a mut Duplex,
+    frame: Option<Outbound>,
+}
+
+impl Future for Feed<'_> {
+    type Output = Result<(), TransportClosed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let write = this.duplex.outgoing.poll_feed(cx, &mut this.frame);
+        this.duplex.within(cx, write)
     }
 }
 
-/// The next transport the client opens for a connection that may reconnect;
-/// never resolves without one.
-async fn next_attachment(attachments: &mut Option<mpsc::Receiver<Attachment>>) -> Attachment {
-    match attachments {
-        Some(attachments) => match attachments.recv().await {
-            Some(attachment) => attachment,
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
+/// [`Duplex::flush`]'s future.
+pub(crate) struct Flush<'a> {
+    duplex: &'a mut Duplex,
+}
+
+impl Future for Flush<'_> {
+    type Output = Result<(), TransportClosed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let write = this.duplex.outgoing.poll_flush(cx);
+        this.duplex.within(cx, write)
     }
 }

@@ -17,6 +17,7 @@ use super::id::{ConnectionId, ConnectionToken};
 use super::negotiate::{self, Negotiations};
 use super::options::ConnectionOptions;
 use super::relay::{self, Relay};
+use super::request::KeptRequest;
 use super::transports::http::{self as http_transports, HttpConnections};
 use super::transports::websocket::{self, Reattachments};
 
@@ -48,33 +49,13 @@ pub(crate) struct Start {
     /// The request the connection started with (for long polling, its first
     /// poll): headers, URI and query, what middleware left in its extensions.
     /// Shared, so that moving a `Start` moves a pointer.
-    pub(crate) request: Option<Arc<Parts>>,
+    pub(crate) request: Option<Arc<KeptRequest>>,
 }
 
-/// The connect request as a connection keeps it, for its whole life: header
-/// values and the URI copied out of the request. As parsed, they are slices of
-/// the HTTP connection's read buffer (8 KiB or more), which would otherwise stay
-/// allocated with every idle connection (5,000 idle WebSocket connections:
-/// 23.7 KiB each with the buffer kept, 14.0 KiB without).
-pub(crate) fn keep_request(mut parts: Parts) -> Arc<Parts> {
-    let mut headers = http::HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        // A value the parser took but `from_bytes` refuses stays shared
-        // rather than failing the connection.
-        let copy = match HeaderValue::from_bytes(value.as_bytes()) {
-            Ok(mut copy) => {
-                copy.set_sensitive(value.is_sensitive());
-                copy
-            }
-            Err(_) => value.clone(),
-        };
-        headers.append(name.clone(), copy);
-    }
-    parts.headers = headers;
-    if let Ok(uri) = parts.uri.to_string().parse() {
-        parts.uri = uri;
-    }
-    Arc::new(parts)
+/// The connect request as a connection keeps it, for its whole life (see
+/// [`KeptRequest`]), shared so that moving it moves a pointer.
+pub(crate) fn keep_request(parts: Parts) -> Arc<KeptRequest> {
+    Arc::new(KeptRequest::new(parts))
 }
 
 /// What the routes of one endpoint share.
@@ -132,15 +113,21 @@ impl Endpoint {
         origin_allowed(&self.allowed_origins, parts)
     }
 
-    /// Runs the handler on a connection, then ends its hold on its token.
-    pub(crate) async fn run(&self, start: Start, duplex: Duplex) {
-        let token = start.token.clone();
-        // Counted down however the handler ends (it catches panics of user
-        // code, but a guard costs nothing and cannot be forgotten).
-        let _live = LiveGuard::enter(&self.live);
-        self.handler.run(start, duplex).await;
-        if let Some(token) = token {
-            self.negotiations.end(&token);
+    /// Runs the handler on a connection, then ends its hold on its token (and
+    /// its WebSocket reattachments). The handler's future is boxed and made
+    /// here, so that what the transport's task keeps for the connection's whole
+    /// life is a pointer and this small guard, not the `Start` and `Duplex` it
+    /// was made from.
+    pub(crate) fn run(
+        self: &Arc<Self>,
+        start: Start,
+        duplex: Duplex,
+    ) -> impl Future<Output = ()> + Send + use<> {
+        let running = Running::enter(self.clone(), start.token.clone(), duplex.is_reattachable());
+        let run = self.handler.run(start, duplex);
+        async move {
+            run.await;
+            drop(running);
         }
     }
 
@@ -257,46 +244,34 @@ fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
 }
 
 /// A running connection, counted from `enter` until dropped.
-struct LiveGuard<'a>(&'a AtomicUsize);
+/// A connection's place at its endpoint while its handler runs; given up
+/// however the handler ends (it catches panics of user code, but a guard costs
+/// nothing and cannot be forgotten).
+struct Running {
+    endpoint: Arc<Endpoint>,
+    token: Option<ConnectionToken>,
+    reattachable: bool,
+}
 
-impl<'a> LiveGuard<'a> {
-    fn enter(live: &'a AtomicUsize) -> Self {
-        live.fetch_add(1, Ordering::Relaxed);
-        LiveGuard(live)
+impl Running {
+    fn enter(endpoint: Arc<Endpoint>, token: Option<ConnectionToken>, reattachable: bool) -> Self {
+        endpoint.live.fetch_add(1, Ordering::Relaxed);
+        Running {
+            endpoint,
+            token,
+            reattachable,
+        }
     }
 }
 
-impl Drop for LiveGuard<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-    use http::{HeaderValue, Uri};
-
-    /// A kept request must not hold on to the buffer it was parsed from, as
-    /// hyper's header values and URI do (slices of its read buffer).
-    #[test]
-    fn a_kept_request_holds_none_of_the_buffer_it_was_parsed_from() {
-        let buffer = Bytes::from(b"/hub?id=abc\0Bearer token".to_vec());
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.uri = Uri::from_maybe_shared(buffer.slice(0..11)).unwrap();
-        let mut value = HeaderValue::from_maybe_shared(buffer.slice(12..)).unwrap();
-        value.set_sensitive(true);
-        parts.headers.insert(http::header::AUTHORIZATION, value);
-
-        let kept = super::keep_request(parts);
-
-        assert_eq!(kept.uri, "/hub?id=abc");
-        let authorization = &kept.headers[http::header::AUTHORIZATION];
-        assert_eq!(authorization, "Bearer token");
-        assert!(authorization.is_sensitive());
-        assert!(
-            buffer.try_into_mut().is_ok(),
-            "the kept request still shares the request's buffer"
-        );
+        self.endpoint.live.fetch_sub(1, Ordering::Relaxed);
+        if let Some(token) = &self.token {
+            self.endpoint.negotiations.end(token);
+            if self.reattachable {
+                self.endpoint.reattachments.remove(token);
+            }
+        }
     }
 }

@@ -10,13 +10,15 @@ mod id;
 mod negotiate;
 mod options;
 pub mod relay;
+pub(crate) mod request;
 pub(crate) mod transports;
 
 pub use duplex::Message;
-pub(crate) use duplex::{Duplex, Event, Outgoing, TransportClosed};
+pub(crate) use duplex::{Duplex, Event, TransportClosed};
 pub use endpoint::UserIdFn;
 #[cfg(test)]
 pub(crate) use endpoint::origin_allowed;
 pub(crate) use endpoint::{Endpoint, Handler, HandlerFuture, Start, keep_request, parse_origins};
 pub use id::ConnectionId;
 pub use options::ConnectionOptions;
+pub(crate) use request::KeptRequest;

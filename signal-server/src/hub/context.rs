@@ -188,13 +188,20 @@ impl<C: ?Sized + ClientContract> Context<C> {
     /// its first poll): headers, URI and query, and the extensions an
     /// authentication layer left there. `None` for an in-process connection.
     pub fn request(&self) -> Option<&http::request::Parts> {
-        self.connection.request.as_deref()
+        self.connection
+            .request
+            .as_deref()
+            .map(crate::connection::KeptRequest::parts)
     }
 
     /// The calling connection's identity, as the authentication layer in front
     /// of the hub left it on the request the connection started with.
     pub fn identity(&self) -> Option<&crate::auth::Identity> {
-        self.request().and_then(crate::auth::identity)
+        // From the extensions alone: the rest of the request need not be built.
+        self.connection
+            .request
+            .as_deref()
+            .and_then(|request| request.extensions().get())
     }
 
     /// The same connection, with untyped access to the hub's clients: what

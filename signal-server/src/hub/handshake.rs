@@ -8,7 +8,7 @@ use signal_core::{
     RegisteredProtocol, TransferFormat, TransportType,
 };
 
-use crate::connection::{Duplex, Event, Outgoing, TransportClosed};
+use crate::connection::{Duplex, Event, TransportClosed};
 use crate::frame::Outbound;
 
 /// A handshake the server accepted.

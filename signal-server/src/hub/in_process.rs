@@ -80,7 +80,7 @@ impl<D: HubDispatch> InProcess<D> {
             remote: None,
             stateful: false,
             early: Vec::new(),
-            request: request.map(Arc::new),
+            request: request.map(crate::connection::keep_request),
         };
         let duplex =
             Duplex::in_process(from_client, to_client, self.runtime.options.client_timeout);

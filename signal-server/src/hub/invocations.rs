@@ -150,9 +150,35 @@ impl Drop for StreamSlots {
     }
 }
 
+/// What handling a client's message leaves the session to do.
+pub(super) enum Handled {
+    /// Read on.
+    Next,
+    /// End the connection.
+    End(End),
+    /// Await this first: an upload item waiting for room in its stream, which
+    /// slows the client down to the hub method's pace.
+    Wait(BoxFuture<'static, ()>),
+}
+
+/// Hands an item to an upload stream; when the stream is full, what to await.
+fn upload_item(upload: &mpsc::Sender<UploadItem>, item: UploadItem) -> Handled {
+    match upload.try_send(item) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Handled::Next,
+        Err(mpsc::error::TrySendError::Full(item)) => {
+            let upload = upload.clone();
+            Handled::Wait(Box::pin(async move {
+                let _ = upload.send(item).await;
+            }))
+        }
+    }
+}
+
 impl<D: HubDispatch> Calls<D> {
-    /// Handles one message from the client; `Some` ends the connection.
-    pub(super) async fn handle_message(&mut self, message: HubMessage) -> Option<End> {
+    /// Handles one message from the client. Not an `async fn`: the session
+    /// would keep its state (and the message) for the connection's whole life,
+    /// for the rare upload item that has to wait.
+    pub(super) fn handle_message(&mut self, message: HubMessage) -> Handled {
         if let Some(meter) = self.handle.meter() {
             meter.received(&message);
         }
@@ -162,7 +188,7 @@ impl<D: HubDispatch> Calls<D> {
                 if let Err(error) =
                     self.enqueue(invocation.invocation_id, call, invocation.stream_ids)
                 {
-                    return Some(End::ServerClose(Some(error)));
+                    return Handled::End(End::ServerClose(Some(error)));
                 }
             }
             HubMessage::StreamInvocation(invocation) => {
@@ -170,7 +196,7 @@ impl<D: HubDispatch> Calls<D> {
                 if let Err(error) =
                     self.enqueue(Some(invocation.invocation_id), call, invocation.stream_ids)
                 {
-                    return Some(End::ServerClose(Some(error)));
+                    return Handled::End(End::ServerClose(Some(error)));
                 }
             }
             HubMessage::CancelInvocation(cancel) => {
@@ -180,9 +206,7 @@ impl<D: HubDispatch> Calls<D> {
             }
             HubMessage::StreamItem(item) => match self.uploads.get(&item.invocation_id) {
                 // Waiting here slows the client down to the hub method's pace.
-                Some(upload) => {
-                    let _ = upload.send(UploadItem::Item(item.item)).await;
-                }
+                Some(upload) => return upload_item(upload, UploadItem::Item(item.item)),
                 None => {
                     tracing::debug!(stream = %item.invocation_id, "stream item for no upload stream; ignored")
                 }
@@ -190,7 +214,7 @@ impl<D: HubDispatch> Calls<D> {
             HubMessage::Completion(completion) => {
                 if let Some(upload) = self.uploads.remove(&completion.invocation_id) {
                     if let CompletionOutcome::Error(error) = completion.outcome {
-                        let _ = upload.send(UploadItem::Error(error)).await;
+                        return upload_item(&upload, UploadItem::Error(error));
                     }
                 } else if !self
                     .handle
@@ -199,10 +223,10 @@ impl<D: HubDispatch> Calls<D> {
                     tracing::debug!(invocation = %completion.invocation_id, "completion for no pending call; ignored");
                 }
             }
-            HubMessage::Close(close) => return Some(End::ClientLeft(close.error)),
+            HubMessage::Close(close) => return Handled::End(End::ClientLeft(close.error)),
             HubMessage::Ping | HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {}
         }
-        None
+        Handled::Next
     }
 
     pub(super) fn enqueue(

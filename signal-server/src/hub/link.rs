@@ -10,10 +10,13 @@
 //! Duplicates are dropped on receipt.
 
 use std::collections::VecDeque;
+use std::future::ready;
+
+use futures_util::future::Either;
 
 use signal_core::{HubMessage, RegisteredProtocol};
 
-use crate::connection::{Duplex, Event, Outgoing, TransportClosed};
+use crate::connection::{Duplex, Event, TransportClosed};
 use crate::frame::{Frame, Outbound};
 use crate::lifetime::FrameSink;
 use crate::metrics::ConnectionMeter;
@@ -22,7 +25,9 @@ pub(crate) struct Link {
     duplex: Duplex,
     /// What the connection's frames are encoded with.
     protocol: RegisteredProtocol,
-    stateful: Option<Stateful>,
+    /// Boxed: most connections are not stateful, and the link lives in every
+    /// connection's task.
+    stateful: Option<Box<Stateful>>,
     meter: Option<ConnectionMeter>,
 }
 
@@ -43,13 +48,13 @@ impl FrameSink for Link {
     /// that cannot be encoded for this connection is dropped (and logged): it
     /// never counts in the sequence, so the client misses nothing it could
     /// notice.
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportClosed> {
+    fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), TransportClosed>> + Send {
         let sequenced = frame.is_sequenced();
         let outbound = match frame.outbound(Some(&self.protocol)) {
             Ok(outbound) => outbound,
             Err(error) => {
                 tracing::error!(%error, protocol = self.protocol.name(), "a message could not be encoded for this connection; it was not sent");
-                return Ok(());
+                return Either::Left(ready(Ok(())));
             }
         };
         if let Some(state) = &mut self.stateful
@@ -62,11 +67,11 @@ impl FrameSink for Link {
         if let Some(meter) = &self.meter {
             meter.sent();
         }
-        self.duplex.feed(outbound).await
+        Either::Right(self.duplex.feed(outbound))
     }
 
-    async fn flush(&mut self) -> Result<(), TransportClosed> {
-        self.duplex.flush().await
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportClosed>> + Send {
+        self.duplex.flush()
     }
 }
 
@@ -91,7 +96,7 @@ impl Link {
     }
 
     pub(crate) fn make_stateful(&mut self, buffer_limit: usize) {
-        self.stateful = Some(Stateful {
+        self.stateful = Some(Box::new(Stateful {
             buffer_limit,
             sent: 0,
             unacked: VecDeque::new(),
@@ -99,7 +104,7 @@ impl Link {
             next_receiving: 1,
             latest_received: 0,
             ack_due: false,
-        });
+        }));
     }
 
     pub(crate) fn is_stateful(&self) -> bool {
@@ -107,8 +112,8 @@ impl Link {
     }
 
     /// The next event of the connection; `None` once it is over.
-    pub(crate) async fn recv(&mut self) -> Option<Event> {
-        self.duplex.recv().await
+    pub(crate) fn recv(&mut self) -> impl Future<Output = Option<Event>> + Send + '_ {
+        self.duplex.recv()
     }
 
     /// Whether a transport is attached now.

@@ -26,9 +26,9 @@ use super::HubRuntime;
 use super::context::Context;
 use super::dispatch::{BoxFuture, HubDispatch};
 use super::handshake::{Accepted, handshake_answer, read_handshake, write_handshake};
-use super::invocations::{Calls, Done, Limits, Pace, Work, panic_message, pump};
+use super::invocations::{Calls, Done, Handled, Limits, Pace, Work, panic_message, pump};
 use super::link::Link;
-use crate::connection::{Duplex, Event, Outgoing, Start, TransportClosed};
+use crate::connection::{Duplex, Event, Start, TransportClosed};
 use crate::frame::Frame;
 use crate::lifetime::{ConnectionHandle, FrameSink, write_batch};
 
@@ -69,10 +69,26 @@ pub(super) enum End {
 /// the duplex may be reattached (stateful reconnect was negotiated) and the
 /// handshake asks for protocol version 2, a client that loses its transport
 /// may come back on a new one within the disconnect timeout.
-pub(crate) async fn run<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, duplex: Duplex) {
+///
+/// The opening phase (handshake, registration) is boxed and made here: the
+/// task keeps its largest state for the connection's whole life, and neither
+/// the opening's state nor the `Start` and `Duplex` it consumes may be part of
+/// it.
+pub(crate) fn run<D: HubDispatch>(
+    runtime: Arc<HubRuntime<D>>,
+    start: Start,
+    duplex: Duplex,
+) -> impl Future<Output = ()> + Send + use<D> {
     let span = tracing::debug_span!("connection", id = %start.id, transport = %start.transport);
     tracing::debug!(parent: &span, remote = ?start.remote, "connection started");
-    run_inner(runtime, start, duplex).instrument(span).await;
+    let keep_alive = !inherent_keep_alive(&start);
+    let opening = Box::pin(open(runtime.clone(), start, duplex));
+    async move {
+        if let Some(opened) = opening.await {
+            session(runtime, keep_alive, opened).await;
+        }
+    }
+    .instrument(span)
 }
 
 /// What opening a connection leaves its message loop.
@@ -93,10 +109,10 @@ struct Opened<D: HubDispatch> {
 /// The handshake and the connection's registration; `None` when the client
 /// went away or was refused.
 async fn open<D: HubDispatch>(
-    runtime: &Arc<HubRuntime<D>>,
+    runtime: Arc<HubRuntime<D>>,
     mut start: Start,
     mut duplex: Duplex,
-) -> Option<Opened<D>> {
+) -> Option<Box<Opened<D>>> {
     // Kept for hub code (`Context::request`), as ASP.NET Core keeps the
     // connection's HttpContext.
     let request = start.request.take();
@@ -185,7 +201,12 @@ async fn open<D: HubDispatch>(
     );
     let expiry = options
         .close_on_authentication_expiration
-        .then(|| handle.request.as_deref().and_then(crate::auth::identity))
+        .then(|| {
+            handle
+                .request
+                .as_deref()
+                .and_then(|request| request.extensions().get::<crate::auth::Identity>())
+        })
         .flatten()
         .and_then(crate::auth::Identity::expiry)
         .map(|expiry| close_at_expiry(&handle, expiry));
@@ -196,7 +217,9 @@ async fn open<D: HubDispatch>(
         .on_connected(&handle.id, handle.user.as_deref())
         .await;
     let cx: Context<D::Client> = Context::new(handle.clone(), runtime.lifetime.clone());
-    Some(Opened {
+    // Boxed: moved into the loop's task, it would stay there beside the
+    // locals taken out of it.
+    Some(Box::new(Opened {
         link,
         reader,
         leftover,
@@ -205,17 +228,15 @@ async fn open<D: HubDispatch>(
         rx,
         cx,
         expiry,
-    })
+    }))
 }
 
-async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, duplex: Duplex) {
-    let keep_alive = !inherent_keep_alive(&start);
-    // Boxed, as the other once-per-connection phases are: the task keeps its
-    // largest state for the connection's whole life, and the handshake's must
-    // not be part of it.
-    let Some(opened) = Box::pin(open(&runtime, start, duplex)).await else {
-        return;
-    };
+/// The connection's message loop, to its end.
+async fn session<D: HubDispatch>(
+    runtime: Arc<HubRuntime<D>>,
+    keep_alive: bool,
+    opened: Box<Opened<D>>,
+) {
     let Opened {
         mut link,
         mut reader,
@@ -225,7 +246,7 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, du
         mut rx,
         cx,
         expiry: _expiry,
-    } = opened;
+    } = *opened;
     let options = &runtime.options;
     let limit = options.maximum_receive_message_size;
 
@@ -240,9 +261,9 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, du
         uploads: HashMap::new(),
         limits: Limits::new(options),
     };
-    let mut running: FuturesUnordered<Work> = FuturesUnordered::new();
+    let mut running: Running<Work> = Running::default();
     let mut ordered_running = 0usize;
-    let mut streams: FuturesUnordered<BoxFuture<'static, String>> = FuturesUnordered::new();
+    let mut streams: Running<BoxFuture<'static, String>> = Running::default();
     let parallel = options.maximum_parallel_invocations.max(1);
 
     // on_connected runs first, as the head of the invocation queue, so that frames
@@ -269,10 +290,17 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, du
     let mut transport_failed = false;
     let mut last_read = Instant::now();
     let mut last_write = Instant::now();
-    let ping_sleep = sleep_until(last_write + options.keep_alive_interval);
-    let timeout_sleep = sleep_until(last_read + options.client_timeout);
-    let mut ack_interval = tokio::time::interval(ACK_INTERVAL);
-    tokio::pin!(ping_sleep, timeout_sleep);
+    // One timer for both keep-alive duties (a ping when nothing was written
+    // for the keep-alive interval; the end when nothing was read for the
+    // client timeout): it fires at the sooner, and each duty is checked then.
+    let next_duty = |last_read: Instant, last_write: Instant| {
+        (last_write + options.keep_alive_interval).min(last_read + options.client_timeout)
+    };
+    let keep_alive_timer = sleep_until(next_duty(last_read, last_write));
+    tokio::pin!(keep_alive_timer);
+    // Only a stateful connection acknowledges; the interval's boxed timer is
+    // made for those alone.
+    let mut ack_interval = stateful.then(|| tokio::time::interval(ACK_INTERVAL));
 
     // One registration for the whole session, not one per loop turn.
     let closing = handle.closing().clone().cancelled_owned();
@@ -330,8 +358,10 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, du
                 Ok(false) => continue,
                 Err(error) => break 'session End::ServerClose(Some(error)),
             }
-            if let Some(end) = calls.handle_message(message).await {
-                break 'session end;
+            match calls.handle_message(message) {
+                Handled::Next => {}
+                Handled::End(end) => break 'session end,
+                Handled::Wait(wait) => wait.await,
             }
         }
         while ordered_running < parallel {
@@ -400,7 +430,10 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, du
                     transport_failed = true;
                 }
             }
-            _ = ack_interval.tick(), if stateful && link.is_attached() => {
+            _ = std::future::poll_fn(|cx| match &mut ack_interval {
+                Some(interval) => interval.poll_tick(cx).map(drop),
+                None => Poll::Pending,
+            }), if link.is_attached() => {
                 if let Some(ack) = link.take_ack()
                     && write_now(&mut link, ack).await.is_ok()
                 {
@@ -420,24 +453,20 @@ async fn run_inner<D: HubDispatch>(runtime: Arc<HubRuntime<D>>, start: Start, du
             Some(finished) = streams.next() => {
                 calls.stream_tokens.remove(&finished);
             }
-            _ = &mut ping_sleep, if keep_alive && link.is_attached() => {
-                let due = last_write + options.keep_alive_interval;
-                if Instant::now() >= due {
-                    // A failed write shows up as the end of the incoming stream.
-                    let _ = write_now(&mut link, runtime.ping.clone()).await;
-                    last_write = Instant::now();
-                }
-                ping_sleep.as_mut().reset(last_write + options.keep_alive_interval);
-            }
-            _ = &mut timeout_sleep, if keep_alive && link.is_attached() => {
-                let due = last_read + options.client_timeout;
-                if Instant::now() >= due {
+            _ = &mut keep_alive_timer, if keep_alive && link.is_attached() => {
+                let now = Instant::now();
+                if now >= last_read + options.client_timeout {
                     break End::ServerClose(Some(format!(
                         "Connection closed with an error. No message was received from the client within the client timeout ({:?}).",
                         options.client_timeout
                     )));
                 }
-                timeout_sleep.as_mut().reset(due);
+                if now >= last_write + options.keep_alive_interval {
+                    // A failed write shows up as the end of the incoming stream.
+                    let _ = write_now(&mut link, runtime.ping.clone()).await;
+                    last_write = Instant::now();
+                }
+                keep_alive_timer.as_mut().reset(next_duty(last_read, last_write));
             }
         }
     };
@@ -540,6 +569,43 @@ fn close_at_expiry(
     ended.drop_guard()
 }
 
+/// Futures the session drives together: a `FuturesUnordered` made on the
+/// first push, as an empty one already allocates, and most connections never
+/// run a call that waits, let alone a server stream.
+struct Running<F>(Option<FuturesUnordered<F>>);
+
+impl<F> Default for Running<F> {
+    fn default() -> Self {
+        Running(None)
+    }
+}
+
+impl<F: Future> Running<F> {
+    fn push(&mut self, future: F) {
+        self.0
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(future);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+}
+
+impl<F: Future> futures_util::Stream for Running<F> {
+    type Item = F::Output;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<F::Output>> {
+        match &mut self.0 {
+            Some(futures) => futures.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
 /// What became of a finished call's Completion.
 enum Written {
     /// There was none to write (a stream, a fire-and-forget call), or it waits
@@ -556,7 +622,7 @@ async fn finish<D: HubDispatch>(
     link: &mut Link,
     rx: &mut mpsc::Receiver<Frame>,
     calls: &mut Calls<D>,
-    streams: &mut FuturesUnordered<BoxFuture<'static, String>>,
+    streams: &mut Running<BoxFuture<'static, String>>,
 ) -> Written {
     let mut written = Written::Nothing;
     if let Some(completion) = done.completion {

@@ -100,7 +100,7 @@ pub(crate) struct LegacyConnection {
     /// A raw connection's way to its handler, once started.
     pub(crate) raw: Mutex<Option<tokio::sync::mpsc::Sender<crate::connection::Message>>>,
     /// The connect request, for hub code and authorization.
-    pub(crate) request: Option<Arc<http::request::Parts>>,
+    pub(crate) request: Option<Arc<crate::connection::KeptRequest>>,
 }
 
 impl LegacyConnection {

@@ -238,7 +238,7 @@ pub(crate) trait LegacyHub: Send + Sync + 'static {
         transport: TransportType,
         outgoing: mpsc::Sender<Frame>,
         register: bool,
-        request: Option<Arc<http::request::Parts>>,
+        request: Option<Arc<crate::connection::KeptRequest>>,
     ) -> Arc<ConnectionHandle>;
     /// The response refusing a request that names this hub, when the hub
     /// requires authorization the request's identity does not meet.
@@ -345,7 +345,7 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
         transport: TransportType,
         outgoing: mpsc::Sender<Frame>,
         register: bool,
-        request: Option<Arc<http::request::Parts>>,
+        request: Option<Arc<crate::connection::KeptRequest>>,
     ) -> Arc<ConnectionHandle> {
         let handle = Arc::new(
             ConnectionHandle::new(

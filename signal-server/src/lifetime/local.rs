@@ -36,7 +36,7 @@ pub(crate) struct ConnectionHandle {
     next_result_id: AtomicU64,
     pub(crate) client_result_timeout: Duration,
     /// The request the connection started with, for hub code.
-    pub(crate) request: Option<Arc<http::request::Parts>>,
+    pub(crate) request: Option<Arc<crate::connection::KeptRequest>>,
     /// How many groups it may be in at once.
     max_groups: usize,
     /// Counts the connection's messages; set when it is registered.
@@ -80,7 +80,10 @@ impl ConnectionHandle {
 
     /// Keeps the request the connection started with, for hub code (shared
     /// with another layer's record of it: a 2.x connection's, across its hubs).
-    pub(crate) fn with_request(mut self, request: Option<Arc<http::request::Parts>>) -> Self {
+    pub(crate) fn with_request(
+        mut self,
+        request: Option<Arc<crate::connection::KeptRequest>>,
+    ) -> Self {
         self.request = request;
         self
     }

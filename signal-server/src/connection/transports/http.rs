@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Refusal, start_for, transport_query};
 use crate::connection::duplex::{
-    Duplex, Inbound, Incoming, Message, Outgoing, Oversized, TransportClosed, TransportSink,
+    Duplex, Inbound, Incoming, Message, Oversized, TransportClosed, TransportSink,
 };
 use crate::connection::endpoint::Endpoint;
 use crate::connection::id::ConnectionToken;
@@ -85,33 +85,69 @@ impl HttpConnections {
 /// gets 204 rather than 404.
 const ENDED_GRACE: Duration = Duration::from_secs(5);
 
+/// A frame on its way into a full channel.
+type Waiting = Pin<Box<dyn Future<Output = Result<(), TransportClosed>> + Send>>;
+
 /// Outgoing frames of an HTTP transport (or an in-process client): a bounded
 /// channel that the event stream or the polls drain; writing fails once the
 /// transport is aborted.
 pub(crate) struct ChannelOutgoing {
     frames: mpsc::Sender<Outbound>,
     abort: CancellationToken,
+    /// A frame waiting for room in a full channel. Boxed, and only then: most
+    /// frames find room at once.
+    waiting: Option<Waiting>,
 }
 
 impl ChannelOutgoing {
     pub(crate) fn new(frames: mpsc::Sender<Outbound>, abort: CancellationToken) -> Self {
-        ChannelOutgoing { frames, abort }
-    }
-}
-
-impl Outgoing for ChannelOutgoing {
-    async fn feed(&mut self, frame: Outbound) -> Result<(), TransportClosed> {
-        tokio::select! {
-            sent = self.frames.send(frame) => sent.map_err(|_| TransportClosed),
-            _ = self.abort.cancelled() => Err(TransportClosed),
+        ChannelOutgoing {
+            frames,
+            abort,
+            waiting: None,
         }
     }
 
-    async fn flush(&mut self) -> Result<(), TransportClosed> {
-        Ok(())
+    /// Queues `frame`, waiting while the channel is full (until the transport
+    /// is aborted).
+    pub(crate) fn poll_feed(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        frame: &mut Option<Outbound>,
+    ) -> Poll<Result<(), TransportClosed>> {
+        if let Some(waiting) = &mut self.waiting {
+            let sent = ready!(waiting.as_mut().poll(cx));
+            self.waiting = None;
+            sent?;
+        }
+        let Some(next) = frame.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        if self.abort.is_cancelled() {
+            return Poll::Ready(Err(TransportClosed));
+        }
+        match self.frames.try_send(next) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(mpsc::error::TrySendError::Closed(_)) => Poll::Ready(Err(TransportClosed)),
+            Err(mpsc::error::TrySendError::Full(next)) => {
+                let frames = self.frames.clone();
+                let abort = self.abort.clone();
+                let mut waiting: Waiting = Box::pin(async move {
+                    tokio::select! {
+                        sent = frames.send(next) => sent.map_err(|_| TransportClosed),
+                        _ = abort.cancelled() => Err(TransportClosed),
+                    }
+                });
+                match waiting.as_mut().poll(cx) {
+                    Poll::Ready(sent) => Poll::Ready(sent),
+                    Poll::Pending => {
+                        self.waiting = Some(waiting);
+                        Poll::Pending
+                    }
+                }
+            }
+        }
     }
-
-    async fn close(&mut self) {}
 }
 
 /// `GET {hub}?id=…` without an upgrade: Server-Sent Events when the client

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
+use std::task::{Context, Poll, ready};
+
 use futures_util::SinkExt;
 use futures_util::stream::{SplitSink, StreamExt};
 use signal_core::TransportType;
@@ -17,7 +19,7 @@ use tokio::sync::mpsc;
 use super::http as http_transports;
 use super::{Refusal, start_for, transport_query};
 use crate::connection::duplex::{
-    Attachment, Duplex, Incoming, Outgoing, Oversized, TransportClosed, TransportSink,
+    Attachment, Duplex, Incoming, Oversized, TransportClosed, TransportSink,
 };
 use crate::connection::endpoint::{Endpoint, Start};
 use crate::connection::id::ConnectionToken;
@@ -47,7 +49,7 @@ impl Reattachments {
         rx
     }
 
-    fn remove(&self, token: &ConnectionToken) {
+    pub(crate) fn remove(&self, token: &ConnectionToken) {
         self.0.lock().expect("reattachments lock").remove(token);
     }
 }
@@ -88,7 +90,10 @@ pub(crate) async fn connect(State(runtime): State<Arc<Endpoint>>, request: Reque
         Err(refusal) => return refusal.into_response(),
     };
     start.request = Some(crate::connection::keep_request(parts));
-    configure(upgrade, &runtime.options).on_upgrade(move |socket| serve(runtime, start, socket))
+    // Boxed until the upgrade: axum's task keeps the callback's captures for
+    // the connection's whole life.
+    let start = Box::new(start);
+    configure(upgrade, &runtime.options).on_upgrade(move |socket| serve(runtime, *start, socket))
 }
 
 pub(crate) fn configure(
@@ -154,18 +159,21 @@ fn is_oversized(error: &axum::Error) -> bool {
     false
 }
 
-async fn serve(runtime: Arc<Endpoint>, start: Start, socket: WebSocket) {
+/// Readies a connection's duplex over its socket; the future that runs it is
+/// what axum's upgrade task keeps for the connection's life, so it is made
+/// here, small.
+fn serve(
+    runtime: Arc<Endpoint>,
+    start: Start,
+    socket: WebSocket,
+) -> impl Future<Output = ()> + Send + 'static {
     let (incoming, outgoing) = split(socket);
     let mut duplex = Duplex::new(incoming, outgoing, runtime.options.write_timeout);
-    let token = start.token.clone().filter(|_| start.stateful);
-    if let Some(token) = &token {
-        let attachments = runtime.reattachments.register(token.clone());
+    if let Some(token) = start.token.clone().filter(|_| start.stateful) {
+        let attachments = runtime.reattachments.register(token);
         duplex.reattachable(attachments, runtime.options.disconnect_timeout);
     }
-    runtime.run(start, duplex).await;
-    if let Some(token) = token {
-        runtime.reattachments.remove(&token);
-    }
+    runtime.run(start, duplex)
 }
 
 pub(crate) struct WebSocketOutgoing(SplitSink<WebSocket, Message>);
@@ -187,21 +195,41 @@ impl WebSocketOutgoing {
     }
 }
 
-impl Outgoing for WebSocketOutgoing {
-    async fn feed(&mut self, frame: Outbound) -> Result<(), TransportClosed> {
-        // Text for a text protocol (and raw text), Binary for a binary one.
+impl WebSocketOutgoing {
+    /// Buffers `frame` once the socket has room: text for a text protocol (and
+    /// raw text), binary for a binary one.
+    pub(crate) fn poll_feed(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: &mut Option<Outbound>,
+    ) -> Poll<Result<(), TransportClosed>> {
+        if frame.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        if ready!(self.0.poll_ready_unpin(cx)).is_err() {
+            return Poll::Ready(Err(TransportClosed));
+        }
+        let Some(frame) = frame.take() else {
+            return Poll::Ready(Ok(()));
+        };
         let message = match frame.text() {
             Some(text) => Message::Text(text),
             None => Message::Binary(frame.bytes()),
         };
-        self.0.feed(message).await.map_err(|_| TransportClosed)
+        Poll::Ready(
+            self.0
+                .start_send_unpin(message)
+                .map_err(|_| TransportClosed),
+        )
     }
 
-    async fn flush(&mut self) -> Result<(), TransportClosed> {
-        self.0.flush().await.map_err(|_| TransportClosed)
+    /// Writes what is buffered.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportClosed>> {
+        self.0.poll_flush_unpin(cx).map_err(|_| TransportClosed)
     }
 
-    async fn close(&mut self) {
+    /// Ends the socket with a normal closure.
+    pub(crate) async fn close(&mut self) {
         // A normal closure (1000), as ASP.NET Core ends its sockets; the reason is
         // in the hub protocol's Close message, not here.
         let frame = CloseFrame {
