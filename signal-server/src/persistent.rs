@@ -205,7 +205,7 @@ const INCOMING_CAPACITY: usize = 16;
 /// between the transport and the handler's stream and queue.
 async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, mut start: Start, mut duplex: Duplex) {
     tracing::debug!(remote = ?start.remote, "connection started");
-    let (tx, mut rx) = mpsc::channel(inner.queue_capacity);
+    let (tx, mut rx) = crate::lifetime::outbox(inner.queue_capacity);
     let handle = Arc::new(ConnectionHandle::new(
         start.id.clone(),
         start.user.clone(),
@@ -259,7 +259,7 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, mut start: Start, mu
         tracing::debug!(%reason, "server closed the connection");
     }
     // What the handler queued before the end still goes out.
-    while let Ok(frame) = rx.try_recv() {
+    while let Some(frame) = rx.try_recv() {
         if RawSink(&mut duplex).feed(frame).await.is_err() {
             break;
         }

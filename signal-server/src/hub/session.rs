@@ -17,7 +17,6 @@ use signal_core::{
     Close, FrameReader, HandshakeResponse, HubMessage, RecordError, RegisteredProtocol,
     TransferFormat, TransportType,
 };
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -30,7 +29,7 @@ use super::invocations::{Calls, Done, Handled, Limits, Pace, Work, panic_message
 use super::link::Link;
 use crate::connection::{Duplex, Event, Start, TransportClosed};
 use crate::frame::Frame;
-use crate::lifetime::{ConnectionHandle, FrameSink, write_batch};
+use crate::lifetime::{ConnectionHandle, FrameSink, OutboxReceiver, outbox, write_batch};
 
 /// How often a stateful connection acknowledges what it received (as the JS client does).
 const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -100,7 +99,7 @@ struct Opened<D: HubDispatch> {
     leftover: Result<Vec<Bytes>, RecordError>,
     protocol: RegisteredProtocol,
     handle: Arc<ConnectionHandle>,
-    rx: mpsc::Receiver<Frame>,
+    rx: OutboxReceiver,
     cx: Context<D::Client>,
     /// Dropped when the session ends, which stops the expiry watch.
     expiry: Option<tokio_util::sync::DropGuard>,
@@ -186,7 +185,7 @@ async fn open<D: HubDispatch>(
         link.not_reattachable();
     }
 
-    let (tx, rx) = mpsc::channel(options.outgoing_queue_capacity.max(1));
+    let (tx, rx) = outbox(options.outgoing_queue_capacity);
     let handle = Arc::new(
         ConnectionHandle::new(
             start.id.clone(),
@@ -493,7 +492,7 @@ async fn session<D: HubDispatch>(
                         }
                     }
                 }
-                while let Ok(frame) = rx.try_recv() {
+                while let Some(frame) = rx.try_recv() {
                     if link.feed(frame).await.is_err() {
                         return;
                     }
@@ -620,7 +619,7 @@ enum Written {
 async fn finish<D: HubDispatch>(
     done: Done,
     link: &mut Link,
-    rx: &mut mpsc::Receiver<Frame>,
+    rx: &mut OutboxReceiver,
     calls: &mut Calls<D>,
     streams: &mut Running<BoxFuture<'static, String>>,
 ) -> Written {
@@ -665,10 +664,10 @@ async fn write_now(link: &mut Link, frame: Frame) -> Result<(), TransportClosed>
 /// call's own sends (queued before it finished) arrive before its result.
 async fn write_completion(
     outgoing: &mut Link,
-    rx: &mut mpsc::Receiver<Frame>,
+    rx: &mut OutboxReceiver,
     completion: Frame,
 ) -> Result<(), TransportClosed> {
-    while let Ok(frame) = rx.try_recv() {
+    while let Some(frame) = rx.try_recv() {
         outgoing.feed(frame).await?;
     }
     outgoing.feed(completion).await?;

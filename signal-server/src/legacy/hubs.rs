@@ -236,7 +236,7 @@ pub(crate) trait LegacyHub: Send + Sync + 'static {
         id: &ConnectionId,
         user: Option<Arc<str>>,
         transport: TransportType,
-        outgoing: mpsc::Sender<Frame>,
+        outgoing: crate::lifetime::OutboxSender,
         register: bool,
         request: Option<Arc<crate::connection::KeptRequest>>,
     ) -> Arc<ConnectionHandle>;
@@ -343,7 +343,7 @@ impl<D: HubDispatch> LegacyHub for HubEntry<D> {
         id: &ConnectionId,
         user: Option<Arc<str>>,
         transport: TransportType,
-        outgoing: mpsc::Sender<Frame>,
+        outgoing: crate::lifetime::OutboxSender,
         register: bool,
         request: Option<Arc<crate::connection::KeptRequest>>,
     ) -> Arc<ConnectionHandle> {

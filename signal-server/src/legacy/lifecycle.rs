@@ -72,7 +72,7 @@ fn link_hub(
     transport: LegacyTransport,
     subscribed: bool,
 ) -> HubLink {
-    let (tx, rx) = mpsc::channel(1024);
+    let (tx, rx) = crate::lifetime::outbox(1024);
     let handle = hub.attach(
         &connection.id,
         connection.user.clone(),
@@ -103,7 +103,7 @@ async fn pump_frames(
     shared: Arc<Shared>,
     connection: Arc<LegacyConnection>,
     hub: Arc<dyn LegacyHub>,
-    mut frames: mpsc::Receiver<Frame>,
+    mut frames: crate::lifetime::OutboxReceiver,
     closing: tokio_util::sync::CancellationToken,
 ) {
     let push = |frame: Frame| match hub.encode(frame) {
@@ -125,7 +125,7 @@ async fn pump_frames(
             },
         }
     }
-    while let Ok(frame) = frames.try_recv() {
+    while let Some(frame) = frames.try_recv() {
         push(frame);
     }
     tracing::debug!(connection = %connection.id, "the hub closed a 2.x connection");

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use signal_core::{CompletionOutcome, RegisteredProtocol, TransportType};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use signal_core::SerializedHubMessage;
@@ -26,7 +26,7 @@ pub(crate) struct ConnectionHandle {
     pub(crate) transport: TransportType,
     /// The hub protocol the connection speaks; `None` for a raw connection.
     pub(crate) protocol: Option<RegisteredProtocol>,
-    outgoing: mpsc::Sender<Frame>,
+    outgoing: super::OutboxSender,
     groups: Mutex<HashSet<Arc<str>>>,
     pub(crate) items: Items,
     closing: CancellationToken,
@@ -49,7 +49,7 @@ impl ConnectionHandle {
         user: Option<Arc<str>>,
         transport: TransportType,
         protocol: Option<RegisteredProtocol>,
-        outgoing: mpsc::Sender<Frame>,
+        outgoing: super::OutboxSender,
         client_result_timeout: Duration,
     ) -> Self {
         ConnectionHandle {
@@ -100,14 +100,14 @@ impl ConnectionHandle {
     pub(crate) fn try_send(&self, frame: &Frame) {
         match self.outgoing.try_send(frame.clone()) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err((super::outbox::TrySendError::Full, _)) => {
                 tracing::warn!(connection = %self.id, "outgoing queue full; closing the connection as too slow");
                 self.close(Some(format!(
                     "Connection closed with an error. The client did not keep up: {} messages were waiting to be sent to it.",
                     self.outgoing.max_capacity()
                 )));
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err((super::outbox::TrySendError::Closed, _)) => {}
         }
     }
 

@@ -6,6 +6,7 @@
 //! fallibly, as ASP.NET Core's `HubLifetimeManager` does.
 
 mod local;
+mod outbox;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::frame::Frame;
 
 pub(crate) use local::ConnectionHandle;
 pub use local::LocalLifetimeManager;
+pub(crate) use outbox::{OutboxReceiver, OutboxSender, outbox};
 
 /// A boxed, sendable future, as hub dispatch and lifetime managers return them.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -38,15 +40,15 @@ pub(crate) trait FrameSink: Send {
 /// to a batch), then flushes once: one syscall for a burst of sends.
 pub(crate) async fn write_batch<S: FrameSink>(
     sink: &mut S,
-    queue: &mut tokio::sync::mpsc::Receiver<Frame>,
+    queue: &mut OutboxReceiver,
     first: Frame,
 ) -> Result<(), TransportClosed> {
     const MAX_BATCH: usize = 64;
     sink.feed(first).await?;
     for _ in 1..MAX_BATCH {
         match queue.try_recv() {
-            Ok(frame) => sink.feed(frame).await?,
-            Err(_) => break,
+            Some(frame) => sink.feed(frame).await?,
+            None => break,
         }
     }
     sink.flush().await

@@ -1,0 +1,259 @@
+//! A connection's outgoing queue: bounded, fed by any task (hub code, a
+//! broadcast on another thread), read by the connection's own task.
+//!
+//! Not tokio's `mpsc`: that allocates a 32-slot block and a cache-padded
+//! channel when it is made, about 0.8 KiB that every idle connection carried.
+//! This queue is a `VecDeque` behind a mutex that is never held across an
+//! `.await`, with two `Notify`s; it allocates as frames arrive (and keeps the
+//! capacity it grew to, as tokio's channel keeps its blocks).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::frame::Frame;
+
+/// Why [`OutboxSender::try_send`] did not queue a frame.
+#[derive(Debug)]
+pub(crate) enum TrySendError {
+    /// The queue holds its capacity already.
+    Full,
+    /// The connection's task is gone.
+    Closed,
+}
+
+/// The connection's task is gone.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+struct Shared {
+    state: Mutex<State>,
+    capacity: usize,
+    /// Wakes the reader when a frame arrives or the last sender leaves.
+    readable: Notify,
+    /// Wakes a sender waiting for room when a frame leaves, or every one when
+    /// the reader goes.
+    writable: Notify,
+}
+
+struct State {
+    frames: VecDeque<Frame>,
+    senders: usize,
+    reader_gone: bool,
+}
+
+/// Makes a queue of at most `capacity` frames (at least one).
+pub(crate) fn outbox(capacity: usize) -> (OutboxSender, OutboxReceiver) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            frames: VecDeque::new(),
+            senders: 1,
+            reader_gone: false,
+        }),
+        capacity: capacity.max(1),
+        readable: Notify::new(),
+        writable: Notify::new(),
+    });
+    (OutboxSender(shared.clone()), OutboxReceiver(shared))
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while the lock is held cannot leave the queue half-changed
+        // (each change is one VecDeque call), so a poisoned lock is used as is.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The sending side, kept by the connection's handle.
+pub(crate) struct OutboxSender(Arc<Shared>);
+
+impl OutboxSender {
+    /// Queues `frame` unless the queue is full or its reader gone.
+    pub(crate) fn try_send(&self, frame: Frame) -> Result<(), (TrySendError, Frame)> {
+        {
+            let mut state = self.0.state();
+            if state.reader_gone {
+                return Err((TrySendError::Closed, frame));
+            }
+            if state.frames.len() >= self.0.capacity {
+                return Err((TrySendError::Full, frame));
+            }
+            state.frames.push_back(frame);
+        }
+        self.0.readable.notify_one();
+        Ok(())
+    }
+
+    /// Queues `frame`, waiting while the queue is full.
+    pub(crate) async fn send(&self, mut frame: Frame) -> Result<(), Closed> {
+        loop {
+            // Made before the attempt, so that room made in between is not missed.
+            let writable = self.0.writable.notified();
+            match self.try_send(frame) {
+                Ok(()) => return Ok(()),
+                Err((TrySendError::Closed, _)) => return Err(Closed),
+                Err((TrySendError::Full, back)) => frame = back,
+            }
+            writable.await;
+        }
+    }
+
+    /// How many frames the queue holds at most.
+    pub(crate) fn max_capacity(&self) -> usize {
+        self.0.capacity
+    }
+}
+
+impl Clone for OutboxSender {
+    fn clone(&self) -> Self {
+        self.0.state().senders += 1;
+        OutboxSender(self.0.clone())
+    }
+}
+
+impl Drop for OutboxSender {
+    fn drop(&mut self) {
+        let last = {
+            let mut state = self.0.state();
+            state.senders -= 1;
+            state.senders == 0
+        };
+        if last {
+            self.0.readable.notify_one();
+        }
+    }
+}
+
+/// The reading side, kept by the connection's task.
+pub(crate) struct OutboxReceiver(Arc<Shared>);
+
+impl OutboxReceiver {
+    /// The next frame; `None` once every sender is gone and the queue is empty.
+    /// Cancel-safe: a frame is taken only when it is returned.
+    pub(crate) async fn recv(&mut self) -> Option<Frame> {
+        loop {
+            // Made before the check, so that a frame queued in between is not missed.
+            let readable = self.0.readable.notified();
+            {
+                let mut state = self.0.state();
+                if let Some(frame) = state.frames.pop_front() {
+                    drop(state);
+                    self.0.writable.notify_one();
+                    return Some(frame);
+                }
+                if state.senders == 0 {
+                    return None;
+                }
+            }
+            readable.await;
+        }
+    }
+
+    /// The next frame if one is queued.
+    pub(crate) fn try_recv(&mut self) -> Option<Frame> {
+        let frame = self.0.state().frames.pop_front()?;
+        self.0.writable.notify_one();
+        Some(frame)
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        let frames = {
+            let mut state = self.0.state();
+            state.reader_gone = true;
+            std::mem::take(&mut state.frames)
+        };
+        // Dropped outside the lock: a frame's drop may run user code's drops.
+        drop(frames);
+        self.0.writable.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{TrySendError, outbox};
+    use crate::frame::Frame;
+
+    fn frame(text: &str) -> Frame {
+        Frame::text(text.to_owned().into())
+    }
+
+    fn text(frame: Frame) -> String {
+        frame
+            .outbound(None)
+            .expect("a raw frame")
+            .text()
+            .expect("text")
+            .as_str()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn frames_come_out_in_order_and_a_full_queue_refuses_more() {
+        let (tx, mut rx) = outbox(2);
+        tx.try_send(frame("a")).unwrap();
+        tx.try_send(frame("b")).unwrap();
+        assert!(matches!(
+            tx.try_send(frame("c")),
+            Err((TrySendError::Full, _))
+        ));
+        assert_eq!(text(rx.recv().await.unwrap()), "a");
+        tx.try_send(frame("c")).unwrap();
+        assert_eq!(text(rx.try_recv().unwrap()), "b");
+        assert_eq!(text(rx.try_recv().unwrap()), "c");
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_sender_waits_for_room_and_a_reader_for_frames() {
+        let (tx, mut rx) = outbox(1);
+        tx.try_send(frame("first")).unwrap();
+        let sending = tokio::spawn(async move {
+            tx.send(frame("second")).await.unwrap();
+            tx
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !sending.is_finished(),
+            "the send waits while the queue is full"
+        );
+        assert_eq!(text(rx.recv().await.unwrap()), "first");
+        let tx = sending.await.unwrap();
+        assert_eq!(text(rx.recv().await.unwrap()), "second");
+
+        let reading = tokio::spawn(async move { rx.recv().await.map(text) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !reading.is_finished(),
+            "the reader waits while the queue is empty"
+        );
+        tx.try_send(frame("third")).unwrap();
+        assert_eq!(reading.await.unwrap().as_deref(), Some("third"));
+    }
+
+    #[tokio::test]
+    async fn the_ends_see_each_other_go() {
+        let (tx, mut rx) = outbox(1);
+        tx.try_send(frame("last")).unwrap();
+        drop(tx);
+        assert_eq!(text(rx.recv().await.unwrap()), "last");
+        assert!(rx.recv().await.is_none(), "no senders, nothing queued");
+
+        let (tx, rx) = outbox(1);
+        tx.try_send(frame("fills")).unwrap();
+        let waiting = tokio::spawn(async move { tx.send(frame("waits")).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(rx);
+        assert!(
+            waiting.await.unwrap().is_err(),
+            "a waiting send fails when the reader goes"
+        );
+    }
+}
