@@ -4,12 +4,16 @@
 //! Not tokio's `mpsc`: that allocates a 32-slot block and a cache-padded
 //! channel when it is made, about 0.8 KiB that every idle connection carried.
 //! This queue is a `VecDeque` behind a mutex that is never held across an
-//! `.await`, with two `Notify`s; it allocates as frames arrive (and keeps the
+//! `.await`; the one reader waits on an `AtomicWaker` (a registration per
+//! wait, nothing to undo when a `select!` drops the wait), senders that wait
+//! for room on a `Notify`. It allocates as frames arrive (and keeps the
 //! capacity it grew to, as tokio's channel keeps its blocks).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use crate::frame::Frame;
@@ -31,7 +35,7 @@ struct Shared {
     state: Mutex<State>,
     capacity: usize,
     /// Wakes the reader when a frame arrives or the last sender leaves.
-    readable: Notify,
+    readable: AtomicWaker,
     /// Wakes a sender waiting for room when a frame leaves, or every one when
     /// the reader goes.
     writable: Notify,
@@ -40,6 +44,8 @@ struct Shared {
 struct State {
     frames: VecDeque<Frame>,
     senders: usize,
+    /// Senders waiting for room: a frame taken wakes one only then.
+    waiting: usize,
     reader_gone: bool,
 }
 
@@ -49,10 +55,11 @@ pub(crate) fn outbox(capacity: usize) -> (OutboxSender, OutboxReceiver) {
         state: Mutex::new(State {
             frames: VecDeque::new(),
             senders: 1,
+            waiting: 0,
             reader_gone: false,
         }),
         capacity: capacity.max(1),
-        readable: Notify::new(),
+        readable: AtomicWaker::new(),
         writable: Notify::new(),
     });
     (OutboxSender(shared.clone()), OutboxReceiver(shared))
@@ -84,20 +91,29 @@ impl OutboxSender {
             }
             state.frames.push_back(frame);
         }
-        self.0.readable.notify_one();
+        self.0.readable.wake();
         Ok(())
     }
 
     /// Queues `frame`, waiting while the queue is full.
-    pub(crate) async fn send(&self, mut frame: Frame) -> Result<(), Closed> {
+    pub(crate) async fn send(&self, frame: Frame) -> Result<(), Closed> {
         loop {
             // Made before the attempt, so that room made in between is not missed.
             let writable = self.0.writable.notified();
-            match self.try_send(frame) {
-                Ok(()) => return Ok(()),
-                Err((TrySendError::Closed, _)) => return Err(Closed),
-                Err((TrySendError::Full, back)) => frame = back,
+            {
+                let mut state = self.0.state();
+                if state.reader_gone {
+                    return Err(Closed);
+                }
+                if state.frames.len() < self.0.capacity {
+                    state.frames.push_back(frame);
+                    drop(state);
+                    self.0.readable.wake();
+                    return Ok(());
+                }
+                state.waiting += 1;
             }
+            let _waiting = Waiting(&self.0);
             writable.await;
         }
     }
@@ -123,8 +139,17 @@ impl Drop for OutboxSender {
             state.senders == 0
         };
         if last {
-            self.0.readable.notify_one();
+            self.0.readable.wake();
         }
+    }
+}
+
+/// Counts a sender waiting for room, until it stops (done or dropped).
+struct Waiting<'a>(&'a Shared);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.state().waiting -= 1;
     }
 }
 
@@ -134,29 +159,40 @@ pub(crate) struct OutboxReceiver(Arc<Shared>);
 impl OutboxReceiver {
     /// The next frame; `None` once every sender is gone and the queue is empty.
     /// Cancel-safe: a frame is taken only when it is returned.
-    pub(crate) async fn recv(&mut self) -> Option<Frame> {
-        loop {
-            // Made before the check, so that a frame queued in between is not missed.
-            let readable = self.0.readable.notified();
-            {
-                let mut state = self.0.state();
-                if let Some(frame) = state.frames.pop_front() {
-                    drop(state);
+    pub(crate) fn recv(&mut self) -> impl Future<Output = Option<Frame>> + Send + '_ {
+        std::future::poll_fn(move |cx| self.poll_recv(cx))
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+        if let Some(frame) = self.try_recv() {
+            return Poll::Ready(Some(frame));
+        }
+        self.0.readable.register(cx.waker());
+        // Again once registered: a frame queued in between woke nobody.
+        let mut state = self.0.state();
+        match state.frames.pop_front() {
+            Some(frame) => {
+                let waiting = state.waiting > 0;
+                drop(state);
+                if waiting {
                     self.0.writable.notify_one();
-                    return Some(frame);
                 }
-                if state.senders == 0 {
-                    return None;
-                }
+                Poll::Ready(Some(frame))
             }
-            readable.await;
+            None if state.senders == 0 => Poll::Ready(None),
+            None => Poll::Pending,
         }
     }
 
     /// The next frame if one is queued.
     pub(crate) fn try_recv(&mut self) -> Option<Frame> {
-        let frame = self.0.state().frames.pop_front()?;
-        self.0.writable.notify_one();
+        let mut state = self.0.state();
+        let frame = state.frames.pop_front()?;
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
+            self.0.writable.notify_one();
+        }
         Some(frame)
     }
 }

@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::future::ready;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
-use std::task::{Context, Poll, ready};
-
 use futures_util::SinkExt;
 use futures_util::stream::{SplitSink, StreamExt};
 use signal_core::TransportType;
@@ -193,9 +192,7 @@ impl WebSocketOutgoing {
         let _ = self.0.send(Message::Close(Some(frame))).await;
         let _ = self.0.close().await;
     }
-}
 
-impl WebSocketOutgoing {
     /// Buffers `frame` once the socket has room: text for a text protocol (and
     /// raw text), binary for a binary one.
     pub(crate) fn poll_feed(
@@ -203,9 +200,6 @@ impl WebSocketOutgoing {
         cx: &mut Context<'_>,
         frame: &mut Option<Outbound>,
     ) -> Poll<Result<(), TransportClosed>> {
-        if frame.is_none() {
-            return Poll::Ready(Ok(()));
-        }
         if ready!(self.0.poll_ready_unpin(cx)).is_err() {
             return Poll::Ready(Err(TransportClosed));
         }
