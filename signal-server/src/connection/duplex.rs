@@ -337,12 +337,14 @@ impl Duplex {
             self.write_waiting = false;
             return write;
         }
-        let due = tokio::time::Instant::now() + self.write_timeout;
         let deadline = self
             .write_deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            .get_or_insert_with(|| Box::pin(sleep(Duration::ZERO)));
+        // Armed when this write first waits; later polls keep its deadline.
         if !std::mem::replace(&mut self.write_waiting, true) {
-            deadline.as_mut().reset(due);
+            deadline
+                .as_mut()
+                .reset(tokio::time::Instant::now() + self.write_timeout);
         }
         match deadline.as_mut().poll(cx) {
             Poll::Ready(()) => {

@@ -123,11 +123,12 @@ impl Endpoint {
         start: Start,
         duplex: Duplex,
     ) -> impl Future<Output = ()> + Send + use<> {
-        let running = Running::enter(self.clone(), start.token.clone(), duplex.is_reattachable());
+        let live =
+            LiveConnection::enter(self.clone(), start.token.clone(), duplex.is_reattachable());
         let run = self.handler.run(start, duplex);
         async move {
             run.await;
-            drop(running);
+            drop(live);
         }
     }
 
@@ -247,16 +248,16 @@ fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
 /// A connection's place at its endpoint while its handler runs; given up
 /// however the handler ends (it catches panics of user code, but a guard costs
 /// nothing and cannot be forgotten).
-struct Running {
+struct LiveConnection {
     endpoint: Arc<Endpoint>,
     token: Option<ConnectionToken>,
     reattachable: bool,
 }
 
-impl Running {
+impl LiveConnection {
     fn enter(endpoint: Arc<Endpoint>, token: Option<ConnectionToken>, reattachable: bool) -> Self {
         endpoint.live.fetch_add(1, Ordering::Relaxed);
-        Running {
+        LiveConnection {
             endpoint,
             token,
             reattachable,
@@ -264,7 +265,7 @@ impl Running {
     }
 }
 
-impl Drop for Running {
+impl Drop for LiveConnection {
     fn drop(&mut self) {
         self.endpoint.live.fetch_sub(1, Ordering::Relaxed);
         if let Some(token) = &self.token {

@@ -73,6 +73,39 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Queues `frame` unless the queue is full or its reader gone; a sender
+    /// that will wait for room is counted as waiting under the same lock.
+    fn push(&self, frame: Frame, will_wait: bool) -> Result<(), (TrySendError, Frame)> {
+        {
+            let mut state = self.state();
+            if state.reader_gone {
+                return Err((TrySendError::Closed, frame));
+            }
+            if state.frames.len() >= self.capacity {
+                state.waiting += usize::from(will_wait);
+                return Err((TrySendError::Full, frame));
+            }
+            state.frames.push_back(frame);
+        }
+        self.readable.wake();
+        Ok(())
+    }
+
+    /// Takes the next frame, waking a sender that waits for room. `Err` when
+    /// none is queued, with whether any sender is left.
+    fn take(&self) -> Result<Frame, bool> {
+        let mut state = self.state();
+        let Some(frame) = state.frames.pop_front() else {
+            return Err(state.senders > 0);
+        };
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
+            self.writable.notify_one();
+        }
+        Ok(frame)
+    }
 }
 
 /// The sending side, kept by the connection's handle.
@@ -81,37 +114,18 @@ pub(crate) struct OutboxSender(Arc<Shared>);
 impl OutboxSender {
     /// Queues `frame` unless the queue is full or its reader gone.
     pub(crate) fn try_send(&self, frame: Frame) -> Result<(), (TrySendError, Frame)> {
-        {
-            let mut state = self.0.state();
-            if state.reader_gone {
-                return Err((TrySendError::Closed, frame));
-            }
-            if state.frames.len() >= self.0.capacity {
-                return Err((TrySendError::Full, frame));
-            }
-            state.frames.push_back(frame);
-        }
-        self.0.readable.wake();
-        Ok(())
+        self.0.push(frame, false)
     }
 
     /// Queues `frame`, waiting while the queue is full.
-    pub(crate) async fn send(&self, frame: Frame) -> Result<(), Closed> {
+    pub(crate) async fn send(&self, mut frame: Frame) -> Result<(), Closed> {
         loop {
             // Made before the attempt, so that room made in between is not missed.
             let writable = self.0.writable.notified();
-            {
-                let mut state = self.0.state();
-                if state.reader_gone {
-                    return Err(Closed);
-                }
-                if state.frames.len() < self.0.capacity {
-                    state.frames.push_back(frame);
-                    drop(state);
-                    self.0.readable.wake();
-                    return Ok(());
-                }
-                state.waiting += 1;
+            match self.0.push(frame, true) {
+                Ok(()) => return Ok(()),
+                Err((TrySendError::Closed, _)) => return Err(Closed),
+                Err((TrySendError::Full, back)) => frame = back,
             }
             let _waiting = Waiting(&self.0);
             writable.await;
@@ -164,36 +178,21 @@ impl OutboxReceiver {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
-        if let Some(frame) = self.try_recv() {
+        if let Ok(frame) = self.0.take() {
             return Poll::Ready(Some(frame));
         }
         self.0.readable.register(cx.waker());
         // Again once registered: a frame queued in between woke nobody.
-        let mut state = self.0.state();
-        match state.frames.pop_front() {
-            Some(frame) => {
-                let waiting = state.waiting > 0;
-                drop(state);
-                if waiting {
-                    self.0.writable.notify_one();
-                }
-                Poll::Ready(Some(frame))
-            }
-            None if state.senders == 0 => Poll::Ready(None),
-            None => Poll::Pending,
+        match self.0.take() {
+            Ok(frame) => Poll::Ready(Some(frame)),
+            Err(false) => Poll::Ready(None),
+            Err(true) => Poll::Pending,
         }
     }
 
     /// The next frame if one is queued.
     pub(crate) fn try_recv(&mut self) -> Option<Frame> {
-        let mut state = self.0.state();
-        let frame = state.frames.pop_front()?;
-        let waiting = state.waiting > 0;
-        drop(state);
-        if waiting {
-            self.0.writable.notify_one();
-        }
-        Some(frame)
+        self.0.take().ok()
     }
 }
 
