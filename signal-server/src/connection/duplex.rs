@@ -60,16 +60,33 @@ pub(crate) type Inbound = Result<Message, Oversized>;
 /// A transport's incoming half.
 pub(crate) type Incoming = Pin<Box<dyn Stream<Item = Inbound> + Send>>;
 
-/// The sending half of any transport: one enum rather than a trait object, so
-/// that writes stay static calls. Writes are polled, not `async fn`s: a
-/// connection's task keeps the state of the largest write it awaits for its
-/// whole life, and nested write futures made that a kilobyte per connection.
-pub(crate) enum TransportSink {
-    WebSocket(super::transports::websocket::WebSocketOutgoing),
-    Channel(super::transports::http::ChannelOutgoing),
+/// A connection's transport: one enum rather than a trait object, so that
+/// reads and writes stay static calls. A WebSocket is driven whole, not split
+/// into halves (a split socket takes a lock on every read and write). Writes
+/// are polled, not `async fn`s: a connection's task keeps the state of the
+/// largest write it awaits for its whole life, and nested write futures made
+/// that a kilobyte per connection.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "most connections are WebSockets: the socket sits inline in the \
+              connection's task rather than behind another allocation"
+)]
+pub(crate) enum Transport {
+    WebSocket(super::transports::websocket::WebSocketTransport),
+    /// The HTTP transports, an in-process client, a tunnel: messages arrive
+    /// on a stream, frames leave on a channel.
+    Channel(Incoming, super::transports::http::ChannelOutgoing),
 }
 
-impl TransportSink {
+impl Transport {
+    /// The next message from the client; `None` once it has gone.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        match self {
+            Transport::WebSocket(socket) => socket.poll_next(cx),
+            Transport::Channel(incoming, _) => incoming.poll_next_unpin(cx),
+        }
+    }
+
     /// Buffers `frame` (taken once the transport has room for it).
     fn poll_feed(
         &mut self,
@@ -77,29 +94,26 @@ impl TransportSink {
         frame: &mut Option<Outbound>,
     ) -> Poll<Result<(), TransportClosed>> {
         match self {
-            TransportSink::WebSocket(sink) => sink.poll_feed(cx, frame),
-            TransportSink::Channel(sink) => sink.poll_feed(cx, frame),
+            Transport::WebSocket(socket) => socket.poll_feed(cx, frame),
+            Transport::Channel(_, sink) => sink.poll_feed(cx, frame),
         }
     }
 
     /// Writes what is buffered.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportClosed>> {
         match self {
-            TransportSink::WebSocket(sink) => sink.poll_flush(cx),
-            TransportSink::Channel(_) => Poll::Ready(Ok(())),
+            Transport::WebSocket(socket) => socket.poll_flush(cx),
+            Transport::Channel(..) => Poll::Ready(Ok(())),
         }
     }
 
     async fn close(&mut self) {
         match self {
-            TransportSink::WebSocket(sink) => sink.close().await,
-            TransportSink::Channel(_) => {}
+            Transport::WebSocket(socket) => socket.close().await,
+            Transport::Channel(..) => {}
         }
     }
 }
-
-/// A transport's two halves.
-pub(crate) type Attachment = (Incoming, TransportSink);
 
 /// What [`Duplex::recv`] reports.
 #[derive(Debug)]
@@ -117,10 +131,9 @@ pub(crate) enum Event {
 
 /// One connection's transport as its handler sees it.
 pub(crate) struct Duplex {
-    incoming: Incoming,
-    outgoing: TransportSink,
+    transport: Transport,
     /// New transports of a connection that may reconnect.
-    attachments: Option<mpsc::Receiver<Attachment>>,
+    attachments: Option<mpsc::Receiver<Transport>>,
     attached: bool,
     disconnect_timeout: Duration,
     /// Runs out the disconnect timeout while no transport is attached. Boxed,
@@ -137,14 +150,9 @@ pub(crate) struct Duplex {
 }
 
 impl Duplex {
-    pub(crate) fn new(
-        incoming: Incoming,
-        outgoing: TransportSink,
-        write_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(transport: Transport, write_timeout: Duration) -> Self {
         Duplex {
-            incoming,
-            outgoing,
+            transport,
             attachments: None,
             attached: true,
             disconnect_timeout: Duration::ZERO,
@@ -171,11 +179,11 @@ impl Duplex {
                     .map(|chunk| (Ok(Message::Binary(chunk)), rx))
             },
         ));
-        let abort = tokio_util::sync::CancellationToken::new();
-        let outgoing = TransportSink::Channel(super::transports::http::ChannelOutgoing::new(
-            to_client, abort,
-        ));
-        Duplex::new(incoming, outgoing, write_timeout)
+        let outgoing = super::transports::http::ChannelOutgoing::new(
+            to_client,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        Duplex::new(Transport::Channel(incoming, outgoing), write_timeout)
     }
 
     /// A duplex over channels whose messages arrive as they were sent (text
@@ -190,18 +198,18 @@ impl Duplex {
             from_client,
             |mut rx| async move { rx.recv().await.map(|message| (Ok(message), rx)) },
         ));
-        let outgoing = TransportSink::Channel(super::transports::http::ChannelOutgoing::new(
+        let outgoing = super::transports::http::ChannelOutgoing::new(
             to_client,
             tokio_util::sync::CancellationToken::new(),
-        ));
-        Duplex::new(incoming, outgoing, write_timeout)
+        );
+        Duplex::new(Transport::Channel(incoming, outgoing), write_timeout)
     }
 
     /// Lets the client come back on new transports (sent to `attachments`)
     /// within `disconnect_timeout` of losing one.
     pub(crate) fn reattachable(
         &mut self,
-        attachments: mpsc::Receiver<Attachment>,
+        attachments: mpsc::Receiver<Transport>,
         disconnect_timeout: Duration,
     ) {
         self.attachments = Some(attachments);
@@ -236,7 +244,7 @@ impl Duplex {
     /// its state would be part of every connection's task.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         if self.attached {
-            match self.incoming.poll_next_unpin(cx) {
+            match self.transport.poll_next(cx) {
                 Poll::Ready(Some(Ok(message))) => return Poll::Ready(Some(Event::Data(message))),
                 Poll::Ready(Some(Err(Oversized))) => return Poll::Ready(Some(Event::Oversized)),
                 Poll::Ready(None) if self.attachments.is_some() => {
@@ -256,9 +264,8 @@ impl Duplex {
             };
         };
         // A closed channel never brings a transport: waiting goes on.
-        if let Poll::Ready(Some((incoming, outgoing))) = attachments.poll_recv(cx) {
-            self.incoming = incoming;
-            let mut old = std::mem::replace(&mut self.outgoing, outgoing);
+        if let Poll::Ready(Some(transport)) = attachments.poll_recv(cx) {
+            let mut old = std::mem::replace(&mut self.transport, transport);
             self.attached = true;
             self.give_up = None;
             // Closed aside, so that taking the new transport never waits.
@@ -285,9 +292,9 @@ impl Duplex {
             return self.close().await;
         };
         let close = async {
-            match &mut self.outgoing {
-                TransportSink::WebSocket(sink) => sink.close_with(reason).await,
-                TransportSink::Channel(_) => {}
+            match &mut self.transport {
+                Transport::WebSocket(socket) => socket.close_with(reason).await,
+                Transport::Channel(..) => {}
             }
         };
         let _ = tokio::time::timeout(self.write_timeout, close).await;
@@ -322,7 +329,7 @@ impl Duplex {
 
     /// Ends the transport.
     pub(crate) async fn close(&mut self) {
-        let _ = tokio::time::timeout(self.write_timeout, self.outgoing.close()).await;
+        let _ = tokio::time::timeout(self.write_timeout, self.transport.close()).await;
     }
 
     /// Fails a write that is still waiting when the write timeout runs out.
@@ -367,7 +374,7 @@ impl Future for Feed<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let write = this.duplex.outgoing.poll_feed(cx, &mut this.frame);
+        let write = this.duplex.transport.poll_feed(cx, &mut this.frame);
         this.duplex.within(cx, write)
     }
 }
@@ -382,7 +389,7 @@ impl Future for Flush<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let write = this.duplex.outgoing.poll_flush(cx);
+        let write = this.duplex.transport.poll_flush(cx);
         this.duplex.within(cx, write)
     }
 }

@@ -27,7 +27,7 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
-use super::duplex::{Message, TransportSink};
+use super::duplex::{Message, Transport};
 use super::endpoint::Endpoint;
 use super::transports::http::ChannelOutgoing;
 use super::transports::transport_query;
@@ -157,11 +157,10 @@ impl TransportService {
         let incoming = futures_util::stream::unfold(client_rx, |mut rx| async move {
             rx.recv().await.map(|message| (Ok(message), rx))
         });
-        let sink = TransportSink::Channel(ChannelOutgoing::new(
-            frames_tx,
-            tokio_util::sync::CancellationToken::new(),
-        ));
-        attach.try_send((Box::pin(incoming), sink)).ok()?;
+        let sink = ChannelOutgoing::new(frames_tx, tokio_util::sync::CancellationToken::new());
+        attach
+            .try_send(Transport::Channel(Box::pin(incoming), sink))
+            .ok()?;
         // Outbound frames become messages for the tunnel, text or binary as a
         // WebSocket would carry them.
         tokio::spawn(async move {

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Refusal, start_for, transport_query};
 use crate::connection::duplex::{
-    Duplex, Inbound, Incoming, Message, Oversized, TransportClosed, TransportSink,
+    Duplex, Inbound, Incoming, Message, Oversized, Transport, TransportClosed,
 };
 use crate::connection::endpoint::Endpoint;
 use crate::connection::id::ConnectionToken;
@@ -226,8 +226,11 @@ pub(crate) async fn get(runtime: Arc<Endpoint>, request: Request) -> Response {
         })
         .take_until(abort.clone().cancelled_owned()),
     );
-    let outgoing = TransportSink::Channel(ChannelOutgoing::new(frames_tx, abort.clone()));
-    let duplex = Duplex::new(incoming, outgoing, runtime.options.write_timeout);
+    let outgoing = ChannelOutgoing::new(frames_tx, abort.clone());
+    let duplex = Duplex::new(
+        Transport::Channel(incoming, outgoing),
+        runtime.options.write_timeout,
+    );
     {
         let runtime = runtime.clone();
         let connection = connection.clone();

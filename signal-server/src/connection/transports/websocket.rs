@@ -2,31 +2,27 @@
 //! when the client skips negotiation.
 
 use std::collections::HashMap;
-use std::future::ready;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
-use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use signal_core::TransportType;
 
 use tokio::sync::mpsc;
 
 use super::http as http_transports;
 use super::{Refusal, start_for, transport_query};
-use crate::connection::duplex::{
-    Attachment, Duplex, Incoming, Oversized, TransportClosed, TransportSink,
-};
+use crate::connection::duplex::{Duplex, Inbound, Oversized, Transport, TransportClosed};
 use crate::connection::endpoint::{Endpoint, Start};
 use crate::connection::id::ConnectionToken;
 use crate::connection::options::ConnectionOptions;
 use crate::frame::Outbound;
 
 /// A reconnected WebSocket on its way to its connection.
-type Reattachment = Attachment;
+type Reattachment = Transport;
 
 /// Stateful connections waiting for (or using) their WebSocket, by token.
 #[derive(Default)]
@@ -76,7 +72,7 @@ pub(crate) async fn connect(State(runtime): State<Arc<Endpoint>>, request: Reque
         .and_then(|token| runtime.reattachments.sender(token))
     {
         return configure(upgrade, &runtime.options).on_upgrade(move |socket| async move {
-            let _ = sender.send(split(socket)).await;
+            let _ = sender.send(transport(socket)).await;
         });
     }
     let mut start = match start_for(
@@ -114,35 +110,11 @@ pub(crate) fn configure(
         .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
 }
 
-fn split(socket: WebSocket) -> Reattachment {
-    let (sink, stream) = socket.split();
-    // Payloads until Close or an error; a message past the frame cap ends the
-    // stream with `Oversized`, so the session can say why it closes.
-    let incoming = stream
-        .scan(false, |ended, message| {
-            if *ended {
-                return ready(None);
-            }
-            ready(match message {
-                Ok(Message::Text(text)) => Some(Some(Ok(crate::connection::Message::Text(text)))),
-                Ok(Message::Binary(bytes)) => {
-                    Some(Some(Ok(crate::connection::Message::Binary(bytes))))
-                }
-                Ok(Message::Close(_)) => None,
-                Ok(_) => Some(None),
-                Err(error) if is_oversized(&error) => {
-                    *ended = true;
-                    Some(Some(Err(Oversized)))
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "WebSocket read failed");
-                    None
-                }
-            })
-        })
-        .filter_map(ready);
-    let incoming: Incoming = Box::pin(incoming);
-    (incoming, TransportSink::WebSocket(WebSocketOutgoing(sink)))
+fn transport(socket: WebSocket) -> Transport {
+    Transport::WebSocket(WebSocketTransport {
+        socket,
+        ended: false,
+    })
 }
 
 /// Whether a read failed because the client's message passed the frame cap.
@@ -166,8 +138,7 @@ fn serve(
     start: Start,
     socket: WebSocket,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let (incoming, outgoing) = split(socket);
-    let mut duplex = Duplex::new(incoming, outgoing, runtime.options.write_timeout);
+    let mut duplex = Duplex::new(transport(socket), runtime.options.write_timeout);
     if let Some(token) = start.token.clone().filter(|_| start.stateful) {
         let attachments = runtime.reattachments.register(token);
         duplex.reattachable(attachments, runtime.options.disconnect_timeout);
@@ -175,9 +146,42 @@ fn serve(
     runtime.run(start, duplex)
 }
 
-pub(crate) struct WebSocketOutgoing(SplitSink<WebSocket, Message>);
+/// A connection's WebSocket, read and written by the connection's task alone.
+pub(crate) struct WebSocketTransport {
+    socket: WebSocket,
+    /// The client closed, the read failed, or a message passed the frame
+    /// cap: nothing more is read.
+    ended: bool,
+}
 
-impl WebSocketOutgoing {
+impl WebSocketTransport {
+    /// The next text or binary message until Close or an error; a message
+    /// past the frame cap ends the reading with `Oversized`, so the session
+    /// can say why it closes.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        use crate::connection::Message as Received;
+        while !self.ended {
+            let message = match ready!(self.socket.poll_next_unpin(cx)) {
+                Some(Ok(Message::Text(text))) => Ok(Received::Text(text)),
+                Some(Ok(Message::Binary(bytes))) => Ok(Received::Binary(bytes)),
+                // Pings are answered by tungstenite; pongs need nothing.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(error)) if is_oversized(&error) => {
+                    self.ended = true;
+                    Err(Oversized)
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "WebSocket read failed");
+                    break;
+                }
+            };
+            return Poll::Ready(Some(message));
+        }
+        self.ended = true;
+        Poll::Ready(None)
+    }
+
     /// Ends the socket with a policy-violation Close frame (1008) carrying
     /// `reason`, cut to what a Close frame can hold.
     pub(crate) async fn close_with(&mut self, reason: &str) {
@@ -189,8 +193,8 @@ impl WebSocketOutgoing {
             code: close_code::POLICY,
             reason: reason[..end].into(),
         };
-        let _ = self.0.send(Message::Close(Some(frame))).await;
-        let _ = self.0.close().await;
+        let _ = self.socket.send(Message::Close(Some(frame))).await;
+        let _ = self.socket.close().await;
     }
 
     /// Buffers `frame` once the socket has room: text for a text protocol (and
@@ -200,7 +204,7 @@ impl WebSocketOutgoing {
         cx: &mut Context<'_>,
         frame: &mut Option<Outbound>,
     ) -> Poll<Result<(), TransportClosed>> {
-        if ready!(self.0.poll_ready_unpin(cx)).is_err() {
+        if ready!(self.socket.poll_ready_unpin(cx)).is_err() {
             return Poll::Ready(Err(TransportClosed));
         }
         let Some(frame) = frame.take() else {
@@ -211,7 +215,7 @@ impl WebSocketOutgoing {
             None => Message::Binary(frame.bytes()),
         };
         Poll::Ready(
-            self.0
+            self.socket
                 .start_send_unpin(message)
                 .map_err(|_| TransportClosed),
         )
@@ -219,7 +223,9 @@ impl WebSocketOutgoing {
 
     /// Writes what is buffered.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportClosed>> {
-        self.0.poll_flush_unpin(cx).map_err(|_| TransportClosed)
+        self.socket
+            .poll_flush_unpin(cx)
+            .map_err(|_| TransportClosed)
     }
 
     /// Ends the socket with a normal closure.
@@ -230,7 +236,7 @@ impl WebSocketOutgoing {
             code: close_code::NORMAL,
             reason: Default::default(),
         };
-        let _ = self.0.send(Message::Close(Some(frame))).await;
-        let _ = self.0.close().await;
+        let _ = self.socket.send(Message::Close(Some(frame))).await;
+        let _ = self.socket.close().await;
     }
 }
