@@ -42,7 +42,7 @@ use crate::connection::{
 };
 use crate::frame::Frame;
 use crate::lifetime::{
-    ConnectionHandle, FrameSink, LocalLifetimeManager, Recipients, SendError, write_batch,
+    ConnectionHandle, FrameSink, LocalLifetimeManager, Next, Recipients, SendError, write_batch,
 };
 
 /// What runs each raw connection. Implemented for every
@@ -228,12 +228,10 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, mut start: Start, mu
         sender: ConnectionSender(handle.clone()),
     };
     let mut handler = tokio::spawn(inner.handler.on_connection(connection).in_current_span());
-    let closing = handle.closing().clone();
     let mut pending: Option<Message> = None;
     let reason = loop {
         tokio::select! {
             _ = &mut handler => break None,
-            _ = closing.cancelled() => break handle.close_error(),
             permit = incoming_tx.reserve(), if pending.is_some() => match permit {
                 Ok(permit) => permit.send(pending.take().expect("pending")),
                 // The handler stopped reading; what it was not sent is dropped.
@@ -248,11 +246,14 @@ async fn run<H: ConnectionHandler>(inner: Arc<RawInner<H>>, mut start: Start, mu
                 // Raw connections are never reattachable.
                 Some(Event::Lost | Event::Reattached) | None => break None,
             },
-            Some(frame) = rx.recv() => {
-                if write_batch(&mut RawSink(&mut duplex), &mut rx, frame).await.is_err() {
-                    break None;
+            Some(next) = rx.next(true) => match next {
+                Next::Closing => break handle.close_error(),
+                Next::Frame(frame) => {
+                    if write_batch(&mut RawSink(&mut duplex), &mut rx, frame).await.is_err() {
+                        break None;
+                    }
                 }
-            }
+            },
         }
     };
     if let Some(reason) = &reason {

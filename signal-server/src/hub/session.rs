@@ -29,7 +29,7 @@ use super::invocations::{Calls, Done, Handled, Limits, Pace, Work, panic_message
 use super::link::Link;
 use crate::connection::{Duplex, Event, Start, TransportClosed};
 use crate::frame::Frame;
-use crate::lifetime::{ConnectionHandle, FrameSink, OutboxReceiver, outbox, write_batch};
+use crate::lifetime::{ConnectionHandle, FrameSink, Next, OutboxReceiver, outbox, write_batch};
 
 /// How often a stateful connection acknowledges what it received (as the JS client does).
 const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -301,10 +301,6 @@ async fn session<D: HubDispatch>(
     // made for those alone.
     let mut ack_interval = stateful.then(|| tokio::time::interval(ACK_INTERVAL));
 
-    // One registration for the whole session, not one per loop turn.
-    let closing = handle.closing().clone().cancelled_owned();
-    tokio::pin!(closing);
-
     let mut pending_records = Vec::new();
     let mut read_failed = None;
     match leftover {
@@ -316,7 +312,7 @@ async fn session<D: HubDispatch>(
         if std::mem::take(&mut transport_failed) {
             // A write that failed because the server is closing the connection
             // (it fell behind) ends it with that reason, not as a client gone.
-            if handle.closing().is_cancelled() {
+            if handle.is_closing() {
                 break End::ServerClose(handle.close_error());
             }
             if !stateful {
@@ -394,8 +390,8 @@ async fn session<D: HubDispatch>(
             running.push(work);
         }
 
+        let writable = link.is_attached() && link.can_send();
         tokio::select! {
-            _ = &mut closing => break End::ServerClose(handle.close_error()),
             event = link.recv() => match event {
                 None => break End::ClientLeft(None),
                 Some(Event::Data(message)) => {
@@ -422,13 +418,18 @@ async fn session<D: HubDispatch>(
                     last_write = Instant::now();
                 }
             },
-            Some(frame) = rx.recv(), if link.is_attached() && link.can_send() => {
-                if write_batch(&mut link, &mut rx, frame).await.is_ok() {
-                    last_write = Instant::now();
-                } else {
-                    transport_failed = true;
+            // A close is heard while the transport is away, too; frames wait
+            // for one that can take them.
+            Some(next) = rx.next(writable) => match next {
+                Next::Closing => break End::ServerClose(handle.close_error()),
+                Next::Frame(frame) => {
+                    if write_batch(&mut link, &mut rx, frame).await.is_ok() {
+                        last_write = Instant::now();
+                    } else {
+                        transport_failed = true;
+                    }
                 }
-            }
+            },
             _ = std::future::poll_fn(|cx| match &mut ack_interval {
                 Some(interval) => interval.poll_tick(cx).map(drop),
                 None => Poll::Pending,

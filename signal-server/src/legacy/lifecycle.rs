@@ -18,6 +18,7 @@ use super::hubs::{self, HubInvocation, LegacyHub};
 use super::{LegacyTransport, refuse};
 use crate::connection::{ConnectionId, Message};
 use crate::frame::Frame;
+use crate::lifetime::Next;
 
 /// The connection a `/connect` opens (or the same one, when the client falls
 /// back to another transport with its token).
@@ -86,7 +87,6 @@ fn link_hub(
         connection.clone(),
         hub.clone(),
         rx,
-        handle.closing().clone(),
     ));
     HubLink {
         hub,
@@ -104,7 +104,6 @@ async fn pump_frames(
     connection: Arc<LegacyConnection>,
     hub: Arc<dyn LegacyHub>,
     mut frames: crate::lifetime::OutboxReceiver,
-    closing: tokio_util::sync::CancellationToken,
 ) {
     let push = |frame: Frame| match hub.encode(frame) {
         Ok(Some(bytes)) => {
@@ -118,9 +117,9 @@ async fn pump_frames(
     loop {
         tokio::select! {
             _ = connection.ended.cancelled() => return,
-            _ = closing.cancelled() => break,
-            frame = frames.recv() => match frame {
-                Some(frame) => push(frame),
+            next = frames.next(true) => match next {
+                Some(Next::Frame(frame)) => push(frame),
+                Some(Next::Closing) => break,
                 None => return,
             },
         }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use signal_core::{CompletionOutcome, RegisteredProtocol, TransportType};
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 use signal_core::SerializedHubMessage;
 
@@ -29,7 +28,6 @@ pub(crate) struct ConnectionHandle {
     outgoing: super::OutboxSender,
     groups: Mutex<HashSet<Arc<str>>>,
     pub(crate) items: Items,
-    closing: CancellationToken,
     close_error: Mutex<Option<String>>,
     allow_reconnect: std::sync::atomic::AtomicBool,
     results: Mutex<HashMap<String, oneshot::Sender<CompletionOutcome>>>,
@@ -60,7 +58,6 @@ impl ConnectionHandle {
             outgoing,
             groups: Mutex::default(),
             items: Items::default(),
-            closing: CancellationToken::new(),
             close_error: Mutex::default(),
             allow_reconnect: std::sync::atomic::AtomicBool::new(false),
             results: Mutex::default(),
@@ -117,7 +114,7 @@ impl ConnectionHandle {
             let mut slot = self.close_error.lock().expect("close_error lock");
             slot.get_or_insert(error);
         }
-        self.closing.cancel();
+        self.outgoing.close();
     }
 
     /// Asks the connection to close and its client to come back (a server
@@ -136,8 +133,10 @@ impl ConnectionHandle {
         self.allow_reconnect.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn closing(&self) -> &CancellationToken {
-        &self.closing
+    /// Whether the connection was asked to close (its task hears it from its
+    /// outgoing queue).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.outgoing.is_closing()
     }
 
     pub(crate) fn close_error(&self) -> Option<String> {

@@ -22,7 +22,7 @@ use crate::frame::Frame;
 
 pub(crate) use local::ConnectionHandle;
 pub use local::LocalLifetimeManager;
-pub(crate) use outbox::{OutboxReceiver, OutboxSender, outbox};
+pub(crate) use outbox::{Next, OutboxReceiver, OutboxSender, outbox};
 
 /// A boxed, sendable future, as hub dispatch and lifetime managers return them.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -8,8 +8,14 @@
 //! wait, nothing to undo when a `select!` drops the wait), senders that wait
 //! for room on a `Notify`. It allocates as frames arrive (and keeps the
 //! capacity it grew to, as tokio's channel keeps its blocks).
+//!
+//! The queue also carries the request to close the connection: the reader
+//! is the connection's task, which waits on the queue anyway, so a close
+//! needs no second thing to wait on (a `CancellationToken` took two locks
+//! on every turn of the connection's loop).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -31,8 +37,24 @@ pub(crate) enum TrySendError {
 #[derive(Debug)]
 pub(crate) struct Closed;
 
+/// What [`OutboxReceiver::next`] brings.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// A frame to write.
+    Frame(Frame),
+    /// The connection is asked to close (frames still queued stay queued).
+    Closing,
+}
+
 struct Shared {
     state: Mutex<State>,
+    /// How many frames are queued, as of the last change under the lock: the
+    /// reader finds the queue empty without taking the lock (after each frame
+    /// it looks once or twice more).
+    queued: AtomicUsize,
+    senders: AtomicUsize,
+    /// Set once: the connection is asked to close.
+    closing: AtomicBool,
     capacity: usize,
     /// Wakes the reader when a frame arrives or the last sender leaves.
     readable: AtomicWaker,
@@ -43,7 +65,6 @@ struct Shared {
 
 struct State {
     frames: VecDeque<Frame>,
-    senders: usize,
     /// Senders waiting for room: a frame taken wakes one only then.
     waiting: usize,
     reader_gone: bool,
@@ -54,10 +75,12 @@ pub(crate) fn outbox(capacity: usize) -> (OutboxSender, OutboxReceiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             frames: VecDeque::new(),
-            senders: 1,
             waiting: 0,
             reader_gone: false,
         }),
+        queued: AtomicUsize::new(0),
+        senders: AtomicUsize::new(1),
+        closing: AtomicBool::new(false),
         capacity: capacity.max(1),
         readable: AtomicWaker::new(),
         writable: Notify::new(),
@@ -87,24 +110,27 @@ impl Shared {
                 return Err((TrySendError::Full, frame));
             }
             state.frames.push_back(frame);
+            self.queued.store(state.frames.len(), Ordering::Release);
         }
         self.readable.wake();
         Ok(())
     }
 
-    /// Takes the next frame, waking a sender that waits for room. `Err` when
-    /// none is queued, with whether any sender is left.
-    fn take(&self) -> Result<Frame, bool> {
+    /// Takes the next frame if one is queued, waking a sender that waits for
+    /// room.
+    fn take(&self) -> Option<Frame> {
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let mut state = self.state();
-        let Some(frame) = state.frames.pop_front() else {
-            return Err(state.senders > 0);
-        };
+        let frame = state.frames.pop_front()?;
+        self.queued.store(state.frames.len(), Ordering::Release);
         let waiting = state.waiting > 0;
         drop(state);
         if waiting {
             self.writable.notify_one();
         }
-        Ok(frame)
+        Some(frame)
     }
 }
 
@@ -136,23 +162,29 @@ impl OutboxSender {
     pub(crate) fn max_capacity(&self) -> usize {
         self.0.capacity
     }
+
+    /// Asks the connection to close: its reader gets [`Next::Closing`].
+    pub(crate) fn close(&self) {
+        self.0.closing.store(true, Ordering::Release);
+        self.0.readable.wake();
+    }
+
+    /// Whether the connection was asked to close.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.0.closing.load(Ordering::Acquire)
+    }
 }
 
 impl Clone for OutboxSender {
     fn clone(&self) -> Self {
-        self.0.state().senders += 1;
+        self.0.senders.fetch_add(1, Ordering::Relaxed);
         OutboxSender(self.0.clone())
     }
 }
 
 impl Drop for OutboxSender {
     fn drop(&mut self) {
-        let last = {
-            let mut state = self.0.state();
-            state.senders -= 1;
-            state.senders == 0
-        };
-        if last {
+        if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.readable.wake();
         }
     }
@@ -174,25 +206,58 @@ impl OutboxReceiver {
     /// The next frame; `None` once every sender is gone and the queue is empty.
     /// Cancel-safe: a frame is taken only when it is returned.
     pub(crate) fn recv(&mut self) -> impl Future<Output = Option<Frame>> + Send + '_ {
-        std::future::poll_fn(move |cx| self.poll_recv(cx))
+        std::future::poll_fn(move |cx| match self.poll_next(cx, true, false) {
+            Poll::Ready(Some(Next::Frame(frame))) => Poll::Ready(Some(frame)),
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
     }
 
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
-        if let Ok(frame) = self.0.take() {
-            return Poll::Ready(Some(frame));
+    /// The request to close the connection, before anything else, or the next
+    /// frame when `frames` (a connection that cannot write now waits for the
+    /// close alone). `None` once every sender is gone and no frame is queued.
+    /// Cancel-safe, as [`recv`](Self::recv).
+    pub(crate) fn next(&mut self, frames: bool) -> impl Future<Output = Option<Next>> + Send + '_ {
+        std::future::poll_fn(move |cx| self.poll_next(cx, frames, true))
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        frames: bool,
+        closing: bool,
+    ) -> Poll<Option<Next>> {
+        let shared = &*self.0;
+        let ready = |senders_left: bool| {
+            if closing && shared.closing.load(Ordering::Acquire) {
+                return Some(Some(Next::Closing));
+            }
+            if !frames {
+                return None;
+            }
+            match shared.take() {
+                Some(frame) => Some(Some(Next::Frame(frame))),
+                None if !senders_left => Some(None),
+                None => None,
+            }
+        };
+        if let Some(next) = ready(true) {
+            return Poll::Ready(next);
         }
-        self.0.readable.register(cx.waker());
-        // Again once registered: a frame queued in between woke nobody.
-        match self.0.take() {
-            Ok(frame) => Poll::Ready(Some(frame)),
-            Err(false) => Poll::Ready(None),
-            Err(true) => Poll::Pending,
+        shared.readable.register(cx.waker());
+        // Again once registered: what came in between woke nobody. The senders
+        // are counted first, so that a frame queued before the last one left is
+        // seen.
+        let senders_left = shared.senders.load(Ordering::Acquire) > 0;
+        match ready(senders_left) {
+            Some(next) => Poll::Ready(next),
+            None => Poll::Pending,
         }
     }
 
     /// The next frame if one is queued.
     pub(crate) fn try_recv(&mut self) -> Option<Frame> {
-        self.0.take().ok()
+        self.0.take()
     }
 }
 
@@ -213,7 +278,7 @@ impl Drop for OutboxReceiver {
 mod tests {
     use std::time::Duration;
 
-    use super::{TrySendError, outbox};
+    use super::{Next, TrySendError, outbox};
     use crate::frame::Frame;
 
     fn frame(text: &str) -> Frame {
@@ -290,5 +355,36 @@ mod tests {
             waiting.await.unwrap().is_err(),
             "a waiting send fails when the reader goes"
         );
+    }
+
+    #[tokio::test]
+    async fn a_close_comes_before_queued_frames_and_is_heard_without_them() {
+        let (tx, mut rx) = outbox(4);
+        tx.try_send(frame("queued")).unwrap();
+        let waiting = tokio::spawn(async move {
+            let next = rx.next(false).await;
+            (rx, next)
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a reader that takes no frames waits for the close alone"
+        );
+        assert!(!tx.is_closing());
+        tx.close();
+        assert!(tx.is_closing());
+        let (mut rx, next) = waiting.await.unwrap();
+        assert!(matches!(next, Some(Next::Closing)));
+        assert!(
+            matches!(rx.next(true).await, Some(Next::Closing)),
+            "the close stays, ahead of the frames"
+        );
+        assert_eq!(
+            text(rx.recv().await.unwrap()),
+            "queued",
+            "frames queued before the close are still there to drain"
+        );
+        drop(tx);
+        assert!(rx.recv().await.is_none());
     }
 }
