@@ -77,7 +77,14 @@ impl HubProtocol for JsonHubProtocol {
     }
 
     fn parse(&self, record: &Bytes) -> Result<Option<HubMessage>, ProtocolError> {
-        let wire: WireMessage = serde_json::from_slice(record)?;
+        // One UTF-8 check of the whole record: parsing bytes checks each
+        // string and raw argument on its own, which cost more than the message's
+        // parse of its structure for a small call. Bytes that are not UTF-8 are
+        // parsed as bytes, so that serde_json's error says where.
+        let wire: WireMessage = match std::str::from_utf8(record) {
+            Ok(text) => serde_json::from_str(text)?,
+            Err(_) => serde_json::from_slice(record)?,
+        };
         let message_type = wire.message_type.ok_or(ProtocolError::MissingType)?;
         let missing = |property| ProtocolError::MissingProperty {
             message_type,
