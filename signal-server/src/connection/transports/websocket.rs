@@ -2,12 +2,14 @@
 //! when the client skips negotiation.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
+use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
 use futures_util::{SinkExt, StreamExt};
 use signal_core::TransportType;
 
@@ -114,7 +116,31 @@ fn transport(socket: WebSocket) -> Transport {
     Transport::WebSocket(WebSocketTransport {
         socket,
         ended: false,
+        readable: Arc::new(Readable {
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        }),
     })
+}
+
+/// Whether the socket may have something to read: its own waker, handed to
+/// the socket's reads, sets it and wakes the connection's task.
+///
+/// The task wakes for many other reasons (a broadcast queues a frame, a call
+/// finishes); a read attempted then finds nothing, but tungstenite zeroes its
+/// whole read buffer (2 KiB) before every attempt. With the flag, a read is
+/// tried only when the socket woke the task, or the last read returned a
+/// message (another may be buffered).
+struct Readable {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl ArcWake for Readable {
+    fn wake_by_ref(readable: &Arc<Self>) {
+        readable.woken.store(true, Ordering::Release);
+        readable.task.wake();
+    }
 }
 
 /// Whether a read failed because the client's message passed the frame cap.
@@ -152,6 +178,7 @@ pub(crate) struct WebSocketTransport {
     /// The client closed, the read failed, or a message passed the frame
     /// cap: nothing more is read.
     ended: bool,
+    readable: Arc<Readable>,
 }
 
 impl WebSocketTransport {
@@ -160,8 +187,17 @@ impl WebSocketTransport {
     /// can say why it closes.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         use crate::connection::Message as Received;
-        while !self.ended {
-            let message = match ready!(self.socket.poll_next_unpin(cx)) {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        self.readable.task.register(cx.waker());
+        if !self.readable.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let waker = waker_ref(&self.readable);
+        let mut socket_cx = Context::from_waker(&waker);
+        loop {
+            let message = match ready!(self.socket.poll_next_unpin(&mut socket_cx)) {
                 Some(Ok(Message::Text(text))) => Ok(Received::Text(text)),
                 Some(Ok(Message::Binary(bytes))) => Ok(Received::Binary(bytes)),
                 // Pings are answered by tungstenite; pongs need nothing.
@@ -176,6 +212,8 @@ impl WebSocketTransport {
                     break;
                 }
             };
+            // More may wait in tungstenite's buffer, which no wake announces.
+            self.readable.woken.store(true, Ordering::Release);
             return Poll::Ready(Some(message));
         }
         self.ended = true;
