@@ -72,6 +72,8 @@ pub(crate) struct Endpoint {
     /// What every negotiate and transport request must pass, when the hub
     /// requires authorization.
     pub(crate) gate: Option<crate::auth::Gate>,
+    /// The negotiate response's `availableTransports`, rendered once.
+    pub(crate) available_transports: Box<serde_json::value::RawValue>,
     /// Connections running here, for `maximum_connections`.
     live: AtomicUsize,
 }
@@ -85,6 +87,7 @@ impl Endpoint {
     ) -> Self {
         Endpoint {
             negotiations: Negotiations::new(options.negotiate_timeout),
+            available_transports: super::negotiate::available_transports(&options.transports),
             options,
             user_id,
             http: HttpConnections::default(),
