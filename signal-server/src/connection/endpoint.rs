@@ -142,18 +142,20 @@ impl Endpoint {
         S: Clone + Send + Sync + 'static,
     {
         let cors = (!self.allowed_origins.is_empty()).then(|| cors_layer(&self.allowed_origins));
+        let mut transports = get(websocket::connect)
+            .post(http_transports::post)
+            .delete(http_transports::delete);
+        // A relay is set before the routes are made (by a lifetime manager
+        // that relays); without one, no middleware runs per request.
+        if self.relay.get().is_some() {
+            transports = transports.route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                relay::relay_unknown,
+            ));
+        }
         let mut router = Router::new()
             .route("/negotiate", post(negotiate::negotiate))
-            .route(
-                "/",
-                get(websocket::connect)
-                    .post(http_transports::post)
-                    .delete(http_transports::delete)
-                    .route_layer(axum::middleware::from_fn_with_state(
-                        self.clone(),
-                        relay::relay_unknown,
-                    )),
-            );
+            .route("/", transports);
         // Outside the relay: a request is authorized where it arrives.
         if let Some(gate) = self.gate.clone() {
             router = router.route_layer(axum::middleware::from_fn(
