@@ -135,8 +135,12 @@ impl Meters {
         let _ = self.hub.set(Arc::from(hub));
     }
 
-    fn hub(&self) -> String {
-        self.hub.get().map(|h| h.to_string()).unwrap_or_default()
+    /// The `hub` label's value: the name shared, not copied.
+    fn hub(&self) -> SharedString {
+        match self.hub.get() {
+            Some(hub) => SharedString::from_shared(hub.clone()),
+            None => SharedString::const_str(""),
+        }
     }
 
     /// A connection's labels, without a string copied: the transport and
@@ -144,12 +148,8 @@ impl Meters {
     /// made per call, but no longer from fresh `String`s (they were two
     /// dozen allocations per connection).
     fn labels(&self, connection: &ConnectionHandle) -> [Label; 3] {
-        let hub = match self.hub.get() {
-            Some(hub) => SharedString::from_shared(hub.clone()),
-            None => SharedString::const_str(""),
-        };
         [
-            Label::new("hub", hub),
+            Label::new("hub", self.hub()),
             Label::from_static_parts("transport", connection.transport.as_str()),
             Label::from_static_parts("protocol", protocol_of(connection)),
         ]
