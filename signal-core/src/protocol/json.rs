@@ -14,6 +14,8 @@ use crate::message::{
 use crate::negotiate::TransferFormat;
 use crate::payload::{Payload, PayloadError};
 
+mod writer;
+
 /// The JSON hub protocol: name `json`, versions up to 2, text transfer format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonHubProtocol;
@@ -25,7 +27,8 @@ struct WireMessage {
     message_type: Option<u8>,
     invocation_id: Option<String>,
     target: Option<String>,
-    arguments: Option<Vec<Box<RawValue>>>,
+    #[serde(default, deserialize_with = "payloads")]
+    arguments: Option<Arguments>,
     stream_ids: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     item: Option<Box<RawValue>>,
@@ -55,8 +58,39 @@ fn present<'de, D: serde::Deserializer<'de>>(
     Box::<RawValue>::deserialize(deserializer).map(Some)
 }
 
-fn arguments(raw: Vec<Box<RawValue>>) -> Arguments {
-    raw.into_iter().map(Payload::Json).collect()
+/// The arguments, each kept as its raw JSON text, read straight into the
+/// message's list (not into a list of raw values first); `null` is no arguments,
+/// as it was for `Option<Vec<_>>`.
+fn payloads<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Arguments>, D::Error> {
+    struct Payloads(Arguments);
+
+    impl<'de> Deserialize<'de> for Payloads {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_seq(Payloads(Arguments::default()))
+        }
+    }
+
+    impl<'de> serde::de::Visitor<'de> for Payloads {
+        type Value = Payloads;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            mut self,
+            mut seq: A,
+        ) -> Result<Payloads, A::Error> {
+            while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+                self.0.push(Payload::Json(raw));
+            }
+            Ok(self)
+        }
+    }
+
+    Ok(Option::<Payloads>::deserialize(deserializer)?.map(|payloads| payloads.0))
 }
 
 impl HubProtocol for JsonHubProtocol {
@@ -94,7 +128,7 @@ impl HubProtocol for JsonHubProtocol {
             1 => HubMessage::Invocation(Invocation {
                 invocation_id: wire.invocation_id,
                 target: wire.target.ok_or_else(|| missing("target"))?,
-                arguments: arguments(wire.arguments.ok_or_else(|| missing("arguments"))?),
+                arguments: wire.arguments.ok_or_else(|| missing("arguments"))?,
                 stream_ids: wire.stream_ids.unwrap_or_default(),
                 headers: wire.headers,
             }),
@@ -119,7 +153,7 @@ impl HubProtocol for JsonHubProtocol {
             4 => HubMessage::StreamInvocation(StreamInvocation {
                 invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
                 target: wire.target.ok_or_else(|| missing("target"))?,
-                arguments: arguments(wire.arguments.ok_or_else(|| missing("arguments"))?),
+                arguments: wire.arguments.ok_or_else(|| missing("arguments"))?,
                 stream_ids: wire.stream_ids.unwrap_or_default(),
                 headers: wire.headers,
             }),
@@ -215,7 +249,7 @@ impl HubProtocol for JsonHubProtocol {
         let start = out.len();
         out.reserve(estimated_size(message));
         // Writing into a BytesMut cannot fail; a value's Serialize impl can.
-        if let Err(error) = serde_json::to_writer((&mut *out).writer(), &wire) {
+        if let Err(error) = writer::write(out, &wire) {
             out.truncate(start);
             return Err(WriteError::Payload {
                 protocol: Self::NAME,
@@ -256,7 +290,7 @@ fn non_empty_headers(headers: &Headers) -> Option<&Headers> {
     (!headers.is_empty()).then_some(headers)
 }
 
-/// A payload as JSON: raw JSON copied as it is, a value serialized by serde_json,
+/// A payload as JSON: raw JSON copied as it is, a value serialized as serde_json would,
 /// MessagePack transcoded. The server avoids the transcoding by sending values
 /// ([`Payload::Value`]), which each protocol encodes itself.
 struct JsonPayload<'a>(&'a Payload);
@@ -429,6 +463,14 @@ mod tests {
         assert!(matches!(err, ProtocolError::MissingType));
         let err = parse(b"{\"type\":1,\"arguments\":[]}").unwrap_err();
         assert!(err.to_string().contains("'target'"), "{err}");
+        // `arguments: null` is a missing property; not an array, serde's text.
+        let err = parse(b"{\"type\":1,\"target\":\"t\",\"arguments\":null}").unwrap_err();
+        assert!(err.to_string().contains("'arguments'"), "{err}");
+        let err = parse(b"{\"type\":1,\"target\":\"t\",\"arguments\":5}").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed message: invalid type: integer `5`, expected a sequence at line 1 column 36"
+        );
         let err =
             parse(b"{\"type\":3,\"invocationId\":\"1\",\"result\":1,\"error\":\"x\"}").unwrap_err();
         assert!(matches!(err, ProtocolError::ResultAndError));
