@@ -26,6 +26,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+mod raw_json;
+
 /// How deep a MessagePack payload may nest when it is decoded: the same limit
 /// serde_json applies to JSON, so that hostile input cannot exhaust the stack.
 const MAX_DEPTH: usize = 128;
@@ -122,7 +124,7 @@ impl Payload {
     /// Decodes the payload into `T`, straight from its encoding.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, PayloadError> {
         match self {
-            Payload::Json(raw) => Ok(serde_json::from_str(raw.get())?),
+            Payload::Json(raw) => Ok(T::deserialize(raw_json::RawJson(raw.get()))?),
             Payload::MessagePack(bytes) => Ok(read_messagepack(bytes)?),
             // An outgoing value read back (tests, in-process loops): through JSON
             // text, the representation every protocol shares.
