@@ -244,6 +244,9 @@ async fn a_recorder_is_given_the_figures_by_name_and_labels() {
         format!("signal_connections_opened_total{{{ws_labels}}} 1"),
         format!("signal_connections_opened_total{{{lp_labels}}} 1"),
         format!("signal_connections_closed_total{{{lp_labels}}} 1"),
+        // Registered with the first connection of its labels, as the other
+        // handles are: a counter at zero, not a missing series.
+        format!("signal_connections_closed_total{{{ws_labels}}} 0"),
         format!("signal_invocations_total{{{ws_labels}}} 2"),
         format!("signal_invocations_total{{{lp_labels}}} 1"),
         format!("signal_messages_received_total{{{ws_labels}}} 2"),

@@ -32,14 +32,16 @@
 //! the first hub's name.
 //!
 //! Cost on the hot path: a message in or out adds one to a shared atomic and
-//! to the recorder's counter handle, resolved once per connection; no lock is
-//! taken per message.
+//! to the recorder's counter handle; no lock is taken per message. The
+//! recorder's handles are registered once per transport and protocol, with the
+//! first such connection, and kept: install the recorder before the server
+//! takes connections, as exporters are, at startup.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use metrics::{Counter, Label, SharedString, counter, gauge};
+use metrics::{Counter, Gauge, Label, SharedString, counter, gauge};
 use signal_core::TransportType;
 
 use crate::lifetime::ConnectionHandle;
@@ -124,9 +126,28 @@ struct Totals {
 pub(crate) struct Meters {
     hub: OnceLock<Arc<str>>,
     totals: Arc<Totals>,
-    /// Open connections per (transport, protocol): changed on open and close
-    /// only, never per message.
-    open: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Open connections per (transport, protocol), with the recorder's handles
+    /// for those labels: changed on open and close only, never per message.
+    open: Mutex<BTreeMap<(&'static str, &'static str), Kind>>,
+}
+
+/// The connections of one transport and protocol.
+struct Kind {
+    /// How many are open now.
+    count: u64,
+    handles: Arc<Handles>,
+}
+
+/// The recorder's handles for one transport and protocol. Registering a metric
+/// builds its key (a list of labels, hashed); seven of them for each connection
+/// were a tenth of a connect's work.
+struct Handles {
+    opened: Counter,
+    closed: Counter,
+    open: Gauge,
+    received: Counter,
+    sent: Counter,
+    invocations: Counter,
 }
 
 impl Meters {
@@ -143,56 +164,61 @@ impl Meters {
         }
     }
 
-    /// A connection's labels, without a string copied: the transport and
-    /// protocol are static, the hub name shared. Each metric's key is still
-    /// made per call, but no longer from fresh `String`s (they were two
-    /// dozen allocations per connection).
-    fn labels(&self, connection: &ConnectionHandle) -> [Label; 3] {
-        [
+    /// The recorder's handles for a connection's labels: the hub name shared,
+    /// the transport and protocol static.
+    fn register(&self, transport: &'static str, protocol: &'static str) -> Handles {
+        let labels = [
             Label::new("hub", self.hub()),
-            Label::from_static_parts("transport", connection.transport.as_str()),
-            Label::from_static_parts("protocol", protocol_of(connection)),
-        ]
-    }
-
-    /// A connection was registered: counts it, and gives it the meter its
-    /// messages are counted with.
-    pub(crate) fn opened(&self, connection: &ConnectionHandle) -> ConnectionMeter {
-        let labels = self.labels(connection);
-        let key = (connection.transport.as_str(), protocol_of(connection));
-        *self
-            .open
-            .lock()
-            .expect("meters lock")
-            .entry(key)
-            .or_default() += 1;
-        self.totals.opened.fetch_add(1, Ordering::Relaxed);
-        counter!(names::CONNECTIONS_OPENED, labels.iter()).increment(1);
-        gauge!(names::CONNECTIONS, labels.iter()).increment(1.0);
-        ConnectionMeter {
-            totals: self.totals.clone(),
+            Label::from_static_parts("transport", transport),
+            Label::from_static_parts("protocol", protocol),
+        ];
+        Handles {
+            opened: counter!(names::CONNECTIONS_OPENED, labels.iter()),
+            closed: counter!(names::CONNECTIONS_CLOSED, labels.iter()),
+            open: gauge!(names::CONNECTIONS, labels.iter()),
             received: counter!(names::MESSAGES_RECEIVED, labels.iter()),
             sent: counter!(names::MESSAGES_SENT, labels.iter()),
             invocations: counter!(names::INVOCATIONS, labels.iter()),
         }
     }
 
+    /// A connection was registered: counts it, and gives it the meter its
+    /// messages are counted with.
+    pub(crate) fn opened(&self, connection: &ConnectionHandle) -> ConnectionMeter {
+        let (transport, protocol) = (connection.transport.as_str(), protocol_of(connection));
+        let handles = {
+            let mut open = self.open.lock().expect("meters lock");
+            let kind = open.entry((transport, protocol)).or_insert_with(|| Kind {
+                count: 0,
+                handles: Arc::new(self.register(transport, protocol)),
+            });
+            kind.count += 1;
+            kind.handles.clone()
+        };
+        self.totals.opened.fetch_add(1, Ordering::Relaxed);
+        handles.opened.increment(1);
+        handles.open.increment(1.0);
+        ConnectionMeter {
+            totals: self.totals.clone(),
+            handles,
+        }
+    }
+
     /// A registered connection ended.
     pub(crate) fn closed(&self, connection: &ConnectionHandle) {
-        let labels = self.labels(connection);
         let key = (connection.transport.as_str(), protocol_of(connection));
-        {
+        let handles = {
             let mut open = self.open.lock().expect("meters lock");
-            if let Some(count) = open.get_mut(&key) {
-                *count -= 1;
-                if *count == 0 {
-                    open.remove(&key);
-                }
-            }
-        }
+            open.get_mut(&key).map(|kind| {
+                kind.count -= 1;
+                kind.handles.clone()
+            })
+        };
         self.totals.closed.fetch_add(1, Ordering::Relaxed);
-        counter!(names::CONNECTIONS_CLOSED, labels.iter()).increment(1);
-        gauge!(names::CONNECTIONS, labels.iter()).decrement(1.0);
+        if let Some(handles) = handles {
+            handles.closed.increment(1);
+            handles.open.decrement(1.0);
+        }
     }
 
     /// The number of groups changed.
@@ -211,7 +237,11 @@ impl Meters {
             messages_sent: self.totals.sent.load(Ordering::Relaxed),
             ..HubMetrics::default()
         };
-        for (&(transport, protocol), &count) in self.open.lock().expect("meters lock").iter() {
+        for (&(transport, protocol), kind) in self.open.lock().expect("meters lock").iter() {
+            let count = kind.count;
+            if count == 0 {
+                continue;
+            }
             metrics.connections += count;
             *metrics
                 .connections_by_transport
@@ -228,13 +258,11 @@ fn protocol_of(connection: &ConnectionHandle) -> &'static str {
 }
 
 /// One connection's meter: the hub's totals and the recorder's counters for
-/// the connection's labels, resolved once when it opened.
+/// the connection's labels.
 #[derive(Clone)]
 pub(crate) struct ConnectionMeter {
     totals: Arc<Totals>,
-    received: Counter,
-    sent: Counter,
-    invocations: Counter,
+    handles: Arc<Handles>,
 }
 
 impl ConnectionMeter {
@@ -242,19 +270,19 @@ impl ConnectionMeter {
     pub(crate) fn received(&self, message: &signal_core::HubMessage) {
         use signal_core::HubMessage;
         self.totals.received.fetch_add(1, Ordering::Relaxed);
-        self.received.increment(1);
+        self.handles.received.increment(1);
         if matches!(
             message,
             HubMessage::Invocation(_) | HubMessage::StreamInvocation(_)
         ) {
             self.totals.invocations.fetch_add(1, Ordering::Relaxed);
-            self.invocations.increment(1);
+            self.handles.invocations.increment(1);
         }
     }
 
     /// Counts a hub message sent.
     pub(crate) fn sent(&self) {
         self.totals.sent.fetch_add(1, Ordering::Relaxed);
-        self.sent.increment(1);
+        self.handles.sent.increment(1);
     }
 }
