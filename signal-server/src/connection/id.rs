@@ -7,12 +7,16 @@ use std::sync::Arc;
 use base64::Engine;
 use rand::RngCore;
 
+/// 16 random bytes in URL-safe base64: 22 characters.
 fn random_id() -> Arc<str> {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(bytes)
-        .into()
+    // Encoded on the stack: the only allocation is the shared string's.
+    let mut text = [0u8; 22];
+    let written = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode_slice(bytes, &mut text)
+        .expect("16 bytes are 22 characters of base64");
+    Arc::from(std::str::from_utf8(&text[..written]).expect("base64 is ASCII"))
 }
 
 /// The public id of a connection: what other code addresses it by.

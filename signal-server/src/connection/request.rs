@@ -37,6 +37,22 @@ pub(crate) struct KeptRequest {
     parts: OnceLock<Box<Parts>>,
 }
 
+/// The URI in bytes of its own. A request's URI is usually its path and query
+/// only, copied as they are; one with a scheme and authority is formatted and
+/// parsed again.
+fn copied_uri(uri: &Uri) -> Uri {
+    if uri.scheme().is_none()
+        && uri.authority().is_none()
+        && let Some(path_and_query) = uri.path_and_query()
+        && let Ok(copy) = http::uri::PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(
+            path_and_query.as_str().as_bytes(),
+        ))
+    {
+        return Uri::from(copy);
+    }
+    uri.to_string().parse().unwrap_or_else(|_| uri.clone())
+}
+
 impl KeptRequest {
     /// Keeps `parts`, copying what refers to the HTTP connection's buffer.
     pub(crate) fn new(parts: Parts) -> Self {
@@ -55,11 +71,7 @@ impl KeptRequest {
             packed.put_slice(value.as_bytes());
             packed.put_u8(b'\n');
         }
-        let uri = parts
-            .uri
-            .to_string()
-            .parse()
-            .unwrap_or_else(|_| parts.uri.clone());
+        let uri = copied_uri(&parts.uri);
         KeptRequest {
             method: parts.method,
             uri,
