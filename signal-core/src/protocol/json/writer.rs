@@ -62,11 +62,34 @@ fn escape_position(bytes: &[u8]) -> Option<usize> {
         }
         offset += LANES;
     }
-    chunks
+    let mut words = chunks.remainder().chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("chunks_exact gives whole words"));
+        if let Some(at) = escape_in_word(word) {
+            return Some(offset + at);
+        }
+        offset += 8;
+    }
+    words
         .remainder()
         .iter()
         .position(|&byte| needs_escape(byte))
         .map(|at| offset + at)
+}
+
+/// The first byte to escape in eight bytes read little-endian, found with word
+/// arithmetic: a byte below 0x20, or equal to `"` or `\`, sets its high bit in
+/// `found`. Bits above the first such byte may be wrong; only the first is read.
+fn escape_in_word(word: u64) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 0xff;
+    const HIGH: u64 = ONES << 7;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    let found = (below_space | quote | backslash) & HIGH;
+    (found != 0).then(|| found.trailing_zeros() as usize / 8)
 }
 
 /// Writes `text` as a JSON string, escaped as serde_json escapes: the two-character
@@ -495,8 +518,8 @@ mod tests {
             let c = char::from(byte);
             same(&c);
             same(&format!("{c}"));
-            // At each place in a chunk and in the remainder, between plain text.
-            for at in [0, 1, 7, 15, 16, 17, 31, 40] {
+            // At each place: in a vector chunk, in a word, in the last bytes.
+            for at in [0, 1, 7, 15, 16, 17, 31, 32, 35, 39, 40] {
                 let mut text = "x".repeat(41);
                 text.insert(at, c);
                 same(&text);
