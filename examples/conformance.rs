@@ -54,8 +54,11 @@ use signal_examples_api::conformance::Conformance;
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     support::init_tracing();
+    // Mounted at its path by the hub itself (merged below, not nested): the
+    // same routes, without a URI rewritten per request.
     let mut hub = ConformanceHub
         .into_hub()
+        .path("/conformance")
         .configure(|o| o.stateful_reconnect = true);
     if let Some(names) = support::env_list("SIGNAL_TRANSPORTS") {
         let transports = names
@@ -138,7 +141,7 @@ async fn main() -> std::io::Result<()> {
         echo = echo.layer(layer);
     }
     let app = axum::Router::new()
-        .nest("/conformance", hub_routes)
+        .merge(hub_routes)
         .nest("/echo", echo)
         .merge(legacy.router())
         .merge(raw_echo)

@@ -792,6 +792,58 @@ async fn the_schema_endpoint_is_opt_in() {
     assert!(document["methods"].is_array());
 }
 
+/// A hub given its path mounts its routes there itself, to be merged: the same
+/// routes as nested under that path, each answering as it does nested.
+#[tokio::test]
+async fn a_hub_with_a_path_is_merged_with_the_routes_nest_would_give() {
+    let server = common::serve_mounted(
+        options(|o| o.schema_endpoint = true),
+        |hub| hub.path("/hub"),
+        |hub| axum::Router::new().merge(hub.router()),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", server.addr);
+
+    let negotiate = client
+        .post(url("/hub/negotiate?negotiateVersion=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(negotiate.status(), 200);
+    let answer: serde_json::Value = serde_json::from_str(&negotiate.text().await.unwrap()).unwrap();
+    let token = answer["connectionToken"].as_str().unwrap();
+    let mut negotiated = WsClient::open(server.addr, &format!("?id={token}")).await;
+    negotiated.handshake(1).await;
+    assert_eq!(
+        call(&mut negotiated, "echo", "\"merged\"").await,
+        completion("1", "\"merged\"")
+    );
+    let mut direct = WsClient::connect(server.addr).await;
+    assert_eq!(
+        call(&mut direct, "echo", "\"direct\"").await,
+        completion("1", "\"direct\"")
+    );
+    let schema = client.get(url("/hub/schema")).send().await.unwrap();
+    assert_eq!(schema.status(), 200);
+    // Where `nest` answers nothing, neither do the merged routes.
+    for path in ["/hub/", "/hub/other", "/negotiate", "/"] {
+        let answer = client.get(url(path)).send().await.unwrap();
+        assert_eq!(answer.status(), 404, "{path}");
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "a hub's path starts with `/` and does not end with one")]
+async fn a_hub_path_must_be_absolute_without_a_trailing_slash() {
+    common::serve_mounted(
+        HubOptions::default(),
+        |hub| hub.path("/hub/"),
+        |hub| axum::Router::new().merge(hub.router()),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_second_post_while_one_is_in_flight_is_409_until_it_ends() {
     use tokio::io::AsyncWriteExt;

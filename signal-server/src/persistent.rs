@@ -177,7 +177,10 @@ impl<H: ConnectionHandler> PersistentConnection<H> {
         }));
         let handler: Arc<dyn Handler> = Arc::new(handler);
         let endpoint = Endpoint::new(options, self.user_id, self.allowed_origins, handler.clone());
-        (Arc::new(endpoint).router(axum::Router::new()), handler)
+        (
+            Arc::new(endpoint).router(axum::Router::new(), None),
+            handler,
+        )
     }
 }
 

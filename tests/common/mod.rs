@@ -264,6 +264,18 @@ pub(crate) async fn serve_hub(
     options: HubOptions,
     configure: impl FnOnce(Hub<Probe>) -> Hub<Probe>,
 ) -> Server {
+    serve_mounted(options, configure, |hub| {
+        axum::Router::new().nest("/hub", hub.router())
+    })
+    .await
+}
+
+/// Serves a [`Probe`] configured by `configure`, in the router `mount` makes of it.
+pub(crate) async fn serve_mounted(
+    options: HubOptions,
+    configure: impl FnOnce(Hub<Probe>) -> Hub<Probe>,
+    mount: impl FnOnce(Hub<Probe>) -> axum::Router,
+) -> Server {
     let (tx, rx) = mpsc::unbounded_channel();
     let gate = Arc::new(Semaphore::new(0));
     let hub = configure(
@@ -274,7 +286,7 @@ pub(crate) async fn serve_hub(
         .with_options(options),
     );
     let handle = hub.handle();
-    let addr = serve_router(axum::Router::new().nest("/hub", hub.router())).await;
+    let addr = serve_router(mount(hub)).await;
     Server {
         addr,
         events: Events(rx),

@@ -136,8 +136,9 @@ impl Endpoint {
     }
 
     /// The endpoint's routes, to `nest` under its path: `POST /negotiate` and
-    /// the transports at `/`, with CORS for the allowed origins.
-    pub(crate) fn router<S>(self: Arc<Self>, extra: Router<S>) -> Router<S>
+    /// the transports at `/`, with CORS for the allowed origins; or the same
+    /// routes at `path`, to merge.
+    pub(crate) fn router<S>(self: Arc<Self>, extra: Router<S>, path: Option<&str>) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
     {
@@ -154,8 +155,8 @@ impl Endpoint {
             ));
         }
         let mut router = Router::new()
-            .route("/negotiate", post(negotiate::negotiate))
-            .route("/", transports);
+            .route(&mounted(path, "/negotiate"), post(negotiate::negotiate))
+            .route(&mounted(path, "/"), transports);
         // Outside the relay: a request is authorized where it arrives.
         if let Some(gate) = self.gate.clone() {
             router = router.route_layer(axum::middleware::from_fn(
@@ -198,6 +199,15 @@ impl Endpoint {
                     .delete(http_transports::delete),
             )
             .with_state(self)
+    }
+}
+
+/// Where a route of an endpoint mounted at `path` is: where `nest` would put it.
+pub(crate) fn mounted(path: Option<&str>, route: &str) -> String {
+    match path {
+        None => route.to_owned(),
+        Some(path) if route == "/" => path.to_owned(),
+        Some(path) => format!("{path}{route}"),
     }
 }
 

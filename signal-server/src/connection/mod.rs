@@ -18,7 +18,9 @@ pub(crate) use duplex::{Duplex, Event, TransportClosed};
 pub use endpoint::UserIdFn;
 #[cfg(test)]
 pub(crate) use endpoint::origin_allowed;
-pub(crate) use endpoint::{Endpoint, Handler, HandlerFuture, Start, keep_request, parse_origins};
+pub(crate) use endpoint::{
+    Endpoint, Handler, HandlerFuture, Start, keep_request, mounted, parse_origins,
+};
 pub use id::ConnectionId;
 pub use options::ConnectionOptions;
 pub(crate) use request::KeptRequest;

@@ -57,6 +57,8 @@ pub struct Hub<D: HubDispatch> {
     /// Every hub's filters, then this hub's own.
     shared_filters: HubFilters,
     filters: HubFilters,
+    /// Where the routes are mounted, when the hub mounts them itself.
+    path: Option<String>,
 }
 
 /// What every connection of one mounted hub shares.
@@ -224,6 +226,7 @@ impl<D: HubDispatch> Hub<D> {
             authorize: None,
             shared_filters: HubFilters::new(),
             filters: HubFilters::new(),
+            path: None,
         }
     }
 
@@ -324,8 +327,31 @@ impl<D: HubDispatch> Hub<D> {
         HubHandle::new(self.lifetime.clone())
     }
 
+    /// Mounts the hub's routes at `path` (`"/chat"`), as ASP.NET Core's
+    /// `MapHub<ChatHub>("/chat")` does: [`router`](Self::router) then returns
+    /// `POST /chat/negotiate` and the transports at `/chat`, to
+    /// [`merge`](Router::merge) into the application's router rather than
+    /// `nest`. The routes are the same; what is saved is `nest`'s rewrite of
+    /// each request's URI (a new URI built per request, about 7 % of a
+    /// client's connect).
+    ///
+    /// # Panics
+    ///
+    /// When `path` does not start with `/`, or ends with one.
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        assert!(
+            path.starts_with('/') && !path.ends_with('/'),
+            "a hub's path starts with `/` and does not end with one: {path:?}"
+        );
+        self.path = Some(path);
+        self
+    }
+
     /// The hub's endpoints, to `nest` under the hub's path:
-    /// `POST /negotiate` and the transports at `/`.
+    /// `POST /negotiate` and the transports at `/`. With a [`path`](Self::path),
+    /// the routes are at that path, to `merge`.
     ///
     /// # Panics
     ///
@@ -337,11 +363,13 @@ impl<D: HubDispatch> Hub<D> {
     {
         let user_id = self.user_id.clone();
         let allowed_origins = self.allowed_origins.clone();
+        let path = self.path.clone();
         let runtime = self.into_runtime_unattached();
-        router_of(runtime, user_id, allowed_origins)
+        router_of(runtime, user_id, allowed_origins, path.as_deref())
     }
 
-    /// The hub's Core endpoints, as [`router`](Self::router) returns them, and
+    /// The hub's Core endpoints, as [`router`](Self::router) returns them (at
+    /// its [`path`](Self::path), if it has one), and
     /// the hub served to ASP.NET SignalR 2.x clients on `legacy` too: one
     /// dispatch, one registry, so sends, groups and users reach both families.
     ///
@@ -355,9 +383,10 @@ impl<D: HubDispatch> Hub<D> {
     {
         let user_id = self.user_id.clone();
         let allowed_origins = self.allowed_origins.clone();
+        let path = self.path.clone();
         let runtime = self.into_runtime_unattached();
         legacy.add_runtime(runtime.clone());
-        router_of(runtime, user_id, allowed_origins)
+        router_of(runtime, user_id, allowed_origins, path.as_deref())
     }
 }
 
@@ -366,6 +395,7 @@ fn router_of<S, D: HubDispatch>(
     runtime: Arc<HubRuntime<D>>,
     user_id: Option<UserIdFn>,
     allowed_origins: Vec<HeaderValue>,
+    path: Option<&str>,
 ) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -376,7 +406,7 @@ where
         let document = serde_json::to_string_pretty(&runtime.dispatch.descriptor())
             .expect("descriptors serialize");
         extra = extra.route(
-            "/schema",
+            &crate::connection::mounted(path, "/schema"),
             get(move || {
                 let document = document.clone();
                 async move { ([(http::header::CONTENT_TYPE, "application/json")], document) }
@@ -398,7 +428,7 @@ where
     if lifetime.relays() {
         let _ = endpoint.relay.set(Arc::new(ManagerRelay(lifetime)));
     }
-    endpoint.router(extra)
+    endpoint.router(extra, path)
 }
 
 impl<D: HubDispatch> Hub<D> {
