@@ -51,8 +51,11 @@ use signal::legacy::LegacyEndpoint;
 use signal::persistent::PersistentConnection;
 use signal_examples_api::conformance::Conformance;
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    signal::runtime()?.block_on(run())
+}
+
+async fn run() -> std::io::Result<()> {
     support::init_tracing();
     // Mounted at its path by the hub itself (merged below, not nested): the
     // same routes, without a URI rewritten per request.

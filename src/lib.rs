@@ -7,7 +7,7 @@ pub use signal_server::{
     HubLifetimeManager, HubMetrics, HubOptions, HubStream, InProcess, InProcessConnection,
     InvocationError, Items, LocalLifetimeManager, MultiClient, Output, Recipients, SendError,
     SingleClient, Target, TransportType, UploadStream, UserIdFn, auth, cancellable_stream, filter,
-    legacy, lifetime, metrics, nodelay, persistent, serve, serve_until, texts,
+    legacy, lifetime, metrics, nodelay, persistent, runtime, serve, serve_until, texts,
 };
 
 pub use signal_macros::{authorize, client, hub, method};

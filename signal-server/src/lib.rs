@@ -34,7 +34,7 @@ pub use hub::upload::UploadStream;
 pub use items::Items;
 pub use lifetime::{HubLifetimeManager, HubScope, LocalLifetimeManager, Recipients};
 pub use metrics::HubMetrics;
-pub use serve::{nodelay, serve, serve_until};
+pub use serve::{nodelay, runtime, serve, serve_until};
 pub use signal_core::TransportType;
 pub use tokio_util::sync::CancellationToken;
 
