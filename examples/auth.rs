@@ -256,8 +256,11 @@ impl HubFilter for Audit {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    signal::runtime()?.block_on(run_server())
+}
+
+async fn run_server() -> std::io::Result<()> {
     support::init_tracing();
     let secret = std::env::var("SIGNAL_JWT_SECRET")
         .unwrap_or_else(|_| "signal-auth-example-development-secret".to_owned());

@@ -172,8 +172,11 @@ impl Chat for ChatHub {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    signal::runtime()?.block_on(run_server())
+}
+
+async fn run_server() -> std::io::Result<()> {
     support::init_tracing();
     let root = support::root();
     let page = root.join("examples/chat");

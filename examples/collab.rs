@@ -144,8 +144,11 @@ impl Collab for CollabHub {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    signal::runtime()?.block_on(run_server())
+}
+
+async fn run_server() -> std::io::Result<()> {
     support::init_tracing();
     let yjs = support::node_module("yjs/dist/yjs.mjs")?;
     let lib0 = support::node_module("lib0")?;

@@ -119,8 +119,11 @@ async fn publish(handle: HubHandle<dyn DashboardClient>, latest: Arc<Mutex<Figur
     }
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    signal::runtime()?.block_on(run_server())
+}
+
+async fn run_server() -> std::io::Result<()> {
     support::init_tracing();
     let msgpack = support::node_module(
         "@microsoft/signalr-protocol-msgpack/dist/browser/signalr-protocol-msgpack.js",

@@ -214,8 +214,11 @@ impl JobProgress for JobHub {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    signal::runtime()?.block_on(run_server())
+}
+
+async fn run_server() -> std::io::Result<()> {
     support::init_tracing();
     let hub = JobHub::default().into_hub();
     let handle = hub.handle();

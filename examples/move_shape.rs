@@ -107,8 +107,11 @@ impl MoveShape for MoveShapeHub {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    signal::runtime()?.block_on(run_server())
+}
+
+async fn run_server() -> std::io::Result<()> {
     support::init_tracing();
     let state = MoveShapeHub::new();
     let hub = state.clone().into_hub();

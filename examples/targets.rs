@@ -353,8 +353,11 @@ impl Targets for TargetsHub {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    signal::runtime()?.block_on(run_server())
+}
+
+async fn run_server() -> std::io::Result<()> {
     support::init_tracing();
     let hub = TargetsHub::default()
         .into_hub()
