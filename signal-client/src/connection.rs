@@ -1040,7 +1040,7 @@ impl Driver {
 
     /// Reads a chunk's messages; `Some` when one of them ends the link.
     fn receive(&mut self, chunk: Bytes) -> Option<End> {
-        let messages = match self.link.reader.push_bytes(chunk) {
+        let messages = match self.link.reader.push_messages(chunk) {
             Ok(messages) => messages,
             Err(error) => {
                 return Some(End::Failed {

@@ -29,7 +29,7 @@ pub use message::{
 pub use negotiate::{NegotiateResponse, TransferFormat, TransportDescription, TransportType};
 pub use payload::{Payload, PayloadError};
 pub use protocol::framing::{
-    FrameReader, Framing, LengthPrefixReader, RECORD_SEPARATOR, RecordError, RecordReader,
+    FrameReader, Framing, LengthPrefixReader, Messages, RECORD_SEPARATOR, RecordError, RecordReader,
 };
 pub use protocol::{
     HandshakeRefusal, HubProtocol, JsonHubProtocol, MAX_PROTOCOLS, MessagePackError,

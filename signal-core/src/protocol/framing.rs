@@ -80,6 +80,58 @@ impl Framing {
     }
 }
 
+/// The messages one chunk completed, in order. The first is held apart, so
+/// that a chunk with one message (as most are) allocates no list.
+#[derive(Debug, Default)]
+pub struct Messages {
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
+}
+
+impl Messages {
+    fn push(&mut self, message: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(message);
+        } else {
+            self.rest.push(message);
+        }
+    }
+
+    /// How many messages there are.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+}
+
+impl IntoIterator for Messages {
+    type Item = Bytes;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Bytes>, std::vec::IntoIter<Bytes>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+impl From<Messages> for Vec<Bytes> {
+    fn from(messages: Messages) -> Self {
+        match messages.first {
+            None => Vec::new(),
+            Some(first) if messages.rest.is_empty() => vec![first],
+            Some(first) => {
+                let mut all = Vec::with_capacity(1 + messages.rest.len());
+                all.push(first);
+                all.extend(messages.rest);
+                all
+            }
+        }
+    }
+}
+
 /// Reassembles the messages of either framing from chunks of bytes.
 #[derive(Debug)]
 pub enum FrameReader {
@@ -98,9 +150,15 @@ impl FrameReader {
     /// Like [`push`](Self::push) for a chunk already in a [`Bytes`]: messages that lie
     /// whole inside it are slices of it, not copies.
     pub fn push_bytes(&mut self, chunk: Bytes) -> Result<Vec<Bytes>, RecordError> {
+        self.push_messages(chunk).map(Vec::from)
+    }
+
+    /// Like [`push_bytes`](Self::push_bytes), without a list allocated when the
+    /// chunk completes one message (as most do).
+    pub fn push_messages(&mut self, chunk: Bytes) -> Result<Messages, RecordError> {
         match self {
-            FrameReader::Records(reader) => reader.push_bytes(chunk),
-            FrameReader::LengthPrefixed(reader) => reader.push_bytes(chunk),
+            FrameReader::Records(reader) => reader.push_messages(chunk),
+            FrameReader::LengthPrefixed(reader) => reader.push_messages(chunk),
         }
     }
 
@@ -148,7 +206,13 @@ impl RecordReader {
     /// Like [`push`](Self::push) for a chunk already in a [`Bytes`]: records
     /// that lie whole inside it are slices of it, not copies.
     pub fn push_bytes(&mut self, chunk: Bytes) -> Result<Vec<Bytes>, RecordError> {
-        let mut records = Vec::new();
+        self.push_messages(chunk).map(Vec::from)
+    }
+
+    /// Like [`push_bytes`](Self::push_bytes), without a list allocated when the
+    /// chunk completes one record (as most do).
+    pub fn push_messages(&mut self, chunk: Bytes) -> Result<Messages, RecordError> {
+        let mut records = Messages::default();
         let mut rest = chunk;
         while let Some((record, after)) = self.next_record(rest)? {
             records.push(record);
@@ -252,7 +316,13 @@ impl LengthPrefixReader {
     /// Like [`push`](Self::push) for a chunk already in a [`Bytes`]: messages that
     /// lie whole inside it are slices of it, not copies.
     pub fn push_bytes(&mut self, chunk: Bytes) -> Result<Vec<Bytes>, RecordError> {
-        let mut messages = Vec::new();
+        self.push_messages(chunk).map(Vec::from)
+    }
+
+    /// Like [`push_bytes`](Self::push_bytes), without a list allocated when the
+    /// chunk completes one message (as most do).
+    pub fn push_messages(&mut self, chunk: Bytes) -> Result<Messages, RecordError> {
+        let mut messages = Messages::default();
         let mut at = 0;
         while at < chunk.len() {
             match self.state {
@@ -379,6 +449,23 @@ mod tests {
         let records = reader.push(b"{\"a\":1}\x1e{\"b\":2}\x1e").unwrap();
         assert_eq!(records, vec![&b"{\"a\":1}"[..], &b"{\"b\":2}"[..]]);
         assert_eq!(reader.pending(), 0);
+    }
+
+    #[test]
+    fn messages_come_in_order_however_many_a_chunk_holds() {
+        for count in 0..4 {
+            let chunk: Vec<u8> = (0..count).flat_map(|i| [b'0' + i, 0x1e]).collect();
+            let expected: Vec<Bytes> = (0..count).map(|i| Bytes::from(vec![b'0' + i])).collect();
+            let messages = RecordReader::new(16).push_messages(chunk.into()).unwrap();
+            assert_eq!(messages.len(), usize::from(count));
+            assert_eq!(messages.is_empty(), count == 0);
+            assert_eq!(messages.into_iter().collect::<Vec<_>>(), expected);
+            let chunk: Vec<u8> = (0..count).flat_map(|i| [1, b'0' + i]).collect();
+            let messages = LengthPrefixReader::new(16)
+                .push_messages(chunk.into())
+                .unwrap();
+            assert_eq!(Vec::from(messages), expected);
+        }
     }
 
     #[test]

@@ -10,11 +10,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::Poll;
 
-use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use signal_core::{
-    Close, FrameReader, HandshakeResponse, HubMessage, RecordError, RegisteredProtocol,
+    Close, FrameReader, HandshakeResponse, HubMessage, Messages, RecordError, RegisteredProtocol,
     TransferFormat, TransportType,
 };
 use tokio::time::{Instant, sleep_until};
@@ -96,7 +95,7 @@ struct Opened<D: HubDispatch> {
     reader: FrameReader,
     /// Messages that followed the handshake in its chunk, or why they could
     /// not be read.
-    leftover: Result<Vec<Bytes>, RecordError>,
+    leftover: Result<Messages, RecordError>,
     protocol: RegisteredProtocol,
     handle: Arc<ConnectionHandle>,
     rx: OutboxReceiver,
@@ -173,9 +172,9 @@ async fn open<D: HubDispatch>(
     // What followed the handshake record is the protocol's, unsplit.
     let mut reader = protocol.reader(limit);
     let leftover = if rest.is_empty() {
-        Ok(Vec::new())
+        Ok(Messages::default())
     } else {
-        reader.push_bytes(rest)
+        reader.push_messages(rest)
     };
     let mut link = Link::new(duplex, protocol.clone());
     // Stateful reconnect needs both the negotiate flag and protocol version 2.
@@ -301,7 +300,7 @@ async fn session<D: HubDispatch>(
     // made for those alone.
     let mut ack_interval = stateful.then(|| tokio::time::interval(ACK_INTERVAL));
 
-    let mut pending_records = Vec::new();
+    let mut pending_records = Messages::default();
     let mut read_failed = None;
     match leftover {
         Ok(records) => pending_records = records,
@@ -396,7 +395,7 @@ async fn session<D: HubDispatch>(
                 None => break End::ClientLeft(None),
                 Some(Event::Data(message)) => {
                     last_read = Instant::now();
-                    match reader.push_bytes(message.into_bytes()) {
+                    match reader.push_messages(message.into_bytes()) {
                         Ok(records) => pending_records = records,
                         Err(error) => break End::ServerClose(Some(read_error(&error, limit))),
                     }
