@@ -158,6 +158,13 @@ impl<'a> Compound<'a> {
         }
     }
 
+    /// An enum variant's content: `{"variant"`, then `open` … `close`.
+    fn variant(out: &'a mut BytesMut, variant: &str, open: &[u8], close: &'static [u8]) -> Self {
+        out.put_u8(b'{');
+        write_str(out, variant);
+        Compound::open(out, open, close)
+    }
+
     fn comma(&mut self) {
         if !std::mem::take(&mut self.first) {
             self.out.put_u8(b',');
@@ -336,9 +343,7 @@ impl<'a> ser::Serializer for Writer<'a> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, Error> {
-        self.out.put_u8(b'{');
-        write_str(self.out, variant);
-        Ok(Compound::open(self.out, b":[", b"]}"))
+        Ok(Compound::variant(self.out, variant, b":[", b"]}"))
     }
 
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, Error> {
@@ -363,63 +368,34 @@ impl<'a> ser::Serializer for Writer<'a> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, Error> {
-        self.out.put_u8(b'{');
-        write_str(self.out, variant);
-        Ok(Compound::open(self.out, b":{", b"}}"))
+        Ok(Compound::variant(self.out, variant, b":{", b"}}"))
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
+/// The array-like compounds: elements one after another.
+macro_rules! array {
+    ($($serializer:ident::$method:ident),*) => {$(
+        impl ser::$serializer for Compound<'_> {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.element(value)
+            }
 
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
+            fn end(self) -> Result<(), Error> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
+array!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
