@@ -332,7 +332,7 @@ impl<D: HubDispatch> Hub<D> {
     /// `POST /chat/negotiate` and the transports at `/chat`, to
     /// [`merge`](Router::merge) into the application's router rather than
     /// `nest`. The routes are the same; what is saved is `nest`'s rewrite of
-    /// each request's URI (a new URI built per request, about 7 % of a
+    /// each request's URI (a new URI built per request, about 8 % of a
     /// client's connect).
     ///
     /// # Panics
