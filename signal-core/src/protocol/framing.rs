@@ -119,16 +119,8 @@ impl IntoIterator for Messages {
 
 impl From<Messages> for Vec<Bytes> {
     fn from(messages: Messages) -> Self {
-        match messages.first {
-            None => Vec::new(),
-            Some(first) if messages.rest.is_empty() => vec![first],
-            Some(first) => {
-                let mut all = Vec::with_capacity(1 + messages.rest.len());
-                all.push(first);
-                all.extend(messages.rest);
-                all
-            }
-        }
+        // The chain's length is exact: one allocation of the right size.
+        messages.into_iter().collect()
     }
 }
 
