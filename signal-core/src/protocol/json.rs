@@ -14,13 +14,14 @@ use crate::message::{
 use crate::negotiate::TransferFormat;
 use crate::payload::{Payload, PayloadError};
 
+mod reader;
 mod writer;
 
 /// The JSON hub protocol: name `json`, versions up to 2, text transfer format.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonHubProtocol;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct WireMessage {
     #[serde(rename = "type")]
@@ -64,33 +65,91 @@ fn present<'de, D: serde::Deserializer<'de>>(
 fn payloads<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Arguments>, D::Error> {
-    struct Payloads(Arguments);
-
-    impl<'de> Deserialize<'de> for Payloads {
-        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_seq(Payloads(Arguments::default()))
-        }
-    }
-
-    impl<'de> serde::de::Visitor<'de> for Payloads {
-        type Value = Payloads;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a sequence")
-        }
-
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            mut self,
-            mut seq: A,
-        ) -> Result<Payloads, A::Error> {
-            while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-                self.0.push(Payload::Json(raw));
-            }
-            Ok(self)
-        }
-    }
-
     Ok(Option::<Payloads>::deserialize(deserializer)?.map(|payloads| payloads.0))
+}
+
+/// A JSON array of arguments, each kept as its raw text.
+struct Payloads(Arguments);
+
+impl<'de> Deserialize<'de> for Payloads {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(Payloads(Arguments::default()))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Payloads {
+    type Value = Payloads;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<Payloads, A::Error> {
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            self.0.push(Payload::Json(raw));
+        }
+        Ok(self)
+    }
+}
+
+/// The message a record's properties make, or why they make none.
+fn message(wire: WireMessage) -> Result<Option<HubMessage>, ProtocolError> {
+    let message_type = wire.message_type.ok_or(ProtocolError::MissingType)?;
+    let missing = |property| ProtocolError::MissingProperty {
+        message_type,
+        property,
+    };
+    let message = match message_type {
+        1 => HubMessage::Invocation(Invocation {
+            invocation_id: wire.invocation_id,
+            target: wire.target.ok_or_else(|| missing("target"))?,
+            arguments: wire.arguments.ok_or_else(|| missing("arguments"))?,
+            stream_ids: wire.stream_ids.unwrap_or_default(),
+            headers: wire.headers,
+        }),
+        2 => HubMessage::StreamItem(StreamItem {
+            invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
+            item: Payload::Json(wire.item.unwrap_or_else(null)),
+            headers: wire.headers,
+        }),
+        3 => {
+            let outcome = match (wire.result, wire.error) {
+                (Some(_), Some(_)) => return Err(ProtocolError::ResultAndError),
+                (Some(result), None) => CompletionOutcome::Result(Payload::Json(result)),
+                (None, Some(error)) => CompletionOutcome::Error(error),
+                (None, None) => CompletionOutcome::Void,
+            };
+            HubMessage::Completion(Completion {
+                invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
+                outcome,
+                headers: wire.headers,
+            })
+        }
+        4 => HubMessage::StreamInvocation(StreamInvocation {
+            invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
+            target: wire.target.ok_or_else(|| missing("target"))?,
+            arguments: wire.arguments.ok_or_else(|| missing("arguments"))?,
+            stream_ids: wire.stream_ids.unwrap_or_default(),
+            headers: wire.headers,
+        }),
+        5 => HubMessage::CancelInvocation(CancelInvocation {
+            invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
+            headers: wire.headers,
+        }),
+        6 => HubMessage::Ping,
+        7 => HubMessage::Close(Close {
+            error: wire.error,
+            allow_reconnect: wire.allow_reconnect.unwrap_or(false),
+        }),
+        8 => HubMessage::Ack {
+            sequence_id: wire.sequence_id.ok_or_else(|| missing("sequenceId"))?,
+        },
+        9 => HubMessage::Sequence {
+            sequence_id: wire.sequence_id.ok_or_else(|| missing("sequenceId"))?,
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(message))
 }
 
 impl HubProtocol for JsonHubProtocol {
@@ -116,65 +175,13 @@ impl HubProtocol for JsonHubProtocol {
         // parse of its structure for a small call. Bytes that are not UTF-8 are
         // parsed as bytes, so that serde_json's error says where.
         let wire: WireMessage = match std::str::from_utf8(record) {
-            Ok(text) => serde_json::from_str(text)?,
+            Ok(text) => match reader::read(text) {
+                Some(wire) => wire,
+                None => serde_json::from_str(text)?,
+            },
             Err(_) => serde_json::from_slice(record)?,
         };
-        let message_type = wire.message_type.ok_or(ProtocolError::MissingType)?;
-        let missing = |property| ProtocolError::MissingProperty {
-            message_type,
-            property,
-        };
-        let message = match message_type {
-            1 => HubMessage::Invocation(Invocation {
-                invocation_id: wire.invocation_id,
-                target: wire.target.ok_or_else(|| missing("target"))?,
-                arguments: wire.arguments.ok_or_else(|| missing("arguments"))?,
-                stream_ids: wire.stream_ids.unwrap_or_default(),
-                headers: wire.headers,
-            }),
-            2 => HubMessage::StreamItem(StreamItem {
-                invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
-                item: Payload::Json(wire.item.unwrap_or_else(null)),
-                headers: wire.headers,
-            }),
-            3 => {
-                let outcome = match (wire.result, wire.error) {
-                    (Some(_), Some(_)) => return Err(ProtocolError::ResultAndError),
-                    (Some(result), None) => CompletionOutcome::Result(Payload::Json(result)),
-                    (None, Some(error)) => CompletionOutcome::Error(error),
-                    (None, None) => CompletionOutcome::Void,
-                };
-                HubMessage::Completion(Completion {
-                    invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
-                    outcome,
-                    headers: wire.headers,
-                })
-            }
-            4 => HubMessage::StreamInvocation(StreamInvocation {
-                invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
-                target: wire.target.ok_or_else(|| missing("target"))?,
-                arguments: wire.arguments.ok_or_else(|| missing("arguments"))?,
-                stream_ids: wire.stream_ids.unwrap_or_default(),
-                headers: wire.headers,
-            }),
-            5 => HubMessage::CancelInvocation(CancelInvocation {
-                invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
-                headers: wire.headers,
-            }),
-            6 => HubMessage::Ping,
-            7 => HubMessage::Close(Close {
-                error: wire.error,
-                allow_reconnect: wire.allow_reconnect.unwrap_or(false),
-            }),
-            8 => HubMessage::Ack {
-                sequence_id: wire.sequence_id.ok_or_else(|| missing("sequenceId"))?,
-            },
-            9 => HubMessage::Sequence {
-                sequence_id: wire.sequence_id.ok_or_else(|| missing("sequenceId"))?,
-            },
-            _ => return Ok(None),
-        };
-        Ok(Some(message))
+        message(wire)
     }
 
     fn write(&self, message: &HubMessage, out: &mut BytesMut) -> Result<(), WriteError> {

@@ -38,12 +38,13 @@ fn delegate(
 }
 
 /// Does this byte have to be escaped in a JSON string (as serde_json escapes)?
-fn needs_escape(byte: u8) -> bool {
+pub(super) fn needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
-/// The position of the first byte to escape.
-fn escape_position(bytes: &[u8]) -> Option<usize> {
+/// The position of the first byte to escape (for the reader: where a string's
+/// plain run ends).
+pub(super) fn escape_position(bytes: &[u8]) -> Option<usize> {
     const LANES: usize = 16;
     let mut chunks = bytes.chunks_exact(LANES);
     let mut offset = 0;
@@ -80,7 +81,7 @@ fn escape_position(bytes: &[u8]) -> Option<usize> {
 /// The first byte to escape in eight bytes read little-endian, found with word
 /// arithmetic: a byte below 0x20, or equal to `"` or `\`, sets its high bit in
 /// `found`. Bits above the first such byte may be wrong; only the first is read.
-fn escape_in_word(word: u64) -> Option<usize> {
+pub(super) fn escape_in_word(word: u64) -> Option<usize> {
     const ONES: u64 = u64::MAX / 0xff;
     const HIGH: u64 = ONES << 7;
     let below_space = word.wrapping_sub(ONES * 0x20) & !word;
