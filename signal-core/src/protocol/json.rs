@@ -185,78 +185,14 @@ impl HubProtocol for JsonHubProtocol {
     }
 
     fn write(&self, message: &HubMessage, out: &mut BytesMut) -> Result<(), WriteError> {
-        let wire = match message {
-            HubMessage::Invocation(m) => Out {
-                message_type: 1,
-                invocation_id: m.invocation_id.as_deref(),
-                target: Some(&m.target),
-                arguments: Some(JsonArguments(&m.arguments)),
-                stream_ids: non_empty(&m.stream_ids),
-                headers: non_empty_headers(&m.headers),
-                ..Out::default()
-            },
-            HubMessage::StreamItem(m) => Out {
-                message_type: 2,
-                invocation_id: Some(&m.invocation_id),
-                item: Some(JsonPayload(&m.item)),
-                headers: non_empty_headers(&m.headers),
-                ..Out::default()
-            },
-            HubMessage::Completion(m) => {
-                let (result, error) = match &m.outcome {
-                    CompletionOutcome::Void => (None, None),
-                    CompletionOutcome::Result(r) => (Some(JsonPayload(r)), None),
-                    CompletionOutcome::Error(e) => (None, Some(e.as_str())),
-                };
-                Out {
-                    message_type: 3,
-                    invocation_id: Some(&m.invocation_id),
-                    result,
-                    error,
-                    headers: non_empty_headers(&m.headers),
-                    ..Out::default()
-                }
-            }
-            HubMessage::StreamInvocation(m) => Out {
-                message_type: 4,
-                invocation_id: Some(&m.invocation_id),
-                target: Some(&m.target),
-                arguments: Some(JsonArguments(&m.arguments)),
-                stream_ids: non_empty(&m.stream_ids),
-                headers: non_empty_headers(&m.headers),
-                ..Out::default()
-            },
-            HubMessage::CancelInvocation(m) => Out {
-                message_type: 5,
-                invocation_id: Some(&m.invocation_id),
-                headers: non_empty_headers(&m.headers),
-                ..Out::default()
-            },
-            HubMessage::Ping => {
-                out.put_slice(b"{\"type\":6}\x1e");
-                return Ok(());
-            }
-            HubMessage::Close(m) => Out {
-                message_type: 7,
-                error: m.error.as_deref(),
-                allow_reconnect: m.allow_reconnect.then_some(true),
-                ..Out::default()
-            },
-            HubMessage::Ack { sequence_id } => Out {
-                message_type: 8,
-                sequence_id: Some(*sequence_id),
-                ..Out::default()
-            },
-            HubMessage::Sequence { sequence_id } => Out {
-                message_type: 9,
-                sequence_id: Some(*sequence_id),
-                ..Out::default()
-            },
-        };
         let start = out.len();
         out.reserve(estimated_size(message));
+        let written = match envelope(message) {
+            Some(envelope) => envelope.write(out),
+            None => writer::write(out, &wire(message)),
+        };
         // Writing into a BytesMut cannot fail; a value's Serialize impl can.
-        if let Err(error) = writer::write(out, &wire) {
+        if let Err(error) = written {
             out.truncate(start);
             return Err(WriteError::Payload {
                 protocol: Self::NAME,
@@ -265,6 +201,140 @@ impl HubProtocol for JsonHubProtocol {
         }
         out.put_u8(RECORD_SEPARATOR);
         Ok(())
+    }
+}
+
+/// The messages a server sends most (a call's completion, a stream's item, an
+/// invocation of a client method), written without the derive's machinery: the
+/// same bytes as [`Out`], in its property order, for a message without headers.
+enum Envelope<'a> {
+    Completion(&'a Completion),
+    StreamItem(&'a StreamItem),
+    Invocation(&'a Invocation),
+}
+
+fn envelope(message: &HubMessage) -> Option<Envelope<'_>> {
+    match message {
+        HubMessage::Completion(m) if m.headers.is_empty() => Some(Envelope::Completion(m)),
+        HubMessage::StreamItem(m) if m.headers.is_empty() => Some(Envelope::StreamItem(m)),
+        HubMessage::Invocation(m) if m.headers.is_empty() && m.stream_ids.is_empty() => {
+            Some(Envelope::Invocation(m))
+        }
+        _ => None,
+    }
+}
+
+impl Envelope<'_> {
+    fn write(&self, out: &mut BytesMut) -> Result<(), serde_json::Error> {
+        match self {
+            Envelope::Completion(m) => {
+                out.put_slice(b"{\"type\":3,\"invocationId\":");
+                writer::write_str(out, &m.invocation_id);
+                match &m.outcome {
+                    CompletionOutcome::Void => {}
+                    CompletionOutcome::Result(result) => {
+                        out.put_slice(b",\"result\":");
+                        writer::write(out, &JsonPayload(result))?;
+                    }
+                    CompletionOutcome::Error(error) => {
+                        out.put_slice(b",\"error\":");
+                        writer::write_str(out, error);
+                    }
+                }
+            }
+            Envelope::StreamItem(m) => {
+                out.put_slice(b"{\"type\":2,\"invocationId\":");
+                writer::write_str(out, &m.invocation_id);
+                out.put_slice(b",\"item\":");
+                writer::write(out, &JsonPayload(&m.item))?;
+            }
+            Envelope::Invocation(m) => {
+                out.put_slice(b"{\"type\":1,");
+                if let Some(invocation_id) = &m.invocation_id {
+                    out.put_slice(b"\"invocationId\":");
+                    writer::write_str(out, invocation_id);
+                    out.put_u8(b',');
+                }
+                out.put_slice(b"\"target\":");
+                writer::write_str(out, &m.target);
+                out.put_slice(b",\"arguments\":");
+                writer::write(out, &JsonArguments(&m.arguments))?;
+            }
+        }
+        out.put_u8(b'}');
+        Ok(())
+    }
+}
+
+/// A message as the derive writes it.
+fn wire(message: &HubMessage) -> Out<'_> {
+    match message {
+        HubMessage::Invocation(m) => Out {
+            message_type: 1,
+            invocation_id: m.invocation_id.as_deref(),
+            target: Some(&m.target),
+            arguments: Some(JsonArguments(&m.arguments)),
+            stream_ids: non_empty(&m.stream_ids),
+            headers: non_empty_headers(&m.headers),
+            ..Out::default()
+        },
+        HubMessage::StreamItem(m) => Out {
+            message_type: 2,
+            invocation_id: Some(&m.invocation_id),
+            item: Some(JsonPayload(&m.item)),
+            headers: non_empty_headers(&m.headers),
+            ..Out::default()
+        },
+        HubMessage::Completion(m) => {
+            let (result, error) = match &m.outcome {
+                CompletionOutcome::Void => (None, None),
+                CompletionOutcome::Result(r) => (Some(JsonPayload(r)), None),
+                CompletionOutcome::Error(e) => (None, Some(e.as_str())),
+            };
+            Out {
+                message_type: 3,
+                invocation_id: Some(&m.invocation_id),
+                result,
+                error,
+                headers: non_empty_headers(&m.headers),
+                ..Out::default()
+            }
+        }
+        HubMessage::StreamInvocation(m) => Out {
+            message_type: 4,
+            invocation_id: Some(&m.invocation_id),
+            target: Some(&m.target),
+            arguments: Some(JsonArguments(&m.arguments)),
+            stream_ids: non_empty(&m.stream_ids),
+            headers: non_empty_headers(&m.headers),
+            ..Out::default()
+        },
+        HubMessage::CancelInvocation(m) => Out {
+            message_type: 5,
+            invocation_id: Some(&m.invocation_id),
+            headers: non_empty_headers(&m.headers),
+            ..Out::default()
+        },
+        HubMessage::Ping => Out {
+            message_type: 6,
+            ..Out::default()
+        },
+        HubMessage::Close(m) => Out {
+            message_type: 7,
+            error: m.error.as_deref(),
+            allow_reconnect: m.allow_reconnect.then_some(true),
+            ..Out::default()
+        },
+        HubMessage::Ack { sequence_id } => Out {
+            message_type: 8,
+            sequence_id: Some(*sequence_id),
+            ..Out::default()
+        },
+        HubMessage::Sequence { sequence_id } => Out {
+            message_type: 9,
+            sequence_id: Some(*sequence_id),
+            ..Out::default()
+        },
     }
 }
 
@@ -414,6 +484,61 @@ mod tests {
         }));
         round_trip(HubMessage::Ack { sequence_id: 7 });
         round_trip(HubMessage::Sequence { sequence_id: 8 });
+    }
+
+    #[test]
+    fn the_quick_envelope_writes_what_the_derive_writes() {
+        let payloads = || {
+            [
+                raw("{\"a\":[1,\"x\\\"y\",null]}"),
+                raw("null"),
+                Payload::value("tab\there \"quoted\" é"),
+                Payload::value(serde_json::json!({"k": [1.5, true]})),
+                Payload::messagepack(&b"\x92\x01\xa1x"[..]).unwrap(),
+            ]
+        };
+        let mut messages = vec![
+            HubMessage::Completion(Completion::void("1")),
+            HubMessage::Completion(Completion::error("id \"2\"", "it \\ failed\n")),
+            HubMessage::Invocation(Invocation::new("none", Arguments::default())),
+        ];
+        for payload in payloads() {
+            messages.push(HubMessage::Completion(Completion::result("3", payload)));
+        }
+        for payload in payloads() {
+            messages.push(HubMessage::StreamItem(StreamItem::new("4\u{1}", payload)));
+        }
+        messages.push(HubMessage::Invocation(Invocation::new(
+            "send",
+            Arguments::new(payloads().to_vec()),
+        )));
+        messages.push(HubMessage::Invocation(Invocation {
+            invocation_id: Some("5".into()),
+            ..Invocation::new("ask", Arguments::new(payloads().to_vec()))
+        }));
+        for message in &messages {
+            let mut quick = BytesMut::new();
+            envelope(message)
+                .expect("a message the envelope writes")
+                .write(&mut quick)
+                .unwrap();
+            let mut derived = BytesMut::new();
+            writer::write(&mut derived, &wire(message)).unwrap();
+            assert_eq!(quick, derived);
+        }
+        // Headers and stream ids go through the derive.
+        let mut headers = Headers::new();
+        headers.insert("k".into(), "v".into());
+        let with_headers = HubMessage::Completion(Completion {
+            headers,
+            ..Completion::void("1")
+        });
+        assert!(envelope(&with_headers).is_none());
+        let with_streams = HubMessage::Invocation(Invocation {
+            stream_ids: vec!["1".into()],
+            ..Invocation::new("upload", Arguments::default())
+        });
+        assert!(envelope(&with_streams).is_none());
     }
 
     #[test]

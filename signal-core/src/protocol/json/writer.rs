@@ -96,7 +96,7 @@ pub(super) fn escape_in_word(word: u64) -> Option<usize> {
 /// Writes `text` as a JSON string, escaped as serde_json escapes: the two-character
 /// escapes where JSON has one, `\u00xx` (lower-case hex) for other control
 /// characters, everything else as it is.
-fn write_str(out: &mut BytesMut, text: &str) {
+pub(super) fn write_str(out: &mut BytesMut, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut rest = text.as_bytes();
     out.reserve(rest.len() + 2);
