@@ -199,7 +199,10 @@ impl ConnectionHandle {
     }
 }
 
-type Members = HashMap<ConnectionId, Arc<ConnectionHandle>>;
+/// Connections by id. The ids are drawn at random by this server (a client only
+/// names one to look it up), so a fast hash without a defence against chosen
+/// keys is safe here; group and user names keep the standard one.
+type Members = HashMap<ConnectionId, Arc<ConnectionHandle>, foldhash::fast::RandomState>;
 
 /// The connections of one hub (or raw endpoint) on this node, their groups
 /// and users, and delivery to them. The [`HubLifetimeManager`](super::HubLifetimeManager)
