@@ -174,12 +174,16 @@ impl HubProtocol for JsonHubProtocol {
         // string and raw argument on its own, which cost more than the message's
         // parse of its structure for a small call. Bytes that are not UTF-8 are
         // parsed as bytes, so that serde_json's error says where.
-        let wire: WireMessage = match std::str::from_utf8(record) {
-            Ok(text) => match reader::read(text) {
-                Some(wire) => wire,
-                None => serde_json::from_str(text)?,
-            },
-            Err(_) => serde_json::from_slice(record)?,
+        match std::str::from_utf8(record) {
+            Ok(text) => self.parse_text(text),
+            Err(_) => message(serde_json::from_slice(record)?),
+        }
+    }
+
+    fn parse_text(&self, record: &str) -> Result<Option<HubMessage>, ProtocolError> {
+        let wire = match reader::read(record) {
+            Some(wire) => wire,
+            None => serde_json::from_str(record)?,
         };
         message(wire)
     }

@@ -115,6 +115,14 @@ pub trait HubProtocol: Send + Sync + Debug + 'static {
     /// says to ignore those, so that future message types do not break old peers.
     fn parse(&self, message: &Bytes) -> Result<Option<HubMessage>, ProtocolError>;
 
+    /// Decodes one message already known to be UTF-8 (a record of a WebSocket
+    /// text frame, which the transport checked). The default copies it into bytes
+    /// for [`parse`](Self::parse); a text protocol overrides it so as not to check
+    /// the text a second time.
+    fn parse_text(&self, message: &str) -> Result<Option<HubMessage>, ProtocolError> {
+        self.parse(&Bytes::copy_from_slice(message.as_bytes()))
+    }
+
     /// Appends `message`, framed, to `out`. On error nothing is appended.
     fn write(&self, message: &HubMessage, out: &mut BytesMut) -> Result<(), WriteError>;
 

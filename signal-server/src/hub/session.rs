@@ -10,6 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::Poll;
 
+use axum::extract::ws::Utf8Bytes;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use signal_core::{
@@ -26,7 +27,7 @@ use super::dispatch::{BoxFuture, HubDispatch};
 use super::handshake::{Accepted, handshake_answer, read_handshake, write_handshake};
 use super::invocations::{Calls, Done, Handled, Limits, Pace, Work, panic_message, pump};
 use super::link::Link;
-use crate::connection::{Duplex, Event, Start, TransportClosed};
+use crate::connection::{Duplex, Event, Message, Start, TransportClosed};
 use crate::frame::Frame;
 use crate::lifetime::{ConnectionHandle, FrameSink, Next, OutboxReceiver, outbox, write_batch};
 
@@ -301,6 +302,8 @@ async fn session<D: HubDispatch>(
     let mut ack_interval = stateful.then(|| tokio::time::interval(ACK_INTERVAL));
 
     let mut pending_records = Messages::default();
+    // The text frame the pending records were cut from, if they came in one.
+    let mut pending_text: Option<Utf8Bytes> = None;
     let mut read_failed = None;
     match leftover {
         Ok(records) => pending_records = records,
@@ -334,8 +337,13 @@ async fn session<D: HubDispatch>(
             break End::ServerClose(Some(read_error(&error, limit)));
         }
         // Messages already read (the rest of the handshake's chunk, or of the last one).
+        let text = pending_text.take();
         for record in std::mem::take(&mut pending_records) {
-            let message = match protocol.parse(&record) {
+            let parsed = match text.as_deref().and_then(|text| text_of(text, &record)) {
+                Some(record) => protocol.parse_text(record),
+                None => protocol.parse(&record),
+            };
+            let message = match parsed {
                 Ok(Some(message)) => message,
                 Ok(None) => {
                     tracing::debug!("ignored a message of an unknown type");
@@ -358,6 +366,9 @@ async fn session<D: HubDispatch>(
                 Handled::Wait(wait) => wait.await,
             }
         }
+        // Not held across the next read: the transport reuses the frame's buffer
+        // once nothing else shares it.
+        drop(text);
         while ordered_running < parallel {
             let Some(mut work) = calls.queue.pop_front() else {
                 break;
@@ -395,6 +406,9 @@ async fn session<D: HubDispatch>(
                 None => break End::ClientLeft(None),
                 Some(Event::Data(message)) => {
                     last_read = Instant::now();
+                    if let Message::Text(text) = &message {
+                        pending_text = Some(text.clone());
+                    }
                     match reader.push_messages(message.into_bytes()) {
                         Ok(records) => pending_records = records,
                         Err(error) => break End::ServerClose(Some(read_error(&error, limit))),
@@ -672,4 +686,34 @@ async fn write_completion(
     }
     outgoing.feed(completion).await?;
     outgoing.flush().await
+}
+
+/// `record` as text, when it is a slice of the text frame `text` (a record the
+/// reader did not have to piece together from several frames): the transport
+/// checked the frame's UTF-8, and records end at ASCII separators, so the
+/// protocol need not check it again.
+fn text_of<'a>(text: &'a str, record: &[u8]) -> Option<&'a str> {
+    let start = (record.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    text.get(start..start.checked_add(record.len())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_read_as_text_only_when_cut_from_the_frame() {
+        let frame = "{\"type\":6}\u{1e}{\"type\":1,\"target\":\"é\",\"arguments\":[]}\u{1e}";
+        let bytes = frame.as_bytes();
+        let second = &bytes[11..bytes.len() - 1];
+        assert_eq!(
+            text_of(frame, second),
+            Some("{\"type\":1,\"target\":\"é\",\"arguments\":[]}")
+        );
+        assert_eq!(text_of(frame, &bytes[..10]), Some("{\"type\":6}"));
+        // A record pieced together elsewhere, or reaching past the frame.
+        assert_eq!(text_of(frame, second.to_vec().as_slice()), None);
+        assert_eq!(text_of(&frame[..20], second), None);
+        assert_eq!(text_of(&frame[12..], second), None);
+    }
 }
