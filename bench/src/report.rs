@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::rust_client::ClientRow;
 use crate::scenario::{BroadcastRow, ConnectRow, EchoRow, IdleRow, ScaleRow};
+use crate::server::CpuUse;
 use crate::soak::{FloodRow, StalledRow};
 
 /// One scenario's cell: a system's row, or why there is none.
@@ -142,6 +143,21 @@ fn broadcast_row(md: &mut String, lead: &str, cell: &Cell<BroadcastRow>, base: O
     }
 }
 
+/// The server's CPU time per unit of work (a call, a connect), in user space
+/// and in the kernel: where the time goes, which a rate alone does not say.
+fn per_unit(rate: f64, cpu: &CpuUse) -> String {
+    if rate > 0.0 && cpu.server > 0.01 {
+        let user = (cpu.server - cpu.server_kernel).max(0.0);
+        format!(
+            "{:.1} + {:.1}",
+            user / rate * 1e6,
+            cpu.server_kernel / rate * 1e6
+        )
+    } else {
+        "–".to_owned()
+    }
+}
+
 fn per_core(rate: f64, cpu: f64) -> String {
     if cpu > 0.01 {
         int(rate / cpu)
@@ -212,7 +228,9 @@ impl Results {
             "## How to read this\n\n\
              - Each system runs alone, freshly started for each scenario, pinned to its core; the load \
              generator runs on the other core. CPU is the share of one core used over the measured window \
-             (`/proc/PID/stat`); \"per server core\" divides the rate by the server's CPU share; \"other CPU\" is what \
+             (`/proc/PID/stat`); \"per server core\" divides the rate by the server's CPU share; \"server µs per \
+             call\" (or connect) splits the server's CPU time per unit into user space and the kernel (system calls, \
+             the loopback network stack), from the same counters at the kernel's tick resolution; \"other CPU\" is what \
              the rest of the machine used meanwhile (`/proc/stat`): above a few percent, the row was measured \
              on a busy machine and is noisy.\n\
              - *echo*: every connection invokes `echo` (signal: JSON text frames; signal-msgpack: the same \
@@ -553,11 +571,11 @@ impl Results {
         let _ = writeln!(md, "## Echo (closed loop)\n");
         let _ = writeln!(
             md,
-            "| connections | payload | system | invocations/s | × bare | p50 ms | p99 ms | p99.9 ms | calls per connection, min–max | server CPU | generator CPU | other CPU | inv/s per server core | errors |"
+            "| connections | payload | system | invocations/s | × bare | p50 ms | p99 ms | p99.9 ms | calls per connection, min–max | server CPU | generator CPU | other CPU | inv/s per server core | server µs per call, user + kernel | errors |"
         );
         let _ = writeln!(
             md,
-            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for ((conns, payload), cells) in &self.echo {
             let base = Self::base(cells, |r| r.rate);
@@ -571,7 +589,7 @@ impl Results {
                     Ok(r) => {
                         let _ = writeln!(
                             md,
-                            "{lead} {} | {} | {} | {} | {} | {}–{} | {} | {} | {} | {} | {} |",
+                            "{lead} {} | {} | {} | {} | {} | {}–{} | {} | {} | {} | {} | {} | {} |",
                             int(r.rate),
                             ratio(r.rate, base),
                             ms(r.p50_us),
@@ -583,11 +601,12 @@ impl Results {
                             pct(r.cpu.generator),
                             pct(r.cpu.others),
                             per_core(r.rate, r.cpu.server),
+                            per_unit(r.rate, &r.cpu),
                             r.errors + r.failed_connects as u64,
                         );
                     }
                     Err(_) => {
-                        let _ = writeln!(md, "{lead} failed | | | | | | | | | | | |");
+                        let _ = writeln!(md, "{lead} failed | | | | | | | | | | | | |");
                     }
                 }
             }
@@ -965,9 +984,12 @@ impl Results {
         );
         let _ = writeln!(
             md,
-            "| system | connects/s | × bare | p50 ms | p99 ms | server CPU | generator CPU | other CPU | connects/s per server core | failed |"
+            "| system | connects/s | × bare | p50 ms | p99 ms | server CPU | generator CPU | other CPU | connects/s per server core | server µs per connect, user + kernel | failed |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            md,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         let base = Self::base_of(&self.connect, |r| r.rate);
         for (system, cell) in self.systems.iter().zip(&self.connect) {
             let Some(cell) = cell else { continue };
@@ -975,7 +997,7 @@ impl Results {
                 Ok(r) => {
                     let _ = writeln!(
                         md,
-                        "| {system} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {system} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         int(r.rate),
                         ratio(r.rate, base),
                         ms(r.p50_us),
@@ -984,11 +1006,12 @@ impl Results {
                         pct(r.cpu.generator),
                         pct(r.cpu.others),
                         per_core(r.rate, r.cpu.server),
+                        per_unit(r.rate, &r.cpu),
                         r.failed,
                     );
                 }
                 Err(_) => {
-                    let _ = writeln!(md, "| {system} | failed | | | | | | | | |");
+                    let _ = writeln!(md, "| {system} | failed | | | | | | | | | |");
                 }
             }
         }

@@ -327,13 +327,18 @@ impl Server {
         self.processes.iter().map(|p| rss_of(p.pid)).sum()
     }
 
-    /// CPU time used so far by every process of the system (user + system),
-    /// seconds.
-    pub(crate) fn cpu(&self) -> Result<f64, Error> {
+    /// CPU time used so far by every process of the system, seconds, user
+    /// space and kernel apart.
+    pub(crate) fn cpu_split(&self) -> Result<CpuTimes, Error> {
         self.processes
             .iter()
-            .map(|p| cpu_of(&p.pid.to_string()))
-            .sum()
+            .try_fold(CpuTimes::default(), |sum, p| {
+                let times = cpu_times_of(&p.pid.to_string())?;
+                Ok(CpuTimes {
+                    user: sum.user + times.user,
+                    kernel: sum.kernel + times.kernel,
+                })
+            })
     }
 }
 
@@ -363,8 +368,25 @@ fn rss_of(pid: u32) -> Result<u64, Error> {
     Ok(kib * 1024)
 }
 
+/// CPU seconds of a process, in user space and in the kernel.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CpuTimes {
+    pub(crate) user: f64,
+    pub(crate) kernel: f64,
+}
+
+impl CpuTimes {
+    fn total(self) -> f64 {
+        self.user + self.kernel
+    }
+}
+
 /// CPU seconds of a process (`self` for this one), all threads.
 fn cpu_of(pid: &str) -> Result<f64, Error> {
+    Ok(cpu_times_of(pid)?.total())
+}
+
+fn cpu_times_of(pid: &str) -> Result<CpuTimes, Error> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')').ok_or("bad stat")? + 2..];
@@ -372,7 +394,10 @@ fn cpu_of(pid: &str) -> Result<f64, Error> {
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
     let utime: f64 = fields.get(11).ok_or("bad stat")?.parse()?;
     let stime: f64 = fields.get(12).ok_or("bad stat")?.parse()?;
-    Ok((utime + stime) / TICKS_PER_SECOND)
+    Ok(CpuTimes {
+        user: utime / TICKS_PER_SECOND,
+        kernel: stime / TICKS_PER_SECOND,
+    })
 }
 
 /// Waits, up to `max`, for the rest of the machine to use less than `threshold` of
@@ -398,7 +423,7 @@ pub(crate) async fn wait_for_quiet(max: Duration, threshold: f64) -> bool {
 /// CPU use of the server and of the generator over a measured window.
 pub(crate) struct CpuWindow {
     started: Instant,
-    server: f64,
+    server: CpuTimes,
     generator: f64,
     machine: f64,
 }
@@ -408,6 +433,9 @@ pub(crate) struct CpuWindow {
 pub(crate) struct CpuUse {
     /// The server's.
     pub(crate) server: f64,
+    /// The part of the server's spent in the kernel (system calls, the
+    /// network stack).
+    pub(crate) server_kernel: f64,
     /// The load generator's.
     pub(crate) generator: f64,
     /// Everything else on the machine (other processes, the kernel's own
@@ -441,7 +469,7 @@ impl CpuWindow {
     pub(crate) fn start(server: &Server) -> CpuWindow {
         CpuWindow {
             started: Instant::now(),
-            server: server.cpu().unwrap_or(0.0),
+            server: server.cpu_split().unwrap_or_default(),
             generator: cpu_of("self").unwrap_or(0.0),
             machine: machine_busy(),
         }
@@ -450,11 +478,14 @@ impl CpuWindow {
     /// Ends the window.
     pub(crate) fn finish(self, server: &Server) -> CpuUse {
         let wall = self.started.elapsed().as_secs_f64().max(1e-9);
-        let server = (server.cpu().unwrap_or(0.0) - self.server) / wall;
+        let now = server.cpu_split().unwrap_or_default();
+        let server_kernel = (now.kernel - self.server.kernel) / wall;
+        let server = (now.total() - self.server.total()) / wall;
         let generator = (cpu_of("self").unwrap_or(0.0) - self.generator) / wall;
         let machine = (machine_busy() - self.machine) / wall;
         CpuUse {
             server,
+            server_kernel,
             generator,
             others: (machine - server - generator).max(0.0),
         }
