@@ -426,6 +426,16 @@ mod tests {
     use super::*;
     use crate::protocol::framing::RecordReader;
 
+    /// A fixed pseudo-random sequence (xorshift) for corrupting records.
+    pub(super) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     fn raw(s: &str) -> Payload {
         Payload::json(s).unwrap()
     }
@@ -675,13 +685,7 @@ mod tests {
             b"{\"type\":7,\"error\":\"x\",\"allowReconnect\":true}",
             b"{\"type\":8,\"sequenceId\":12}",
         ];
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for record in records {
             for end in 0..=record.len() {
                 let _ = parse(&record[..end]);

@@ -258,6 +258,7 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
     use crate::protocol::json::message;
+    use crate::protocol::json::tests::xorshift;
 
     /// What both paths make of `text`: serde_json's verdict, and the quick read's
     /// when it reads the record at all, which must be the same.
@@ -352,14 +353,8 @@ mod tests {
 
     #[test]
     fn agrees_with_serde_json_on_every_prefix_and_corruption() {
-        // A fixed sequence (xorshift) of one- and two-byte corruptions.
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        // One- and two-byte corruptions, the same ones every run.
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         const BYTES: &[u8] = b"{}[]\":, \\0129.-enultrfasx";
         let mut read_quickly = 0;
         for &record in RECORDS {
