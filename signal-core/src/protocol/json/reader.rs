@@ -55,7 +55,8 @@ pub(super) fn read(text: &str) -> Option<WireMessage> {
                     2
                 }
                 "arguments" => {
-                    // `null` means no arguments: serde_json's path says so.
+                    // `null` (no arguments at all) is left to serde_json's path,
+                    // which reports it.
                     wire.arguments = Some(cursor.arguments()?);
                     3
                 }
@@ -172,7 +173,7 @@ impl<'a> Cursor<'a> {
         self.string(true)
     }
 
-    /// A plain string, or only a short one.
+    /// A plain string; unless `long`, only one shorter than 32 bytes.
     fn string(&mut self, long: bool) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
