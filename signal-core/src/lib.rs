@@ -27,7 +27,7 @@ pub use message::{
     HubMessage, Invocation, StreamInvocation, StreamItem,
 };
 pub use negotiate::{NegotiateResponse, TransferFormat, TransportDescription, TransportType};
-pub use payload::{Payload, PayloadError};
+pub use payload::{JsonText, Payload, PayloadError};
 pub use protocol::framing::{
     FrameReader, Framing, LengthPrefixReader, Messages, RECORD_SEPARATOR, RecordError, RecordReader,
 };

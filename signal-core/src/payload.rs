@@ -26,7 +26,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+mod json_text;
 mod raw_json;
+
+pub use json_text::JsonText;
 
 /// How deep a MessagePack payload may nest when it is decoded: the same limit
 /// serde_json applies to JSON, so that hostile input cannot exhaust the stack.
@@ -36,7 +39,7 @@ const MAX_DEPTH: usize = 128;
 #[derive(Clone)]
 pub enum Payload {
     /// Raw JSON text, as it arrived in a JSON message (or was encoded eagerly).
-    Json(Box<RawValue>),
+    Json(JsonText),
     /// Exactly one MessagePack value, as it arrived in a MessagePack message: a
     /// slice of the received frame, not a copy. Whoever builds one by hand must put
     /// exactly one whole value in it ([`Payload::messagepack`] checks that).
@@ -92,7 +95,9 @@ impl Payload {
 
     /// Encodes `value` as JSON now.
     pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Payload, PayloadError> {
-        Ok(Payload::Json(serde_json::value::to_raw_value(value)?))
+        Ok(Payload::Json(
+            serde_json::value::to_raw_value(value)?.into(),
+        ))
     }
 
     /// Encodes `value` as MessagePack now, with the representation described in the
@@ -105,7 +110,7 @@ impl Payload {
 
     /// Raw JSON text, checked to be one JSON value.
     pub fn json(text: impl Into<String>) -> Result<Payload, PayloadError> {
-        Ok(Payload::Json(RawValue::from_string(text.into())?))
+        Ok(Payload::Json(JsonText::new(text)?))
     }
 
     /// MessagePack bytes, checked to hold exactly one value.
@@ -133,7 +138,7 @@ impl Payload {
     }
 
     /// The raw JSON text, for a JSON payload.
-    pub fn as_json(&self) -> Option<&RawValue> {
+    pub fn as_json(&self) -> Option<&JsonText> {
         match self {
             Payload::Json(raw) => Some(raw),
             _ => None,
@@ -160,7 +165,13 @@ impl Payload {
 
 impl From<Box<RawValue>> for Payload {
     fn from(raw: Box<RawValue>) -> Self {
-        Payload::Json(raw)
+        Payload::Json(raw.into())
+    }
+}
+
+impl From<JsonText> for Payload {
+    fn from(text: JsonText) -> Self {
+        Payload::Json(text)
     }
 }
 

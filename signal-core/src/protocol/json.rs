@@ -12,7 +12,7 @@ use crate::message::{
     Invocation, StreamInvocation, StreamItem,
 };
 use crate::negotiate::TransferFormat;
-use crate::payload::{Payload, PayloadError};
+use crate::payload::{JsonText, Payload, PayloadError};
 
 mod reader;
 mod writer;
@@ -86,7 +86,7 @@ impl<'de> serde::de::Visitor<'de> for Payloads {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<Payloads, A::Error> {
         while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-            self.0.push(Payload::Json(raw));
+            self.0.push(Payload::Json(raw.into()));
         }
         Ok(self)
     }
@@ -109,13 +109,16 @@ fn message(wire: WireMessage) -> Result<Option<HubMessage>, ProtocolError> {
         }),
         2 => HubMessage::StreamItem(StreamItem {
             invocation_id: wire.invocation_id.ok_or_else(|| missing("invocationId"))?,
-            item: Payload::Json(wire.item.unwrap_or_else(null)),
+            item: Payload::Json(
+                wire.item
+                    .map_or_else(|| JsonText::checked("null"), JsonText::from),
+            ),
             headers: wire.headers,
         }),
         3 => {
             let outcome = match (wire.result, wire.error) {
                 (Some(_), Some(_)) => return Err(ProtocolError::ResultAndError),
-                (Some(result), None) => CompletionOutcome::Result(Payload::Json(result)),
+                (Some(result), None) => CompletionOutcome::Result(Payload::Json(result.into())),
                 (None, Some(error)) => CompletionOutcome::Error(error),
                 (None, None) => CompletionOutcome::Void,
             };
@@ -238,7 +241,7 @@ impl Envelope<'_> {
                     CompletionOutcome::Void => {}
                     CompletionOutcome::Result(result) => {
                         out.put_slice(b",\"result\":");
-                        writer::write(out, &JsonPayload(result))?;
+                        write_payload(out, result)?;
                     }
                     CompletionOutcome::Error(error) => {
                         out.put_slice(b",\"error\":");
@@ -250,7 +253,7 @@ impl Envelope<'_> {
                 out.put_slice(b"{\"type\":2,\"invocationId\":");
                 writer::write_str(out, &m.invocation_id);
                 out.put_slice(b",\"item\":");
-                writer::write(out, &JsonPayload(&m.item))?;
+                write_payload(out, &m.item)?;
             }
             Envelope::Invocation(m) => {
                 out.put_slice(b"{\"type\":1,");
@@ -261,12 +264,29 @@ impl Envelope<'_> {
                 }
                 out.put_slice(b"\"target\":");
                 writer::write_str(out, &m.target);
-                out.put_slice(b",\"arguments\":");
-                writer::write(out, &JsonArguments(&m.arguments))?;
+                out.put_slice(b",\"arguments\":[");
+                for (index, argument) in m.arguments.iter().enumerate() {
+                    if index > 0 {
+                        out.put_u8(b',');
+                    }
+                    write_payload(out, argument)?;
+                }
+                out.put_u8(b']');
             }
         }
         out.put_u8(b'}');
         Ok(())
+    }
+}
+
+/// A payload in the envelope: JSON text as it is, anything else by the writer.
+fn write_payload(out: &mut BytesMut, payload: &Payload) -> Result<(), serde_json::Error> {
+    match payload {
+        Payload::Json(text) => {
+            out.put_slice(text.get().as_bytes());
+            Ok(())
+        }
+        other => writer::write(out, &JsonPayload(other)),
     }
 }
 
@@ -359,10 +379,6 @@ fn estimated_size(message: &HubMessage) -> usize {
     payload + 96
 }
 
-fn null() -> Box<RawValue> {
-    RawValue::from_string("null".to_owned()).expect("null is valid JSON")
-}
-
 fn non_empty(ids: &[String]) -> Option<&[String]> {
     (!ids.is_empty()).then_some(ids)
 }
@@ -379,8 +395,10 @@ struct JsonPayload<'a>(&'a Payload);
 impl Serialize for JsonPayload<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
-            // serde_json's serializer writes a RawValue verbatim.
-            Payload::Json(raw) => raw.serialize(serializer),
+            // serde_json's serializer writes a RawValue verbatim. Made again here
+            // (and checked again) only for the rare messages the derive writes:
+            // the envelope writes JSON text as it is.
+            Payload::Json(text) => text.to_raw_value().serialize(serializer),
             other => other.serialize(serializer),
         }
     }

@@ -23,9 +23,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::WireMessage;
-use super::writer::{escape_in_word, escape_position, needs_escape};
+use super::writer::{escape_in_word, needs_escape};
 use crate::message::{Arguments, Headers};
-use crate::payload::Payload;
+use crate::payload::{JsonText, Payload};
 
 /// The record's message, or `None` when serde_json must read it.
 pub(super) fn read(text: &str) -> Option<WireMessage> {
@@ -111,11 +111,10 @@ pub(super) fn read(text: &str) -> Option<WireMessage> {
 }
 
 /// The length of a string's run up to its closing quote, if nothing in it is
-/// escaped (or is a control character, which JSON does not allow), and if it is
-/// `long` or shorter than 32 bytes.
-fn plain_length(rest: &[u8], long: bool) -> Option<usize> {
+/// escaped (or is a control character, which JSON does not allow).
+fn plain_length(rest: &[u8]) -> Option<usize> {
     // Names and ids are short: eight bytes at a time (the record goes on after
-    // them), then the vector search for what is longer.
+    // them).
     let mut at = 0;
     while at < 32 {
         let Some(word) = rest.get(at..at + 8) else {
@@ -133,11 +132,14 @@ fn plain_length(rest: &[u8], long: bool) -> Option<usize> {
         }
         at += 8;
     }
-    if !long {
-        return None;
-    }
-    at += escape_position(&rest[at..])?;
-    (rest[at] == b'"').then_some(at)
+    // A long string: memchr's vector search for the quote or a backslash, then
+    // the run's smallest byte, taken without an early exit so that it is
+    // computed many bytes at a time, for a control character.
+    let end = at + memchr::memchr2(b'"', b'\\', &rest[at..])?;
+    let lowest = rest[at..end]
+        .iter()
+        .fold(u8::MAX, |low, &byte| low.min(byte));
+    (lowest >= 0x20 && rest[end] == b'"').then_some(end)
 }
 
 struct Cursor<'a> {
@@ -170,21 +172,17 @@ impl<'a> Cursor<'a> {
 
     /// A string with nothing escaped in it, without its quotes.
     fn plain_string(&mut self) -> Option<&'a str> {
-        self.string(true)
-    }
-
-    /// A plain string; unless `long`, only one shorter than 32 bytes.
-    fn string(&mut self, long: bool) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
         let rest = self.text.as_bytes().get(start..)?;
-        let length = plain_length(rest, long)?;
+        let length = plain_length(rest)?;
         self.at = start + length + 1;
         self.text.get(start..start + length)
     }
 
-    /// An array of arguments, each kept as its text: a short plain string taken
-    /// as it is, any other value read by serde_json.
+    /// An array of arguments, each kept as its text: a plain string taken as it
+    /// is (the scan for its end has checked it), any other value read by
+    /// serde_json.
     fn arguments(&mut self) -> Option<Arguments> {
         self.eat(b'[')?;
         let mut arguments = Arguments::default();
@@ -194,14 +192,11 @@ impl<'a> Cursor<'a> {
         }
         loop {
             let start = self.at;
-            // A short plain string is checked again by serde_json (a raw value
-            // cannot be made otherwise), but without the array's machinery; a
-            // long one is scanned once, by serde_json.
-            let argument = match self.string(false) {
-                Some(_) => RawValue::from_string(self.text.get(start..self.at)?.to_owned()).ok()?,
+            let argument = match self.plain_string() {
+                Some(_) => JsonText::checked(self.text.get(start..self.at)?),
                 None => {
                     self.at = start;
-                    self.value::<Box<RawValue>>()?
+                    self.value::<Box<RawValue>>()?.into()
                 }
             };
             arguments.push(Payload::Json(argument));
@@ -347,6 +342,7 @@ mod tests {
             "{\"type\":1,\"target\":\"tab\there\",\"arguments\":[]}",
             "{\"type\":1,\"target\":\"abcdefghijklmnopqrstuvwxyz\t\",\"arguments\":[]}",
             r#"{"type":1,"target":"abcdefghijklmnopqrstuvwxyz\"","arguments":[]}"#,
+            "{\"type\":1,\"target\":\"t\",\"arguments\":[\"abcdefghijklmnopqrstuvwxyz0123456789\t\"]}",
         ] {
             assert!(read(record).is_none(), "read quickly: {record}");
         }

@@ -42,9 +42,8 @@ pub(super) fn needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
-/// The position of the first byte to escape (for the reader: where a string's
-/// plain run ends).
-pub(super) fn escape_position(bytes: &[u8]) -> Option<usize> {
+/// The position of the first byte to escape.
+fn escape_position(bytes: &[u8]) -> Option<usize> {
     const LANES: usize = 16;
     let mut chunks = bytes.chunks_exact(LANES);
     let mut offset = 0;
