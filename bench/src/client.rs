@@ -1,7 +1,7 @@
 //! Client connections of the load generator: loopback source addresses, the four
 //! wire protocols (SignalR JSON, SignalR MessagePack, engine.io v4 / socket.io v5,
 //! bare WebSocket text) and the cheap reading of what servers send. Connections
-//! are WebSockets, or the HTTP transports of `http_transport.rs`.
+//! are WebSockets (`websocket.rs`), or the HTTP transports of `http_transport.rs`.
 //!
 //! Everything here runs on one current-thread runtime, so connections share state
 //! through `Rc`/`Cell` and never lock.
@@ -11,14 +11,11 @@ use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
 use crate::http_transport::{HttpLink, Negotiator, Transport};
+use crate::websocket::WebSocket;
 use crate::{Error, msgpack};
 
 /// The record separator that ends every SignalR JSON record.
@@ -233,15 +230,15 @@ pub(crate) struct Conn {
 
 /// What carries a connection's frames.
 enum Link {
-    WebSocket(WebSocketStream<TcpStream>),
+    WebSocket(WebSocket),
     Http(HttpLink),
 }
 
-fn ws_config() -> WebSocketConfig {
-    // Lean per connection: 4 KiB read buffer, writes go out at once.
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+/// A message framed once to be sent many times (`Conn::prepare`).
+pub(crate) struct Prepared {
+    message: Message,
+    /// The WebSocket frame, masked; `None` over the HTTP transports.
+    frame: Option<Vec<u8>>,
 }
 
 pub(crate) async fn tcp(source: Ipv4Addr, port: u16) -> Result<TcpStream, Error> {
@@ -305,9 +302,9 @@ async fn connect_inner(endpoint: &Endpoint<'_>) -> Result<Conn, Error> {
         Protocol::SocketIo => "/socket.io/?EIO=4&transport=websocket".to_owned(),
     };
     let stream = tcp(source, port).await?;
-    let request = format!("ws://127.0.0.1:{port}{path}").into_client_request()?;
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config())).await?;
+    // A key of the connection's own (see `websocket.rs`), all four bytes used.
+    let mask = (turn as u32 | 0x0101_0101).to_le_bytes();
+    let ws = WebSocket::open(stream, &format!("127.0.0.1:{port}"), &path, mask).await?;
     let mut conn = Conn {
         link: Link::WebSocket(ws),
         protocol: endpoint.protocol,
@@ -362,10 +359,43 @@ impl Conn {
     /// Sends one frame.
     pub(crate) async fn send(&mut self, frame: Message) -> Result<(), Error> {
         match &mut self.link {
-            Link::WebSocket(ws) => ws.send(frame).await?,
+            Link::WebSocket(ws) => ws.send(&frame).await?,
             Link::Http(link) => link.send(frame).await?,
         }
         Ok(())
+    }
+
+    /// `message` made ready to be sent many times with `send_prepared`.
+    pub(crate) fn prepare(&self, message: Message) -> Prepared {
+        let frame = match &self.link {
+            Link::WebSocket(ws) => Some(ws.prepare(&message)),
+            Link::Http(_) => None,
+        };
+        Prepared { message, frame }
+    }
+
+    /// Sends a prepared message.
+    pub(crate) async fn send_prepared(&mut self, prepared: &Prepared) -> Result<(), Error> {
+        match (&mut self.link, &prepared.frame) {
+            (Link::WebSocket(ws), Some(frame)) => ws.send_prepared(frame).await,
+            _ => self.send(prepared.message.clone()).await,
+        }
+    }
+
+    /// The next text or binary frame, unless its payload is `expected`: then
+    /// `None`, and over a WebSocket the frame was neither copied nor checked
+    /// for UTF-8.
+    pub(crate) async fn next_unless(&mut self, expected: &[u8]) -> Result<Option<Message>, Error> {
+        let frame = match &mut self.link {
+            Link::WebSocket(ws) => return ws.next_unless(expected).await,
+            Link::Http(link) => link.next_frame().await?,
+        };
+        let payload: &[u8] = match &frame {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(bytes) => bytes,
+            _ => &[],
+        };
+        Ok((payload != expected).then_some(frame))
     }
 
     async fn send_str(&mut self, text: &str) -> Result<(), Error> {
@@ -383,22 +413,11 @@ impl Conn {
     }
 
     /// The next text or binary frame. Cancel safe. WebSocket pings are answered
-    /// by tungstenite itself; a Close or the end of the stream is an error.
+    /// on the way; a Close or the end of the stream is an error.
     pub(crate) async fn next_frame(&mut self) -> Result<Message, Error> {
-        let ws = match &mut self.link {
-            Link::WebSocket(ws) => ws,
-            Link::Http(link) => return link.next_frame().await,
-        };
-        loop {
-            match ws.next().await {
-                Some(Ok(frame @ (Message::Text(_) | Message::Binary(_)))) => return Ok(frame),
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(format!("server closed the WebSocket: {frame:?}").into());
-                }
-                Some(Ok(_)) => {}
-                Some(Err(error)) => return Err(error.into()),
-                None => return Err("connection ended".into()),
-            }
+        match &mut self.link {
+            Link::WebSocket(ws) => ws.next_frame().await,
+            Link::Http(link) => link.next_frame().await,
         }
     }
 

@@ -15,6 +15,7 @@ mod rust_client;
 mod scenario;
 mod server;
 mod soak;
+mod websocket;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
