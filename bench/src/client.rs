@@ -412,8 +412,9 @@ impl Conn {
         }
     }
 
-    /// The next text or binary frame. Cancel safe. WebSocket pings are answered
-    /// on the way; a Close or the end of the stream is an error.
+    /// The next text or binary frame. Cancel safe (see `WebSocket::next_frame`
+    /// for its one exception). WebSocket pings are answered on the way; a Close
+    /// or the end of the stream is an error.
     pub(crate) async fn next_frame(&mut self) -> Result<Message, Error> {
         match &mut self.link {
             Link::WebSocket(ws) => ws.next_frame().await,
