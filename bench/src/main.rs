@@ -22,7 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use client::{Endpoint, Sources};
 use http_transport::{NegotiateMode, Negotiator, Transport};
-use report::{Results, int, mib, ms};
+use report::{Cell, Results, int, mib, ms};
+use scenario::EchoRow;
 use server::{Layout, Server, System};
 
 /// Other processes may use this share of a core before a run waits for them.
@@ -164,13 +165,17 @@ struct Options {
     server_wrap: Vec<String>,
     idle_levels: Option<Vec<usize>>,
     scale_levels: Option<Vec<usize>>,
+    /// How many times each WebSocket echo cell runs, the systems taking turns;
+    /// the report keeps each system's median round.
+    echo_rounds: usize,
 }
 
 const USAGE: &str = "usage: signal-bench run [--smoke] [--out DIR] [--server-cpu N | --no-pin] \
 [--systems bare,signal,signal-msgpack,socketioxide,socket.io] \
 [--scenarios echo,broadcast,echo-sse,echo-longpolling,broadcast-sse,broadcast-longpolling,transports,idle,connect,client,flood,stalled,scale] \
 [--signal-before PATH/TO/conformance] [--bin-dir DIR] [--bench-dir DIR] [--sources N] [--no-wait] \
-[--negotiate kept-alive|fresh] [--skip-negotiate] [--idle-levels N,N] [--scale-levels N,N] [--server-wrap 'valgrind --tool=massif']
+[--negotiate kept-alive|fresh] [--skip-negotiate] [--idle-levels N,N] [--scale-levels N,N] [--rounds N] \
+[--server-wrap 'valgrind --tool=massif']
 
 echo and broadcast are over WebSockets; echo-sse, echo-longpolling, broadcast-sse and
 broadcast-longpolling run them over signal's HTTP transports (SSE: JSON only; long polling: JSON and
@@ -181,7 +186,30 @@ connections, or --scale-levels) runs only when named, or in --smoke.
 commit's), spoken to in JSON, measured in the same run as this tree's signal.
 --negotiate: SignalR clients over WebSockets negotiate on kept-alive HTTP/1.1 connections, an idle
 one reused for the next client as browsers and Node's fetch do (kept-alive, the default), or each on
-a TCP connection of its own, closed after the answer (fresh: the model of reports before the option).";
+a TCP connection of its own, closed after the answer (fresh: the model of reports before the option).
+--rounds N: each WebSocket echo cell runs N times, the systems taking turns within each round, and
+the report keeps each system's median round (and lists every round's rate): on a VM the kernel's
+time per call can settle at one of two levels for a whole cell, which moves a single round's rates
+by a fifth.";
+
+/// One system's echo cell from its rounds: the round of median rate (the
+/// lower of the two middle ones for an even count), listing every round's
+/// rate in run order; a failed round makes the cell a failure.
+fn median_round(rounds: Vec<Cell<EchoRow>>) -> Cell<EchoRow> {
+    let rounds: Vec<EchoRow> = rounds.into_iter().collect::<Result<_, _>>()?;
+    let rates: Vec<f64> = rounds.iter().map(|r| r.rate).collect();
+    let mut order: Vec<usize> = (0..rounds.len()).collect();
+    order.sort_by(|&a, &b| rates[a].total_cmp(&rates[b]));
+    let median = order[(order.len() - 1) / 2];
+    let mut row = rounds
+        .into_iter()
+        .nth(median)
+        .ok_or_else(|| "no round ran".to_owned())?;
+    if rates.len() > 1 {
+        row.round_rates = rates;
+    }
+    Ok(row)
+}
 
 fn parse_args() -> Result<Options, Error> {
     let exe_dir = std::env::current_exe()?
@@ -208,6 +236,7 @@ fn parse_args() -> Result<Options, Error> {
         server_wrap: Vec::new(),
         idle_levels: None,
         scale_levels: None,
+        echo_rounds: 1,
     };
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("run") {
@@ -231,6 +260,13 @@ fn parse_args() -> Result<Options, Error> {
             "--idle-levels" => {
                 let levels: Result<Vec<usize>, _> = value()?.split(',').map(str::parse).collect();
                 options.idle_levels = Some(levels?);
+            }
+            "--rounds" => {
+                let rounds: usize = value()?.parse()?;
+                if rounds == 0 {
+                    return Err(format!("--rounds needs at least 1\n{USAGE}").into());
+                }
+                options.echo_rounds = rounds;
             }
             "--scale-levels" => {
                 let levels: Result<Vec<usize>, _> = value()?.split(',').map(str::parse).collect();
@@ -577,34 +613,42 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
 
     for &connections in &plan.echo_connections {
         for &payload in &plan.echo_payloads {
-            let mut cells = Vec::new();
-            for system in &systems {
-                let limit = plan.echo_warmup + plan.echo_window + Duration::from_secs(90);
-                let cell = run_one(system, &options, &sources, limit, async |ep, server| {
-                    let (warmup, window) = (plan.echo_warmup, plan.echo_window);
-                    scenario::echo(ep, server, connections, payload, warmup, window).await
-                })
-                .await;
-                say(&format!(
-                    "echo {connections} × {payload} B  {:<14} {}",
-                    system.name,
-                    show(&cell, |r| format!(
-                        "{} inv/s  p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  per connection {}..{}  server CPU {:.0} %  generator CPU {:.0} %  errors {}",
-                        int(r.rate),
-                        ms(r.p50_us),
-                        ms(r.p99_us),
-                        ms(r.p999_us),
-                        ms(r.max_us),
-                        r.per_connection.0,
-                        r.per_connection.1,
-                        r.cpu.server * 100.0,
-                        r.cpu.generator * 100.0,
-                        r.errors + r.failed_connects as u64
-                    ))
-                ));
-                cells.push(cell);
-                tokio::time::sleep(plan.pause).await;
+            let mut rounds: Vec<Vec<Cell<EchoRow>>> = systems.iter().map(|_| Vec::new()).collect();
+            for round in 1..=options.echo_rounds {
+                for (system, cells) in systems.iter().zip(&mut rounds) {
+                    let limit = plan.echo_warmup + plan.echo_window + Duration::from_secs(90);
+                    let cell = run_one(system, &options, &sources, limit, async |ep, server| {
+                        let (warmup, window) = (plan.echo_warmup, plan.echo_window);
+                        scenario::echo(ep, server, connections, payload, warmup, window).await
+                    })
+                    .await;
+                    let round = if options.echo_rounds > 1 {
+                        format!(" (round {round})")
+                    } else {
+                        String::new()
+                    };
+                    say(&format!(
+                        "echo {connections} × {payload} B  {:<14} {}{round}",
+                        system.name,
+                        show(&cell, |r| format!(
+                            "{} inv/s  p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms  per connection {}..{}  server CPU {:.0} %  generator CPU {:.0} %  errors {}",
+                            int(r.rate),
+                            ms(r.p50_us),
+                            ms(r.p99_us),
+                            ms(r.p999_us),
+                            ms(r.max_us),
+                            r.per_connection.0,
+                            r.per_connection.1,
+                            r.cpu.server * 100.0,
+                            r.cpu.generator * 100.0,
+                            r.errors + r.failed_connects as u64
+                        ))
+                    ));
+                    cells.push(cell);
+                    tokio::time::sleep(plan.pause).await;
+                }
             }
+            let cells = rounds.into_iter().map(median_round).collect();
             results.echo.push(((connections, payload), cells));
         }
     }
@@ -1040,13 +1084,17 @@ async fn run(options: Options, mut plan: Plan) -> Result<Results, Error> {
         (
             "sizes".to_owned(),
             format!(
-                "echo {:?} connections × {:?} B, {:?} warm-up + {:?} measured; broadcast {:?} receivers, \
+                "echo {:?} connections × {:?} B, {:?} warm-up + {:?} measured{}; broadcast {:?} receivers, \
                  every {:?} for {:?}; HTTP transports: echo {} connections ({}), broadcast {} receivers ({}); \
                  idle {:?} held {:?}; connect {}; scale {:?}, held {:?}, then a broadcast every {:?} for {:?}",
                 plan.echo_connections,
                 plan.echo_payloads,
                 plan.echo_warmup,
                 plan.echo_window,
+                match options.echo_rounds {
+                    1 => String::new(),
+                    n => format!(", {n} rounds (systems taking turns), each system's median kept"),
+                },
                 plan.broadcast_receivers,
                 plan.broadcast_interval,
                 plan.broadcast_duration,
@@ -1142,5 +1190,43 @@ fn main() {
         if failed > 0 {
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(rate: f64) -> Cell<EchoRow> {
+        Ok(EchoRow {
+            failed_connects: 0,
+            rate,
+            p50_us: rate as u64,
+            p99_us: 0,
+            p999_us: 0,
+            max_us: 0,
+            per_connection: (0, 0),
+            cpu: server::CpuUse::default(),
+            errors: 0,
+            first_error: None,
+            round_rates: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_median_round_is_kept_with_every_rounds_rate() {
+        let kept = median_round(vec![row(100.0), row(300.0), row(200.0)]).unwrap();
+        assert_eq!(
+            (kept.rate, kept.p50_us),
+            (200.0, 200),
+            "the whole median row"
+        );
+        assert_eq!(kept.round_rates, [100.0, 300.0, 200.0]);
+        let even = median_round(vec![row(4.0), row(1.0), row(3.0), row(2.0)]).unwrap();
+        assert_eq!(even.rate, 2.0, "the lower middle");
+        let single = median_round(vec![row(5.0)]).unwrap();
+        assert_eq!((single.rate, single.round_rates.len()), (5.0, 0));
+        let failed = median_round(vec![row(1.0), Err("refused".into()), row(2.0)]);
+        assert_eq!(failed.unwrap_err(), "refused");
     }
 }

@@ -569,13 +569,22 @@ impl Results {
             return;
         }
         let _ = writeln!(md, "## Echo (closed loop)\n");
+        // With `--rounds`, each row is its system's median round, and a last
+        // column lists every round's rate.
+        let rounds = self
+            .echo
+            .iter()
+            .flat_map(|(_, cells)| cells.iter().flatten())
+            .any(|r| !r.round_rates.is_empty());
         let _ = writeln!(
             md,
-            "| connections | payload | system | invocations/s | × bare | p50 ms | p99 ms | p99.9 ms | calls per connection, min–max | server CPU | generator CPU | other CPU | inv/s per server core | server µs per call, user + kernel | errors |"
+            "| connections | payload | system | invocations/s | × bare | p50 ms | p99 ms | p99.9 ms | calls per connection, min–max | server CPU | generator CPU | other CPU | inv/s per server core | server µs per call, user + kernel | errors |{}",
+            if rounds { " rounds, inv/s |" } else { "" }
         );
         let _ = writeln!(
             md,
-            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}",
+            if rounds { "---|" } else { "" }
         );
         for ((conns, payload), cells) in &self.echo {
             let base = Self::base(cells, |r| r.rate);
@@ -589,7 +598,7 @@ impl Results {
                     Ok(r) => {
                         let _ = writeln!(
                             md,
-                            "{lead} {} | {} | {} | {} | {} | {}–{} | {} | {} | {} | {} | {} | {} |",
+                            "{lead} {} | {} | {} | {} | {} | {}–{} | {} | {} | {} | {} | {} | {} |{}",
                             int(r.rate),
                             ratio(r.rate, base),
                             ms(r.p50_us),
@@ -603,10 +612,18 @@ impl Results {
                             per_core(r.rate, r.cpu.server),
                             per_unit(r.rate, &r.cpu),
                             r.errors + r.failed_connects as u64,
+                            if rounds {
+                                let rates: Vec<String> =
+                                    r.round_rates.iter().map(|&rate| int(rate)).collect();
+                                format!(" {} |", rates.join(" / "))
+                            } else {
+                                String::new()
+                            },
                         );
                     }
                     Err(_) => {
-                        let _ = writeln!(md, "{lead} failed | | | | | | | | | | | | |");
+                        let more = if rounds { " |" } else { "" };
+                        let _ = writeln!(md, "{lead} failed | | | | | | | | | | | | |{more}");
                     }
                 }
             }

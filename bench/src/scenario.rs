@@ -180,6 +180,9 @@ pub(crate) struct EchoRow {
     pub(crate) errors: u64,
     /// The first error, if any.
     pub(crate) first_error: Option<String>,
+    /// With `--rounds`: every round's rate, in run order (this row is the
+    /// median one's); empty for a single round.
+    pub(crate) round_rates: Vec<f64>,
 }
 
 pub(crate) struct EchoShared {
@@ -248,6 +251,7 @@ pub(crate) async fn echo(
         cpu,
         errors: shared.failures.count.get(),
         first_error: shared.failures.first().or(opened.first_error),
+        round_rates: Vec::new(),
     })
 }
 
