@@ -121,35 +121,42 @@ impl WebSocket {
     /// half written would break the stream, but none of the measured servers
     /// sends WebSocket pings while a scenario runs (engine.io's are text).
     pub(crate) async fn next_frame(&mut self) -> Result<Message, Error> {
-        loop {
-            let (opcode, payload) = self.next_payload().await?;
-            let payload = self.read.split_to(payload).freeze();
-            match opcode {
-                opcode::TEXT => return Ok(Message::Text(Utf8Bytes::try_from(payload)?)),
-                opcode::BINARY => return Ok(Message::Binary(payload)),
-                _ => self.control(opcode, payload).await?,
-            }
-        }
+        let (opcode, payload) = self.next_data().await?;
+        self.take(opcode, payload)
     }
 
     /// Reads the next text or binary message; if its payload is `expected`,
     /// consumes it and returns `None` (no copy, no UTF-8 check), else returns
     /// it as `next_frame` would.
     pub(crate) async fn next_unless(&mut self, expected: &[u8]) -> Result<Option<Message>, Error> {
-        let (opcode, payload) = self.next_payload().await?;
-        if matches!(opcode, opcode::TEXT | opcode::BINARY) && self.read[..payload] == *expected {
+        let (opcode, payload) = self.next_data().await?;
+        if self.read[..payload] == *expected {
             self.read.advance(payload);
             return Ok(None);
         }
-        let payload = self.read.split_to(payload).freeze();
-        match opcode {
-            opcode::TEXT => Ok(Some(Message::Text(Utf8Bytes::try_from(payload)?))),
-            opcode::BINARY => Ok(Some(Message::Binary(payload))),
-            _ => {
-                self.control(opcode, payload).await?;
-                self.next_frame().await.map(Some)
+        self.take(opcode, payload).map(Some)
+    }
+
+    /// Reads until a text or binary frame is buffered, answering control
+    /// frames on the way; its payload is at the front of the buffer.
+    async fn next_data(&mut self) -> Result<(u8, usize), Error> {
+        loop {
+            let (opcode, payload) = self.next_payload().await?;
+            if matches!(opcode, opcode::TEXT | opcode::BINARY) {
+                return Ok((opcode, payload));
             }
+            let payload = self.read.split_to(payload).freeze();
+            self.control(opcode, payload).await?;
         }
+    }
+
+    /// The text or binary message at the front of the buffer, taken out.
+    fn take(&mut self, opcode: u8, payload: usize) -> Result<Message, Error> {
+        let payload = self.read.split_to(payload).freeze();
+        Ok(match opcode {
+            opcode::TEXT => Message::Text(Utf8Bytes::try_from(payload)?),
+            _ => Message::Binary(payload),
+        })
     }
 
     /// Answers a ping, ignores a pong; a Close, or an opcode RFC 6455 does not
